@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench lab clean
+.PHONY: run test lint bench lab proto clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py $(wildcard protos/chainrule/rpc/v1/*.proto)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
@@ -22,6 +22,10 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## make proto: regenerate the gRPC stubs after editing protos/ (the install does it too)
+proto: $(STAMP)
+	$(BIN)/python protos/generate.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check services tests
 	$(BIN)/ruff format --check services tests
@@ -31,4 +35,4 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_mlp.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info services/*.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info services/*.egg-info services/chainrule/rpc/v1/*_pb2*

@@ -65,7 +65,9 @@ def _tanh(z: Array) -> Array:
 
 
 def _tanh_grad(z: Array, a: Array) -> Array:
-    return 1.0 - a * a  # tanh' = 1 - tanh²
+    d = a * a
+    np.subtract(1.0, d, out=d)  # tanh' = 1 - tanh², one temporary
+    return d
 
 
 def _relu(z: Array) -> Array:

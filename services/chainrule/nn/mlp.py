@@ -177,7 +177,9 @@ class MLP:
                 d = f.derivative(cache.pre[i - 2], a_prev)
                 derivs.append(d)
             # backprop through f_{i-1}: multiply by f'(z), or by 1 when the derivative is dropped
-            dz = da * d if self.activation_derivative else da
+            if self.activation_derivative:
+                da *= d
+            dz = da
         grads = {name: grads[name] for name in self.shapes()}  # layer order, not backprop order
         if not diagnostics:
             return loss, grads

@@ -1,0 +1,73 @@
+"""Calling a parameter server: plain Python in, plain Python out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+
+from chainrule.nn import Params
+from chainrule.rpc import codec
+from chainrule.rpc.server import channel
+from chainrule.rpc.v1 import paramserver_pb2 as pb
+from chainrule.rpc.v1 import paramserver_pb2_grpc
+
+
+class ParamServerClient:
+    def __init__(self, target: str, timeout: float = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel: grpc.Channel = channel(target)
+        self._stub = paramserver_pb2_grpc.ParamServerStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def create_job(
+        self,
+        job_id: str,
+        params: Params,
+        optimizer: str,
+        hyper: Mapping[str, float] | None = None,
+        flags: Mapping[str, bool] | None = None,
+    ) -> tuple[int, bool]:
+        cfg = pb.OptimizerConfig(name=optimizer, hyper=dict(hyper or {}), flags=dict(flags or {}))
+        reply = self._stub.CreateJob(
+            pb.CreateJobRequest(job_id=job_id, params=codec.encode_all(params), optimizer=cfg),
+            timeout=self.timeout,
+        )
+        return reply.version, reply.created
+
+    def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
+        """(version, θ) or (version, None) when ``have_version`` is current."""
+        reply = self._stub.Pull(
+            pb.PullRequest(job_id=job_id, have_version=have_version), timeout=self.timeout
+        )
+        return reply.version, (codec.decode_all(reply.params) if reply.params else None)
+
+    def push(
+        self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
+    ) -> bool:
+        reply = self._stub.Push(
+            pb.PushRequest(
+                job_id=job_id,
+                task_id=task_id,
+                base_version=base_version,
+                grads=codec.encode_all(grads),
+                samples=samples,
+                loss=loss,
+            ),
+            timeout=self.timeout,
+        )
+        return bool(reply.duplicate)
+
+    def apply(self, job_id: str, step: int, task_ids: list[str], lr: float) -> tuple[int, bool]:
+        reply = self._stub.Apply(
+            pb.ApplyRequest(job_id=job_id, step=step, task_ids=task_ids, lr=lr),
+            timeout=self.timeout,
+        )
+        return reply.version, reply.duplicate
+
+    def drop_job(self, job_id: str) -> bool:
+        reply = self._stub.DropJob(pb.DropJobRequest(job_id=job_id), timeout=self.timeout)
+        return bool(reply.dropped)

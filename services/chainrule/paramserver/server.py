@@ -1,0 +1,21 @@
+"""Build and start a parameter server."""
+
+from __future__ import annotations
+
+import grpc
+
+from chainrule.paramserver.servicer import ParamServerServicer
+from chainrule.paramserver.state import ParameterStore
+from chainrule.rpc.server import start_server
+from chainrule.rpc.v1 import paramserver_pb2, paramserver_pb2_grpc
+
+SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"].full_name
+
+
+def serve(address: str, store: ParameterStore | None = None) -> tuple[grpc.Server, int]:
+    servicer = ParamServerServicer(store or ParameterStore())
+    return start_server(
+        lambda s: paramserver_pb2_grpc.add_ParamServerServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        address,
+    )

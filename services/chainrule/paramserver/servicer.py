@@ -1,0 +1,77 @@
+"""gRPC shell around :class:`ParameterStore`: unpack, call, pack; errors as gRPC status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+
+from chainrule.nn import make_optimizer
+from chainrule.paramserver.state import JobNotFoundError, OutOfOrderError, ParameterStore
+from chainrule.rpc import codec
+from chainrule.rpc.v1 import paramserver_pb2 as pb
+from chainrule.rpc.v1 import paramserver_pb2_grpc
+
+
+@contextmanager
+def grpc_errors(context: grpc.ServicerContext) -> Iterator[None]:
+    """Turn domain errors into status codes a caller can act on."""
+    try:
+        yield
+    except JobNotFoundError as e:
+        context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+    except OutOfOrderError as e:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+    except ValueError as e:  # codec.TensorError included
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+
+class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ignore[misc]
+    def __init__(self, store: ParameterStore) -> None:
+        self.store = store
+
+    def CreateJob(
+        self, request: pb.CreateJobRequest, context: grpc.ServicerContext
+    ) -> pb.CreateJobReply:
+        with grpc_errors(context):
+            cfg = request.optimizer
+            optimizer = make_optimizer(cfg.name or "sgd", **dict(cfg.hyper), **dict(cfg.flags))
+            params = codec.decode_all(request.params)
+            version, created = self.store.create(request.job_id, params, optimizer)
+            return pb.CreateJobReply(version=version, created=created)
+        raise AssertionError  # abort raised
+
+    def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> pb.PullReply:
+        with grpc_errors(context):
+            job = self.store.job(request.job_id)
+            with job.lock:  # encode under the lock: a consistent θ of one version
+                if request.have_version == job.version:
+                    return pb.PullReply(version=job.version)
+                return pb.PullReply(version=job.version, params=codec.encode_all(job.params))
+        raise AssertionError
+
+    def Push(self, request: pb.PushRequest, context: grpc.ServicerContext) -> pb.PushReply:
+        with grpc_errors(context):
+            grads = codec.decode_all(request.grads)
+            duplicate = self.store.push(
+                request.job_id,
+                request.task_id,
+                request.base_version,
+                grads,
+                request.samples,
+                request.loss,
+            )
+            return pb.PushReply(duplicate=duplicate)
+        raise AssertionError
+
+    def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
+        with grpc_errors(context):
+            version, duplicate = self.store.apply(
+                request.job_id, request.step, list(request.task_ids), request.lr
+            )
+            return pb.ApplyReply(version=version, duplicate=duplicate)
+        raise AssertionError
+
+    def DropJob(self, request: pb.DropJobRequest, context: grpc.ServicerContext) -> pb.DropJobReply:
+        return pb.DropJobReply(dropped=self.store.drop(request.job_id))
