@@ -12,9 +12,11 @@ $(STAMP): pyproject.toml constraints.txt setup.py $(wildcard protos/chainrule/rp
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-## make run: train the same small problems with every activation, derivative on and off
-run: lab
+## make run: start the local stack (embedded Redis), train the digits example with 2 workers
+run: $(STAMP)
+	$(BIN)/chainrule up --workers 2 --submit examples/digits.json
 
+## make lab: train small problems with every activation, derivative on and off (one process)
 lab: $(STAMP)
 	$(BIN)/chainrule lab activations --out docs/lab
 
@@ -33,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_mlp.py
+	$(BIN)/python tests/benchmarks/bench_transport.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info services/*.egg-info services/chainrule/rpc/v1/*_pb2*
+	rm -rf $(VENV) .chainrule .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info services/*.egg-info services/chainrule/rpc/v1/*_pb2*

@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from tests.integration.helpers import free_port, service_process, wait_for_grpc_health
 
 from chainrule.nn import MLP, make_optimizer
 from chainrule.paramserver.client import ParamServerClient
+from tests.integration.helpers import free_port, service_process, wait_for_grpc_health
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -24,6 +24,9 @@ LEAKY_SLOPE = 0.01
 ELU_ALPHA = 1.0
 _GELU_C = float(np.sqrt(2.0 / np.pi))
 _GELU_K = 0.044715
+# past |z| = 10 the inner tanh is exactly ±1 (even in extended precision), so z is
+# clamped there before cubing: same values, no overflow of z³ for huge |z|
+_GELU_CLAMP = 10.0
 
 
 @dataclass(frozen=True)
@@ -112,15 +115,20 @@ def _silu_grad(z: Array, a: Array) -> Array:
     return s + a * (1.0 - s)  # (zσ)' = σ + zσ(1 - σ) = σ + a(1 - σ)
 
 
+def _gelu_tanh(z: Array) -> tuple[Array, Array]:
+    zc = np.clip(z, -_GELU_CLAMP, _GELU_CLAMP)
+    return zc, np.tanh(_GELU_C * (zc + _GELU_K * zc**3))
+
+
 def _gelu(z: Array) -> Array:
     # tanh approximation: ½ z (1 + tanh(√(2/π)(z + 0.044715 z³)))
-    return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + _GELU_K * z**3)))
+    return 0.5 * z * (1.0 + _gelu_tanh(z)[1])
 
 
 def _gelu_grad(z: Array, a: Array) -> Array:
-    t = np.tanh(_GELU_C * (z + _GELU_K * z**3))
+    zc, t = _gelu_tanh(z)
     # product rule, then chain rule through tanh: ½(1 + t) + ½ z (1 - t²) c (1 + 3k z²)
-    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_K * z * z)
+    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_K * zc * zc)
 
 
 ACTIVATIONS: dict[str, Activation] = {

@@ -166,7 +166,8 @@ def _class_labels(y: Array, k: int) -> Array:
     if np.issubdtype(y.dtype, np.floating) and (
         not np.all(np.isfinite(y)) or not np.all(y == np.round(y))
     ):
-        raise ValueError("class labels of shape (N,) must be whole numbers")
+        bad = y[~np.isfinite(y) | (y != np.round(y))][0]
+        raise ValueError(f"class labels of shape (N,) must be whole numbers; got {bad!r}")
     labels = y.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise ValueError(

@@ -72,7 +72,12 @@ class MLP:
                 f"got {layers!r}"
             )
         n_hidden = len(sizes) - 2
-        names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+        if isinstance(activation, str):
+            names = [activation] * n_hidden
+        elif isinstance(activation, (list, tuple)):
+            names = list(activation)
+        else:
+            raise ValueError(f"activation must be a name or a list of names; got {activation!r}")
         if len(names) != n_hidden:
             raise ValueError(
                 f"activation list has {len(names)} entries; "
@@ -104,6 +109,10 @@ class MLP:
     def init(self, rng: np.random.Generator, dtype: type[np.floating] = np.float32) -> Params:
         """Fresh parameters: Glorot-uniform before sigmoid/tanh-like f, He-normal before
         the ReLU family (or the scheme given to the constructor), zero biases."""
+        try:
+            dtype = np.dtype(dtype).type
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64; got {dtype!r}") from None
         if dtype not in _FLOATS:
             raise ValueError(f"dtype must be float32 or float64; got {np.dtype(dtype).name}")
         params: Params = {}
@@ -215,6 +224,9 @@ class MLP:
                 f"params must all be float32 or all float64; got {sorted(d.name for d in dtypes)}"
             )
         for name, shape in expected.items():
+            if not isinstance(params[name], np.ndarray):
+                kind = type(params[name]).__name__
+                raise ValueError(f"param {name!r} must be a numpy array; got {kind}")
             if params[name].shape != shape:
                 raise ValueError(f"param {name!r} has shape {params[name].shape}; expected {shape}")
         return next(iter(dtypes))

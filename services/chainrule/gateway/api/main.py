@@ -1,0 +1,8 @@
+"""All versioned API routers, mounted by the app under /api/v1."""
+
+from fastapi import APIRouter
+
+from chainrule.gateway.api.routes import jobs
+
+api_router = APIRouter()
+api_router.include_router(jobs.router)

@@ -1,0 +1,91 @@
+"""What the REST API sends back: pydantic schemas, kept apart from the stored records.
+
+A loss that went NaN or infinite (a diverged run) is sent as ``null``: JSON has no NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from datetime import datetime
+
+from pydantic import BaseModel, Field, field_validator
+
+from chainrule.spec import JobSpec
+from chainrule.store import JobRecord, JobStatus, MetricPoint
+
+
+class Message(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    redis: str | None = None
+
+
+class MetricPointOut(BaseModel):
+    step: int
+    time: float = Field(description="Unix seconds")
+    loss: float | None = Field(description="training loss; null once it is NaN or infinite")
+    lr: float
+    samples_per_s: float
+    active_workers: int
+    eval_loss: float | None = None
+    eval_accuracy: float | None = None
+
+    @field_validator("loss", "eval_loss", mode="before")
+    @classmethod
+    def _diverged_as_null(cls, value: float | None) -> float | None:
+        return value if value is None or math.isfinite(value) else None
+
+
+class StatusTransitionOut(BaseModel):
+    status: JobStatus
+    phase: str
+    message: str
+    reason: str | None
+    at: datetime
+
+
+class JobSummary(BaseModel):
+    id: str
+    name: str
+    status: JobStatus
+    phase: str
+    message: str
+    failure_reason: str | None
+    step: int
+    total_steps: int
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> JobSummary:
+        return cls.model_validate(record, from_attributes=True)
+
+
+class JobDetail(JobSummary):
+    spec: JobSpec
+    latest_metrics: MetricPointOut | None
+    status_transitions: list[StatusTransitionOut]
+
+    @classmethod
+    def from_parts(cls, record: JobRecord, latest: MetricPoint | None) -> JobDetail:
+        return cls.model_validate({**asdict(record), "latest_metrics": latest})
+
+
+class JobsPublic(BaseModel):
+    data: list[JobSummary]
+    count: int = Field(description="jobs stored in all, not only on this page")
+
+
+class MetricSeries(BaseModel):
+    job_id: str
+    count: int
+    points: list[MetricPointOut]
+
+    @classmethod
+    def from_points(cls, job_id: str, points: list[MetricPoint]) -> MetricSeries:
+        return cls.model_validate({"job_id": job_id, "count": len(points), "points": points})

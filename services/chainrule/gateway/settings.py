@@ -1,0 +1,18 @@
+"""Configuration of the gateway, from CHAINRULE_* environment variables."""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL; unix:///path for a socket
+    key_prefix: str = Field(  # CHAINRULE_KEY_PREFIX: every Redis key starts "<prefix>:"
+        default="chainrule", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+    )
+    gateway_host: str = "127.0.0.1"  # CHAINRULE_GATEWAY_HOST; 0.0.0.0 in a container
+    gateway_port: int = Field(default=8000, ge=1, le=65535)  # CHAINRULE_GATEWAY_PORT
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # CHAINRULE_LOG_LEVEL

@@ -1,0 +1,78 @@
+"""gRPC shell around :class:`SchedulerCore`."""
+
+from __future__ import annotations
+
+import grpc
+
+from chainrule.rpc.v1 import scheduler_pb2 as pb
+from chainrule.rpc.v1 import scheduler_pb2_grpc
+from chainrule.scheduler.core import Completion, SchedulerCore, Task
+
+_LAYER_FIELDS = ("mean_abs_derivative", "saturated_fraction", "dead_fraction")
+
+
+def task_reply(task: Task | None) -> pb.TaskReply:
+    if task is None:
+        return pb.TaskReply(has_task=False)
+    return pb.TaskReply(
+        has_task=True,
+        task=pb.Task(
+            task_id=task.task_id,
+            job_id=task.job_id,
+            step=task.step,
+            base_version=task.base_version,
+            dataset_key=task.dataset_key,
+            model_json=task.model_json,
+            indices=task.indices.tolist(),
+        ),
+    )
+
+
+def layer_dict(stats: pb.LayerStats) -> dict[str, object]:
+    out: dict[str, object] = {
+        "layer": stats.layer,
+        "activation": stats.activation,
+        "grad_norm": stats.grad_norm,
+        "activation_mean": stats.activation_mean,
+        "activation_std": stats.activation_std,
+    }
+    for name in _LAYER_FIELDS:
+        out[name] = getattr(stats, name) if stats.HasField(name) else None
+    return out
+
+
+class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):  # type: ignore[misc]
+    def __init__(self, core: SchedulerCore) -> None:
+        self.core = core
+
+    def Register(
+        self, request: pb.RegisterRequest, context: grpc.ServicerContext
+    ) -> pb.RegisterReply:
+        if not request.worker_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
+        self.core.register(request.worker_id, request.host)
+        return pb.RegisterReply(lease_seconds=self.core.lease_seconds)
+
+    def NextTask(self, request: pb.NextTaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:
+        if not request.worker_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
+        return task_reply(self.core.next_task(request.worker_id, request.wait_seconds))
+
+    def Complete(self, request: pb.CompleteRequest, context: grpc.ServicerContext) -> pb.TaskReply:
+        if not request.worker_id or not request.task_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id and task_id must be set")
+        self.core.complete(
+            Completion(
+                worker_id=request.worker_id,
+                task_id=request.task_id,
+                job_id=request.job_id,
+                step=request.step,
+                loss=request.loss,
+                samples=request.samples,
+                error=request.error,
+                layers=[layer_dict(s) for s in request.layers],
+            )
+        )
+        if request.wait_seconds < 0:  # the worker is shutting down
+            return task_reply(None)
+        return task_reply(self.core.next_task(request.worker_id, request.wait_seconds))

@@ -1,0 +1,16 @@
+"""Configuration of the scheduler, from CHAINRULE_* environment variables."""
+
+import socket
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SchedulerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
+
+    scheduler_listen: str = "127.0.0.1:50052"  # CHAINRULE_SCHEDULER_LISTEN
+    paramservers: str = "127.0.0.1:50051"  # CHAINRULE_PARAMSERVERS (one for now)
+    redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL
+    key_prefix: str = "chainrule"  # CHAINRULE_KEY_PREFIX
+    scheduler_id: str = socket.gethostname()  # CHAINRULE_SCHEDULER_ID: the consumer name
+    worker_lease_s: float = 10.0  # CHAINRULE_WORKER_LEASE_S

@@ -1,0 +1,500 @@
+"""The job spec: one model, one dataset, one way to train it.
+
+A spec is what ``POST /api/v1/jobs`` takes and what a job record keeps::
+
+    {"name": "xor-tanh", "dataset": {"name": "xor", "holdout": 0.2},
+     "model": {"layers": [2, 8, 1], "activation": "tanh", "output": "sigmoid", "loss": "bce"},
+     "training": {"mode": "sync", "workers": 2, "batch_size": 32, "steps": 2000,
+                  "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+                  "eval_every": 50, "seed": 0}}
+
+``JobSpec.model_validate(obj)`` (or ``model_validate_json(text)``) checks it and raises
+``pydantic.ValidationError`` whose errors carry the path of the offending field, e.g.
+``("training", "steps")``. Names, output/loss pairs and optimizer options are checked with
+the math core's own tables and constructors, so a spec accepted here is one every worker
+and parameter server can build, and the messages read the same everywhere.
+:func:`build_training` turns an accepted spec into the :class:`~chainrule.nn.MLP` and the
+optimizer.
+
+Targets, for whoever feeds the network: with one output unit (two-class datasets only)
+the target is the 0/1 class label; with one unit per class it is the class index for
+``cross_entropy`` and the one-hot row for ``bce`` and ``mse``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from chainrule.nn import ACTIVATIONS, LOSSES, MLP, OPTIMIZERS, OUTPUTS, Optimizer, make_optimizer
+from chainrule.nn.losses import Head
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The shape of a dataset: input features, classes, and rows if the set is fixed."""
+
+    features: int
+    classes: int
+    samples: int | None = None  # None: generated, ``n_samples`` rows
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "xor": DatasetInfo(features=2, classes=2),
+    "moons": DatasetInfo(features=2, classes=2),
+    "spirals": DatasetInfo(features=2, classes=2),
+    "digits": DatasetInfo(features=64, classes=10, samples=1797),  # scikit-learn's 8x8 digits
+}
+DEFAULT_SAMPLES = 1000
+MODES = ("sync",)
+PLANNED_MODES = ("async", "ssp")
+INITS = ("auto", "glorot", "he")
+
+MAX_LAYERS = 34  # inputs, up to 32 hidden layers, outputs
+MAX_WIDTH = 8192
+MAX_PARAMS = 10_000_000
+MAX_SEED = 2**63 - 1
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+_FORBID = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- error helpers ------------------------------------------------------------------------
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _field_error(
+    title: str, loc: tuple[str | int, ...], kind: str, message: str, value: Any
+) -> ValidationError:
+    """An error on a field below the one being validated (``loc`` is relative to it)."""
+    detail: InitErrorDetails = {"type": _error(kind, message), "loc": loc, "input": value}
+    return ValidationError.from_exception_data(title, [detail])
+
+
+def _int_between(name: str, low: int, high: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise _error("out_of_range", f"{name} must be between {low} and {high}; got {value}")
+        return value
+
+    return check
+
+
+def _choice(kind: str, what: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise _error(
+                f"unknown_{kind}",
+                f"unknown {what} {value!r}; expected one of: {', '.join(allowed)}",
+            )
+        return value
+
+    return check
+
+
+def _bounds(low: float, high: float) -> dict[str, Any]:
+    return {"minimum": low, "maximum": high}
+
+
+def _enum(allowed: tuple[str, ...]) -> dict[str, Any]:
+    return {"enum": list(allowed)}
+
+
+# -- dataset ------------------------------------------------------------------------------
+
+
+def _check_holdout(value: float) -> float:
+    if not (math.isfinite(value) and 0 < value <= 0.9):
+        raise _error("out_of_range", f"holdout must lie in (0, 0.9]; got {value!r}")
+    return value
+
+
+class DatasetSpec(BaseModel):
+    """Which data, how much of it, and the share held out for evaluation."""
+
+    model_config = _FORBID
+
+    name: Annotated[
+        str,
+        Field(strict=True, json_schema_extra=_enum(tuple(DATASETS))),
+        AfterValidator(_choice("dataset", "dataset", tuple(DATASETS))),
+    ]
+    holdout: Annotated[
+        float,
+        Field(strict=True, description="share of rows held out for evaluation, in (0, 0.9]"),
+        AfterValidator(_check_holdout),
+    ] = 0.2
+    n_samples: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            description=f"rows to generate (generated sets only; default {DEFAULT_SAMPLES})",
+            json_schema_extra=_bounds(10, 1_000_000),
+        ),
+    ] = None
+
+    @field_validator("n_samples")
+    @classmethod
+    def _samples_fit_dataset(cls, value: int | None, info: ValidationInfo) -> int | None:
+        dataset = DATASETS.get(info.data.get("name", ""))
+        if value is None or dataset is None:
+            return value
+        if dataset.samples is not None:
+            raise _error(
+                "fixed_dataset",
+                f"n_samples applies to generated datasets only; {info.data['name']} has a fixed "
+                f"{dataset.samples} samples, so leave n_samples out (got {value})",
+            )
+        return _int_between("n_samples", 10, 1_000_000)(value)
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DATASETS[self.name]
+
+    @property
+    def samples(self) -> int:
+        """Rows in the whole set, before the holdout split."""
+        return self.info.samples or self.n_samples or DEFAULT_SAMPLES
+
+    def split_sizes(self) -> tuple[int, int]:
+        """(training rows, evaluation rows): at least one of each."""
+        held_out = max(1, round(self.samples * self.holdout))
+        return self.samples - held_out, held_out
+
+
+# -- model --------------------------------------------------------------------------------
+
+
+def _check_layers(sizes: list[int]) -> list[int]:
+    if not 2 <= len(sizes) <= MAX_LAYERS:
+        raise _error(
+            "layer_count",
+            f"layers lists {len(sizes)} sizes; expected 2 to {MAX_LAYERS} "
+            "(inputs, hidden layers..., outputs)",
+        )
+    for i, size in enumerate(sizes):
+        if not 1 <= size <= MAX_WIDTH:
+            raise _field_error(
+                "layers",
+                (i,),
+                "out_of_range",
+                f"layers[{i}] must be between 1 and {MAX_WIDTH} units; got {size}",
+                size,
+            )
+    n_params = sum(fan_in * fan_out + fan_out for fan_in, fan_out in pairwise(sizes))
+    if n_params > MAX_PARAMS:
+        raise _error(
+            "too_many_params",
+            f"layers {sizes} make {n_params} parameters; at most {MAX_PARAMS} are allowed",
+        )
+    return sizes
+
+
+class ModelSpec(BaseModel):
+    """The network: layer widths, hidden activations, output activation and loss."""
+
+    model_config = _FORBID
+
+    layers: Annotated[
+        list[Annotated[int, Field(strict=True)]],
+        Field(description="[inputs, hidden..., outputs]"),
+        AfterValidator(_check_layers),
+    ]
+    activation: Annotated[
+        StrictStr | list[StrictStr],
+        Field(description="one name for every hidden layer, or one per layer"),
+    ] = "tanh"
+    output: Annotated[
+        str,
+        Field(strict=True, json_schema_extra=_enum(OUTPUTS)),
+        AfterValidator(_choice("output", "output", OUTPUTS)),
+    ]
+    loss: Annotated[str, Field(strict=True, json_schema_extra=_enum(LOSSES))]
+    activation_derivative: Annotated[
+        bool,
+        Field(strict=True, description="false replaces every f'(z) by 1 in backprop"),
+    ] = True
+    init: Annotated[
+        str,
+        Field(strict=True, json_schema_extra=_enum(INITS)),
+        AfterValidator(_choice("init", "init", INITS)),
+    ] = "auto"
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activations(cls, value: str | list[str], info: ValidationInfo) -> str | list[str]:
+        names = [value] if isinstance(value, str) else value
+        for i, name in enumerate(names):
+            if name not in ACTIVATIONS:
+                where = "" if isinstance(value, str) else f"activation[{i}]: "
+                raise _error(
+                    "unknown_activation",
+                    f"{where}unknown activation {name!r}; "
+                    f"expected one of: {', '.join(ACTIVATIONS)}",
+                )
+        layers = info.data.get("layers")
+        if isinstance(value, list) and layers is not None and len(value) != len(layers) - 2:
+            raise _error(
+                "activation_count",
+                f"activation lists {len(value)} names; expected {len(layers) - 2}, "
+                f"one per hidden layer of layers {layers} (or a single name for all)",
+            )
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_fits_output(cls, value: str, info: ValidationInfo) -> str:
+        if value not in LOSSES:
+            raise _error(
+                "unknown_loss", f"unknown loss {value!r}; expected one of: {', '.join(LOSSES)}"
+            )
+        output = info.data.get("output")
+        if output is not None:
+            try:
+                Head(output, value)
+            except ValueError as exc:
+                raise _error("output_loss_mismatch", str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _math_core_accepts(self) -> ModelSpec:
+        try:
+            build_mlp(self)
+        except ValueError as exc:  # the field checks above should have caught it first
+            raise _error("invalid_model", str(exc)) from None
+        return self
+
+
+# -- training -----------------------------------------------------------------------------
+
+
+def _check_lr(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise _error("out_of_range", f"lr must be a finite number > 0; got {value!r}")
+    return value
+
+
+class OptimizerSpec(BaseModel):
+    """``{"name": "sgd", "lr": 0.5, "momentum": 0.9}``: the name, the learning rate, and the
+    optimizer's own options (sgd: momentum, nesterov, weight_decay; adam: beta1, beta2, eps,
+    weight_decay; adagrad: eps, initial_accumulator, weight_decay)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[
+        str,
+        Field(strict=True, json_schema_extra=_enum(tuple(OPTIMIZERS))),
+        AfterValidator(_choice("optimizer", "optimizer", tuple(OPTIMIZERS))),
+    ]
+    lr: Annotated[
+        float,
+        Field(strict=True, description="learning rate, a finite number > 0"),
+        AfterValidator(_check_lr),
+    ]
+
+    @property
+    def options(self) -> dict[str, float | bool]:
+        """The optimizer's hyper-parameters, everything but name and lr."""
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _math_core_accepts(self) -> OptimizerSpec:
+        optimizer_class: Any = OPTIMIZERS[self.name]  # a dataclass, though not to mypy
+        fields = {f.name: f for f in dataclasses.fields(optimizer_class)}
+        for key, value in self.options.items():
+            if key not in fields:
+                message = (
+                    f"unknown {self.name} option {key!r}; expected any of: "
+                    f"name, lr, {', '.join(fields)}"
+                )
+                raise _field_error("optimizer", (key,), "unknown_option", message, value)
+            wants_bool = isinstance(fields[key].default, bool)
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if wants_bool and not isinstance(value, bool):
+                message = f"{key} must be true or false; got {value!r}"
+                raise _field_error("optimizer", (key,), "bool_type", message, value)
+            if not wants_bool and not is_number:
+                message = f"{key} must be a number; got {value!r}"
+                raise _field_error("optimizer", (key,), "number_type", message, value)
+        try:
+            build_optimizer(self)
+        except ValueError as exc:
+            # name the option when it is wrong on its own, not only in combination
+            for key, value in self.options.items():
+                try:
+                    make_optimizer(self.name, **{key: value})
+                except ValueError as alone:
+                    if str(alone) == str(exc):
+                        raise _field_error(
+                            "optimizer", (key,), "invalid_option", str(exc), value
+                        ) from None
+            raise _error("invalid_optimizer", str(exc)) from None
+        return self
+
+
+def _check_mode(value: str) -> str:
+    if value in PLANNED_MODES:
+        raise _error(
+            "unsupported_mode",
+            f"mode {value!r} is not supported yet; only 'sync' is (async and ssp are planned)",
+        )
+    return _choice("mode", "mode", MODES)(value)
+
+
+class TrainingSpec(BaseModel):
+    """How to train: consistency mode, workers, minibatches, steps, optimizer, evaluation.
+
+    ``batch_size`` is the minibatch of one task, that is of one worker in one step; a sync
+    step averages ``workers`` such gradients.
+    """
+
+    model_config = _FORBID
+
+    mode: Annotated[
+        str, Field(strict=True, json_schema_extra=_enum(MODES)), AfterValidator(_check_mode)
+    ] = "sync"
+    workers: Annotated[
+        int,
+        Field(strict=True, json_schema_extra=_bounds(1, 256)),
+        AfterValidator(_int_between("workers", 1, 256)),
+    ] = 1
+    batch_size: Annotated[
+        int,
+        Field(strict=True, json_schema_extra=_bounds(1, 65536)),
+        AfterValidator(_int_between("batch_size", 1, 65536)),
+    ] = 32
+    steps: Annotated[
+        int,
+        Field(strict=True, json_schema_extra=_bounds(1, 1_000_000)),
+        AfterValidator(_int_between("steps", 1, 1_000_000)),
+    ] = 1000
+    optimizer: OptimizerSpec
+    eval_every: Annotated[
+        int,
+        Field(strict=True, json_schema_extra=_bounds(1, 1_000_000)),
+        AfterValidator(_int_between("eval_every", 1, 1_000_000)),
+    ] = 50
+    seed: Annotated[
+        int,
+        Field(strict=True, json_schema_extra=_bounds(0, MAX_SEED)),
+        AfterValidator(_int_between("seed", 0, MAX_SEED)),
+    ] = 0
+
+
+# -- the job ------------------------------------------------------------------------------
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise _error(
+            "invalid_name",
+            f"name {value!r} must be 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return value
+
+
+class JobSpec(BaseModel):
+    """A training job as submitted: ``JobSpec.model_validate(obj)``."""
+
+    model_config = _FORBID
+
+    name: Annotated[str, Field(strict=True), AfterValidator(_check_name)]
+    dataset: DatasetSpec
+    model: ModelSpec
+    training: TrainingSpec
+
+    @field_validator("model")
+    @classmethod
+    def _model_fits_dataset(cls, model: ModelSpec, info: ValidationInfo) -> ModelSpec:
+        dataset: DatasetSpec | None = info.data.get("dataset")
+        if dataset is None:
+            return model
+        data, layers = dataset.info, model.layers
+        if layers[0] != data.features:
+            message = (
+                f"layers[0] is {layers[0]} but dataset {dataset.name!r} has {data.features} "
+                f"input features; set layers[0] to {data.features}"
+            )
+            raise _field_error("model", ("layers", 0), "dataset_mismatch", message, layers[0])
+        allowed = output_units(data, model.loss)
+        if layers[-1] not in allowed:
+            message = (
+                f"layers[{len(layers) - 1}] is {layers[-1]} output units but dataset "
+                f"{dataset.name!r} has {data.classes} classes; with loss {model.loss!r} "
+                f"expected {' or '.join(str(k) for k in allowed)}"
+            )
+            loc = ("layers", len(layers) - 1)
+            raise _field_error("model", loc, "dataset_mismatch", message, layers[-1])
+        return model
+
+    @field_validator("training")
+    @classmethod
+    def _workers_fit_dataset(cls, training: TrainingSpec, info: ValidationInfo) -> TrainingSpec:
+        dataset: DatasetSpec | None = info.data.get("dataset")
+        if dataset is None:
+            return training
+        train_rows, _ = dataset.split_sizes()
+        if training.workers > train_rows:
+            message = (
+                f"workers is {training.workers} but dataset {dataset.name!r} leaves only "
+                f"{train_rows} training rows after the holdout; "
+                f"workers must be at most {train_rows}"
+            )
+            raise _field_error(
+                "training", ("workers",), "too_many_workers", message, training.workers
+            )
+        return training
+
+
+def output_units(data: DatasetInfo, loss: str) -> tuple[int, ...]:
+    """The output widths that fit ``data`` under ``loss``: one unit per class, or a single
+    unit for a two-class set (the 0/1 label), except with softmax + cross_entropy."""
+    if data.classes == 2 and loss != "cross_entropy":
+        return (1, 2)
+    return (data.classes,)
+
+
+# -- from spec to math --------------------------------------------------------------------
+
+
+def build_mlp(model: ModelSpec) -> MLP:
+    return MLP(
+        layers=model.layers,
+        activation=model.activation,
+        output=model.output,
+        loss=model.loss,
+        activation_derivative=model.activation_derivative,
+        init=model.init,  # type: ignore[arg-type]  # checked against INITS above
+    )
+
+
+def build_optimizer(optimizer: OptimizerSpec) -> Optimizer:
+    """The optimizer with its options; the learning rate goes to each update, not here."""
+    return make_optimizer(optimizer.name, **optimizer.options)
+
+
+def build_training(spec: JobSpec) -> tuple[MLP, Optimizer]:
+    """The network and the optimizer that ``spec`` describes."""
+    return build_mlp(spec.model), build_optimizer(spec.training.optimizer)

@@ -1,0 +1,43 @@
+"""Redis access: job records and queue, metric series.
+
+Objects take a ``redis.Redis`` client in ``__init__``; :func:`connect` makes one from a
+URL (``redis://host:6379/0``, or ``unix:///path/redis.sock`` for an embedded server).
+"""
+
+from __future__ import annotations
+
+import redis
+
+from chainrule.store.jobs import (
+    TERMINAL,
+    JobNotFoundError,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    StatusTransition,
+)
+from chainrule.store.metrics import METRIC_FIELDS, MetricPoint
+
+__all__ = [
+    "METRIC_FIELDS",
+    "TERMINAL",
+    "JobNotFoundError",
+    "JobRecord",
+    "JobStatus",
+    "JobStore",
+    "MetricPoint",
+    "StatusTransition",
+    "connect",
+]
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for the Redis at ``url``; connects lazily, on the first command.
+
+    Replies are decoded to str. The connect timeout is short so that an unreachable
+    Redis is reported within seconds, not minutes; reads may block as long as a command
+    asks (the scheduler blocks on its queue).
+    """
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=5.0, health_check_interval=30
+    )

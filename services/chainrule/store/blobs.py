@@ -1,0 +1,27 @@
+"""Prepared datasets and trained models: one binary value per job in Redis."""
+
+from __future__ import annotations
+
+import redis
+
+
+def dataset_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}:job:{job_id}:data"
+
+
+def model_key(prefix: str, job_id: str) -> str:
+    return f"{prefix}:job:{job_id}:model"
+
+
+class BlobStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.set(key, data)
+
+    def get(self, key: str) -> bytes:
+        value = self.client.get(key)
+        if value is None:
+            raise KeyError(f"nothing stored at {key!r}")
+        return bytes(value)  # type: ignore[arg-type]

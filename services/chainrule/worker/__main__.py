@@ -1,0 +1,32 @@
+"""``python -m chainrule.worker``: serve tasks until SIGTERM (the task in hand finishes)."""
+
+from __future__ import annotations
+
+import redis
+
+from chainrule.logs import configure_logging, get_logger
+from chainrule.paramserver.client import ParamServerClient
+from chainrule.signals import shutdown_event
+from chainrule.store.blobs import BlobStore
+from chainrule.worker.loop import Worker
+from chainrule.worker.settings import WorkerSettings
+
+
+def main() -> None:
+    settings = WorkerSettings()
+    configure_logging()
+    log = get_logger("worker", worker_id=settings.worker_id)
+    stop = shutdown_event()
+    paramserver = ParamServerClient(settings.paramservers.split(",")[0].strip())
+    blobs = BlobStore(redis.Redis.from_url(settings.redis_url))
+    worker = Worker(
+        settings.worker_id, settings.scheduler, paramserver, blobs, stop, settings.poll_seconds, log
+    )
+    log.info("started", scheduler=settings.scheduler)
+    worker.run()
+    paramserver.close()
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()

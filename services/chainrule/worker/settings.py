@@ -1,0 +1,16 @@
+"""Configuration of a worker, from CHAINRULE_* environment variables."""
+
+import os
+import socket
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
+
+    scheduler: str = "127.0.0.1:50052"  # CHAINRULE_SCHEDULER
+    paramservers: str = "127.0.0.1:50051"  # CHAINRULE_PARAMSERVERS
+    redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL
+    worker_id: str = f"{socket.gethostname()}-{os.getpid()}"  # CHAINRULE_WORKER_ID
+    poll_seconds: float = 2.0  # CHAINRULE_POLL_SECONDS: long-poll length

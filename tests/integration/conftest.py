@@ -1,0 +1,90 @@
+"""Fixtures for tests against the real Redis on 127.0.0.1:6379.
+
+Every test gets its own key prefix and its keys are deleted afterwards; nothing here
+ever flushes a database. Without that Redis the tests that need it are skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from chainrule.store import JobStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def unique_prefix() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+def delete_prefixed(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix:`` (SCAN, never FLUSH*)."""
+    batch: list[str] = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=500):
+        batch.append(key.decode() if isinstance(key, bytes) else str(key))
+        if len(batch) == 500:
+            client.delete(*batch)
+            batch.clear()
+    if batch:
+        client.delete(*batch)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis' URL; skips the test if that Redis does not answer."""
+    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); start redis-server on 6379")
+    finally:
+        probe.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return unique_prefix()
+
+
+@pytest.fixture
+def redis_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
+    """A client of the real Redis; the test's keys (``key_prefix:*``) are deleted after it."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        delete_prefixed(client, key_prefix)
+        client.close()
+
+
+@pytest.fixture
+def job_store(redis_client: redis.Redis, key_prefix: str) -> JobStore:
+    return JobStore(redis_client, prefix=key_prefix)
+
+
+def example_spec() -> dict[str, object]:
+    """The spec from the design brief: a tanh MLP on XOR, two sync workers."""
+    return {
+        "name": "xor-tanh",
+        "dataset": {"name": "xor", "holdout": 0.2},
+        "model": {"layers": [2, 8, 1], "activation": "tanh", "output": "sigmoid", "loss": "bce"},
+        "training": {
+            "mode": "sync",
+            "workers": 2,
+            "batch_size": 32,
+            "steps": 2000,
+            "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+            "eval_every": 50,
+            "seed": 0,
+        },
+    }
+
+
+@pytest.fixture
+def spec_json() -> dict[str, object]:
+    return example_spec()

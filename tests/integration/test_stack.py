@@ -1,0 +1,169 @@
+"""The whole service as real processes on loopback: paramserver, scheduler, workers and
+gateway started by the same launcher as ``chainrule up``, talking to a real Redis."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import redis
+
+from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.data import prepare, targets
+from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
+from chainrule.spec import JobSpec, build_training
+from chainrule.store.blobs import model_key
+from tests.integration.conftest import delete_prefixed, unique_prefix
+
+pytestmark = pytest.mark.timeout(300)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    """The XOR example, with sections of it replaced."""
+    base: dict[str, Any] = json.loads((EXAMPLES / "xor.json").read_text())
+    for section, values in overrides.items():
+        base[section] = {**base[section], **values}
+    return base
+
+
+def run_job(gateway: str, job_spec: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
+    reply = httpx.post(f"{gateway}/api/v1/jobs", json=job_spec, timeout=10)
+    assert reply.status_code == 201, reply.text
+    return run_job_to_end(gateway, reply.json()["id"], timeout)
+
+
+def metric_series(gateway: str, job_id: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{gateway}/api/v1/jobs/{job_id}/metrics", timeout=10).json()["points"])
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    prefix = unique_prefix()
+    config = StackConfig.on_free_ports(
+        workers=2, redis_url=redis_url, key_prefix=prefix, log_dir=tmp_path_factory.mktemp("stack")
+    )
+    try:
+        with LocalStack(config) as running:
+            yield running
+    finally:
+        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+
+
+def test_xor_reaches_full_holdout_accuracy_and_version_counts_steps(stack: LocalStack) -> None:
+    job = run_job(stack.gateway_url, spec(training={"steps": 400}))
+    assert job["status"] == "SUCCEEDED", job
+    assert job["latest_metrics"]["eval_accuracy"] == 1.0
+    points = metric_series(stack.gateway_url, job["id"])
+    # one metric point per Apply, carrying the version it produced: 1, 2, ..., steps
+    assert [p["step"] for p in points] == list(range(1, 401))
+    assert job["step"] == 400
+    assert {p["active_workers"] for p in points} == {2}
+
+
+def test_digits_reaches_95_percent_holdout_accuracy(stack: LocalStack) -> None:
+    digits = json.loads((EXAMPLES / "digits.json").read_text())
+    job = run_job(stack.gateway_url, digits)
+    assert job["status"] == "SUCCEEDED", job
+    assert job["latest_metrics"]["eval_accuracy"] >= 0.95, job["latest_metrics"]
+
+
+def single_process_replay(job_spec: JobSpec) -> dict[str, np.ndarray]:
+    """Plain SGD in this process on the minibatch sequence the scheduler hands out."""
+    net, optimizer = build_training(job_spec)
+    t, d = job_spec.training, job_spec.dataset
+    split = prepare(d.name, d.samples, d.holdout, t.seed)
+    init_rng, batch_rng = job_rngs(t.seed)
+    params = net.init(init_rng)
+    state = optimizer.init(params)
+    shards = make_shards(len(split.X_train), t.workers, batch_rng)
+    for _ in range(t.steps):
+        rows = np.concatenate(step_batches(shards, t.batch_size, batch_rng))
+        y = targets(split.y_train[rows], net.layers[-1], net.head.loss)
+        _, grads = net.loss_and_grad(params, split.X_train[rows], y)
+        optimizer.update_(params, grads, state, t.optimizer.lr)
+    return params
+
+
+def test_sync_run_equals_single_process_sgd_on_the_same_minibatches(stack: LocalStack) -> None:
+    job_spec = spec(
+        dataset={"name": "moons"},
+        model={
+            "layers": [2, 16, 16, 2],
+            "activation": "relu",
+            "output": "softmax",
+            "loss": "cross_entropy",
+        },
+        training={
+            "steps": 60,
+            "batch_size": 16,
+            "seed": 7,
+            "optimizer": {"name": "sgd", "lr": 0.2, "momentum": 0.9},
+        },
+    )
+    job = run_job(stack.gateway_url, job_spec)
+    assert job["status"] == "SUCCEEDED", job
+    blob = redis.Redis.from_url(stack.redis_url).get(model_key(stack.config.key_prefix, job["id"]))
+    assert blob is not None, "the final θ is stored when a job succeeds"
+    with np.load(io.BytesIO(bytes(blob))) as saved:  # type: ignore[arg-type]
+        distributed = {k: saved[k] for k in saved.files}
+    expected = single_process_replay(JobSpec.model_validate(job_spec))
+    assert distributed.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_allclose(distributed[name], expected[name], rtol=1e-4, atol=1e-5)
+
+
+def test_invalid_spec_gets_422_naming_the_field(stack: LocalStack) -> None:
+    reply = httpx.post(f"{stack.gateway_url}/api/v1/jobs", json=spec(training={"steps": 0}))
+    assert reply.status_code == 422
+    errors = reply.json()["detail"]
+    assert any(e["loc"][-2:] == ["training", "steps"] for e in errors), errors
+
+
+def test_workers_can_come_and_go_mid_job(stack: LocalStack) -> None:
+    """The two original workers are stopped (SIGTERM) mid-job and a new one started:
+    the newcomer must get the job's tasks, or the job could not finish."""
+    reply = httpx.post(f"{stack.gateway_url}/api/v1/jobs", json=spec(training={"steps": 1500}))
+    job_id = reply.json()["id"]
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{stack.gateway_url}/api/v1/jobs/{job_id}").json()["step"] < 50:
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.1)
+    originals = [n for n in stack.processes if n.startswith("worker")]
+    newcomer = stack.add_worker()
+    for name in originals:
+        stack.processes[name].terminate()
+    for name in originals:
+        assert stack.processes[name].wait(timeout=20) == 0, stack.log(name)  # a clean exit
+    job = run_job_to_end(stack.gateway_url, job_id)
+    assert job["status"] == "SUCCEEDED", job
+    assert stack.processes[newcomer].poll() is None
+    for name in originals:  # restore the module's two workers for the tests after this one
+        del stack.processes[name]
+    stack.add_worker()
+
+
+def run_job_to_end(gateway: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{gateway}/api/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
+            return dict(job)
+        time.sleep(0.2)
+    raise TimeoutError(f"job {job_id} did not end within {timeout} s")
+
+
+def test_embedded_redis_stack_trains_xor(tmp_path: Path) -> None:
+    config = StackConfig.on_free_ports(workers=2, redis_url=None, log_dir=tmp_path)
+    with LocalStack(config) as embedded:
+        assert embedded.redis_url.startswith("unix://")
+        job = run_job(embedded.gateway_url, spec(training={"steps": 300}))
+    assert job["status"] == "SUCCEEDED", job
+    assert job["latest_metrics"]["eval_accuracy"] == 1.0

@@ -1,0 +1,248 @@
+"""The job spec: what is accepted, what is refused, and that the errors name the field."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from chainrule.data import GENERATORS
+from chainrule.nn import SGD, Adam
+from chainrule.spec import DATASETS, JobSpec, build_training
+
+EXAMPLE: dict[str, Any] = {
+    "name": "xor-tanh",
+    "dataset": {"name": "xor", "holdout": 0.2},
+    "model": {"layers": [2, 8, 1], "activation": "tanh", "output": "sigmoid", "loss": "bce"},
+    "training": {
+        "mode": "sync",
+        "workers": 2,
+        "batch_size": 32,
+        "steps": 2000,
+        "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
+        "eval_every": 50,
+        "seed": 0,
+    },
+}
+DIGITS_MODEL = {"layers": [64, 32, 10], "output": "softmax", "loss": "cross_entropy"}
+
+
+def changed(path: tuple[str, ...], value: object) -> dict[str, Any]:
+    """EXAMPLE with the field at ``path`` set to ``value`` (removed for ``...``)."""
+    spec = copy.deepcopy(EXAMPLE)
+    target = spec
+    for key in path[:-1]:
+        target = target[key]
+    if value is ...:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return spec
+
+
+def refusal(spec: dict[str, Any]) -> tuple[tuple[str | int, ...], str]:
+    """The location and message of the one error ``spec`` raises."""
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate(spec)
+    errors = caught.value.errors()
+    assert len(errors) == 1, errors
+    return errors[0]["loc"], errors[0]["msg"]
+
+
+def test_the_example_spec_builds_its_network_and_optimizer() -> None:
+    spec = JobSpec.model_validate(EXAMPLE)
+
+    net, optimizer = build_training(spec)
+
+    assert net.layers == [2, 8, 1] and [f.name for f in net.hidden] == ["tanh"]
+    assert (net.head.output, net.head.loss, net.activation_derivative) == ("sigmoid", "bce", True)
+    assert optimizer == SGD(momentum=0.9)
+    assert spec.training.optimizer.lr == 0.5
+    assert spec.dataset.samples == 1000 and spec.dataset.split_sizes() == (800, 200)
+
+
+def test_a_spec_survives_a_json_round_trip() -> None:
+    spec = JobSpec.model_validate(EXAMPLE)
+    assert JobSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+def test_defaults_fill_what_is_left_out() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "name": "short",
+            "dataset": {"name": "moons"},
+            "model": {"layers": [2, 2], "output": "softmax", "loss": "cross_entropy"},
+            "training": {"optimizer": {"name": "adam", "lr": 0.01}},
+        }
+    )
+    assert spec.training.mode == "sync" and spec.training.workers == 1
+    assert (spec.training.batch_size, spec.training.steps, spec.training.seed) == (32, 1000, 0)
+    assert spec.dataset.holdout == 0.2 and spec.model.activation == "tanh"
+    assert build_training(spec)[1] == Adam()
+
+
+def test_digits_with_one_activation_per_hidden_layer() -> None:
+    spec = JobSpec.model_validate(
+        {
+            **EXAMPLE,
+            "dataset": {"name": "digits", "holdout": 0.25},
+            "model": {**DIGITS_MODEL, "layers": [64, 32, 16, 10], "activation": ["relu", "gelu"]},
+        }
+    )
+    net, _ = build_training(spec)
+    assert [f.name for f in net.hidden] == ["relu", "gelu"]
+    assert spec.dataset.samples == 1797 and spec.dataset.split_sizes() == (1348, 449)
+
+
+def test_dropping_the_activation_derivative_reaches_the_network() -> None:
+    spec = JobSpec.model_validate(changed(("model", "activation_derivative"), False))
+    assert build_training(spec)[0].activation_derivative is False
+
+
+@pytest.mark.parametrize(
+    ("layers", "output", "loss"),
+    [([2, 8, 1], "sigmoid", "bce"), ([2, 8, 2], "softmax", "cross_entropy"),
+     ([2, 8, 2], "sigmoid", "bce"), ([2, 8, 1], "identity", "mse"), ([2, 1], "sigmoid", "mse")],
+)  # fmt: skip
+def test_two_class_sets_take_one_unit_or_one_per_class(
+    layers: list[int], output: str, loss: str
+) -> None:
+    model = {"layers": layers, "output": output, "loss": loss}
+    assert JobSpec.model_validate({**EXAMPLE, "model": model}).model.layers == layers
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "loc", "message"),
+    [
+        (("training", "steps"), 0, ("training", "steps"),
+         "steps must be between 1 and 1000000; got 0"),
+        (("training", "steps"), 1_000_001, ("training", "steps"), "got 1000001"),
+        (("training", "steps"), "100", ("training", "steps"), "valid integer"),
+        (("training", "steps"), True, ("training", "steps"), "valid integer"),
+        (("training", "workers"), 0, ("training", "workers"), "between 1 and 256; got 0"),
+        (("training", "workers"), 257, ("training", "workers"), "between 1 and 256; got 257"),
+        (("training", "batch_size"), 65537, ("training", "batch_size"), "between 1 and 65536"),
+        (("training", "eval_every"), 0, ("training", "eval_every"), "between 1 and"),
+        (("training", "seed"), -1, ("training", "seed"), "seed must be between 0 and"),
+        (("training", "mode"), "async", ("training", "mode"),
+         "mode 'async' is not supported yet; only 'sync' is"),
+        (("training", "mode"), "ssp", ("training", "mode"), "'ssp' is not supported yet"),
+        (("training", "mode"), "eventual", ("training", "mode"),
+         "unknown mode 'eventual'; expected one of: sync"),
+        (("training", "optimizer", "lr"), 0, ("training", "optimizer", "lr"),
+         "lr must be a finite number > 0; got 0"),
+        (("training", "optimizer", "lr"), math.inf, ("training", "optimizer", "lr"), "got inf"),
+        (("training", "optimizer", "name"), "rmsprop", ("training", "optimizer", "name"),
+         "unknown optimizer 'rmsprop'; expected one of: sgd, adam, adagrad"),
+        (("training", "optimizer", "momentum"), 1.0, ("training", "optimizer", "momentum"),
+         "momentum must lie in [0, 1); got 1.0"),
+        (("training", "optimizer", "momentum"), "high", ("training", "optimizer", "momentum"),
+         "momentum must be a number; got 'high'"),
+        (("training", "optimizer", "beta1"), 0.9, ("training", "optimizer", "beta1"),
+         "unknown sgd option 'beta1'; expected any of: name, lr, momentum, nesterov"),
+        (("training", "optimizer", "nesterov"), 1, ("training", "optimizer", "nesterov"),
+         "nesterov must be true or false; got 1"),
+        (("model", "activation"), "relu6", ("model", "activation"),
+         "unknown activation 'relu6'; expected one of: identity, sigmoid, tanh, relu"),
+        (("model", "activation"), ["tanh", "relu"], ("model", "activation"),
+         "activation lists 2 names; expected 1, one per hidden layer"),
+        (("model", "output"), "softmax", ("model", "loss"),
+         "output 'softmax' does not go with loss 'bce'; 'bce' expects output 'sigmoid'"),
+        (("model", "output"), "tanhh", ("model", "output"), "unknown output 'tanhh'"),
+        (("model", "loss"), "hinge", ("model", "loss"),
+         "unknown loss 'hinge'; expected one of: mse, bce, cross_entropy"),
+        (("model", "init"), "xavier", ("model", "init"), "unknown init 'xavier'"),
+        (("model", "layers"), [2], ("model", "layers"), "layers lists 1 sizes; expected 2 to"),
+        (("model", "layers"), [2, 0, 1], ("model", "layers", 1),
+         "layers[1] must be between 1 and 8192 units; got 0"),
+        (("model", "layers"), [2, 8192, 8192, 1], ("model", "layers"), "parameters; at most"),
+        (("model", "layers"), [3, 8, 1], ("model", "layers", 0),
+         "layers[0] is 3 but dataset 'xor' has 2 input features; set layers[0] to 2"),
+        (("model", "layers"), [2, 8, 3], ("model", "layers", 2),
+         "layers[2] is 3 output units but dataset 'xor' has 2 classes; with loss 'bce' "
+         "expected 1 or 2"),
+        (("dataset", "name"), "mnist", ("dataset", "name"),
+         "unknown dataset 'mnist'; expected one of: xor, moons, spirals, digits"),
+        (("dataset", "holdout"), 0.0, ("dataset", "holdout"),
+         "holdout must lie in (0, 0.9]; got 0.0"),
+        (("dataset", "holdout"), 0.95, ("dataset", "holdout"), "got 0.95"),
+        (("dataset", "n_samples"), 5, ("dataset", "n_samples"),
+         "n_samples must be between 10 and 1000000; got 5"),
+        (("name",), "two words", ("name",), "name 'two words' must be 1 to 64 letters"),
+        (("training", "stepz"), 5, ("training", "stepz"), "Extra inputs are not permitted"),
+        (("model", "layer"), [2, 1], ("model", "layer"), "Extra inputs are not permitted"),
+        (("training",), ..., ("training",), "Field required"),
+    ],
+)  # fmt: skip
+def test_each_invalid_field_is_refused_by_name(
+    path: tuple[str, ...], value: object, loc: tuple[str | int, ...], message: str
+) -> None:
+    got_loc, got_message = refusal(changed(path, value))
+    assert got_loc == loc
+    assert message in got_message
+
+
+def test_softmax_needs_one_unit_per_class() -> None:
+    model = {"layers": [2, 8, 1], "output": "softmax", "loss": "cross_entropy"}
+    loc, message = refusal({**EXAMPLE, "model": model})
+    assert loc == ("model", "layers", 2)
+    assert "with loss 'cross_entropy' expected 2" in message
+
+
+def test_digits_has_a_fixed_size_and_ten_classes() -> None:
+    digits = {**EXAMPLE, "dataset": {"name": "digits", "n_samples": 500}, "model": DIGITS_MODEL}
+    loc, message = refusal(digits)
+    assert loc == ("dataset", "n_samples")
+    assert "digits has a fixed 1797 samples, so leave n_samples out (got 500)" in message
+
+    loc, message = refusal({**EXAMPLE, "dataset": {"name": "digits"}})  # the xor network
+    assert loc == ("model", "layers", 0) and "has 64 input features" in message
+
+
+def test_more_workers_than_training_rows_is_refused() -> None:
+    spec = changed(("dataset", "n_samples"), 10)
+    spec["training"]["workers"] = 9
+    loc, message = refusal(spec)
+    assert loc == ("training", "workers")
+    assert "leaves only 8 training rows after the holdout; workers must be at most 8" in message
+
+
+def test_nesterov_needs_momentum() -> None:
+    ok = changed(("training", "optimizer"), {"name": "sgd", "lr": 0.1, "momentum": 0.5})
+    ok["training"]["optimizer"]["nesterov"] = True
+    assert JobSpec.model_validate(ok).training.optimizer.options["nesterov"] is True
+
+    loc, message = refusal(changed(("training", "optimizer"), {"name": "sgd", "lr": 0.1,
+                                                               "nesterov": True}))  # fmt: skip
+    assert loc == ("training", "optimizer", "nesterov")
+    assert message == "nesterov needs momentum > 0; got momentum 0"
+
+
+def test_every_field_error_is_reported_at_once() -> None:
+    spec = changed(("training", "steps"), 0)
+    spec["model"]["activation"] = "relu6"
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate(spec)
+    locs = {e["loc"] for e in caught.value.errors()}
+    assert locs == {("training", "steps"), ("model", "activation")}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_generated_sets_have_the_shape_the_spec_expects(name: str) -> None:
+    X, y = GENERATORS[name](50, np.random.default_rng(0))
+    assert X.shape[1] == DATASETS[name].features
+    assert set(np.unique(y)) <= set(range(DATASETS[name].classes))
+    assert DATASETS[name].samples is None
+
+
+def test_digits_matches_scikit_learn_bundled_set() -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    assert DATASETS["digits"].samples == digits.data.shape[0] == 1797
+    assert DATASETS["digits"].features == digits.data.shape[1] == 64
+    assert DATASETS["digits"].classes == len(np.unique(digits.target)) == 10
