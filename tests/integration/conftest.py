@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from chainrule.store import JobStore
+from tests.examples import example_spec as load_example
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -69,20 +70,7 @@ def job_store(redis_client: redis.Redis, key_prefix: str) -> JobStore:
 
 def example_spec() -> dict[str, object]:
     """The spec from the design brief: a tanh MLP on XOR, two sync workers."""
-    return {
-        "name": "xor-tanh",
-        "dataset": {"name": "xor", "holdout": 0.2},
-        "model": {"layers": [2, 8, 1], "activation": "tanh", "output": "sigmoid", "loss": "bce"},
-        "training": {
-            "mode": "sync",
-            "workers": 2,
-            "batch_size": 32,
-            "steps": 2000,
-            "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-            "eval_every": 50,
-            "seed": 0,
-        },
-    }
+    return load_example("xor")
 
 
 @pytest.fixture

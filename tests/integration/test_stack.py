@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,24 +22,26 @@ from chainrule.data import prepare, targets
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
 from chainrule.spec import JobSpec, build_training
 from chainrule.store.blobs import model_key
+from tests.examples import example_spec as spec
 from tests.integration.conftest import delete_prefixed, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def spec(**overrides: Any) -> dict[str, Any]:
-    """The XOR example, with sections of it replaced."""
-    base: dict[str, Any] = json.loads((EXAMPLES / "xor.json").read_text())
-    for section, values in overrides.items():
-        base[section] = {**base[section], **values}
-    return base
 
 
 def run_job(gateway: str, job_spec: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
     reply = httpx.post(f"{gateway}/api/v1/jobs", json=job_spec, timeout=10)
     assert reply.status_code == 201, reply.text
     return run_job_to_end(gateway, reply.json()["id"], timeout)
+
+
+def submit_and_wait_for_step(gateway: str, job_spec: dict[str, Any], step: int) -> str:
+    """Submit a job and return its id once it has done ``step`` steps."""
+    job_id = str(httpx.post(f"{gateway}/api/v1/jobs", json=job_spec, timeout=10).json()["id"])
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{gateway}/api/v1/jobs/{job_id}", timeout=10).json()["step"] < step:
+        assert time.monotonic() < deadline, f"job {job_id} did not reach step {step}"
+        time.sleep(0.05)
+    return job_id
 
 
 def metric_series(gateway: str, job_id: str) -> list[dict[str, Any]]:
@@ -69,8 +73,7 @@ def test_xor_reaches_full_holdout_accuracy_and_version_counts_steps(stack: Local
 
 
 def test_digits_reaches_95_percent_holdout_accuracy(stack: LocalStack) -> None:
-    digits = json.loads((EXAMPLES / "digits.json").read_text())
-    job = run_job(stack.gateway_url, digits)
+    job = run_job(stack.gateway_url, spec("digits"))
     assert job["status"] == "SUCCEEDED", job
     assert job["latest_metrics"]["eval_accuracy"] >= 0.95, job["latest_metrics"]
 
@@ -130,12 +133,7 @@ def test_invalid_spec_gets_422_naming_the_field(stack: LocalStack) -> None:
 def test_workers_can_come_and_go_mid_job(stack: LocalStack) -> None:
     """The two original workers are stopped (SIGTERM) mid-job and a new one started:
     the newcomer must get the job's tasks, or the job could not finish."""
-    reply = httpx.post(f"{stack.gateway_url}/api/v1/jobs", json=spec(training={"steps": 1500}))
-    job_id = reply.json()["id"]
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{stack.gateway_url}/api/v1/jobs/{job_id}").json()["step"] < 50:
-        assert time.monotonic() < deadline, "the job did not start"
-        time.sleep(0.1)
+    job_id = submit_and_wait_for_step(stack.gateway_url, spec(training={"steps": 1500}), 50)
     originals = [n for n in stack.processes if n.startswith("worker")]
     newcomer = stack.add_worker()
     for name in originals:
@@ -167,3 +165,64 @@ def test_embedded_redis_stack_trains_xor(tmp_path: Path) -> None:
         job = run_job(embedded.gateway_url, spec(training={"steps": 300}))
     assert job["status"] == "SUCCEEDED", job
     assert job["latest_metrics"]["eval_accuracy"] == 1.0
+
+
+def test_a_diverging_job_fails_with_the_step_and_the_value(stack: LocalStack) -> None:
+    job = run_job(
+        stack.gateway_url,
+        spec(
+            model={"layers": [2, 8, 1], "activation": "relu", "output": "identity", "loss": "mse"},
+            training={"steps": 200, "optimizer": {"name": "sgd", "lr": 50.0}},
+        ),
+    )
+    assert job["status"] == "FAILED", job
+    assert job["failure_reason"].startswith("diverged:"), job["failure_reason"]
+    assert " at step " in job["failure_reason"]
+    assert job["step"] < 200
+
+
+def test_a_job_survives_its_scheduler_being_killed(stack: LocalStack) -> None:
+    """SIGKILL the scheduler mid-job: the job stays in the queue's pending list, the
+    restarted scheduler takes it up again (from step 0 for now) and it completes."""
+    job_id = submit_and_wait_for_step(stack.gateway_url, spec(training={"steps": 600}), 20)
+    stack.restart("scheduler", kill=True)
+    job = run_job_to_end(stack.gateway_url, job_id)
+    assert job["status"] == "SUCCEEDED", job
+    assert job["latest_metrics"]["eval_accuracy"] == 1.0
+    phases = [t["phase"] for t in job["status_transitions"]]
+    assert "restarting" in phases, phases  # the new scheduler took the job up again
+    assert job["step"] == 600
+
+
+def test_cli_submit_watch_exit_code_follows_the_job(stack: LocalStack, tmp_path: Path) -> None:
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps(spec(training={"steps": 100})))
+    bad = tmp_path / "diverges.yaml"
+    bad.write_text(
+        json.dumps(  # JSON is YAML too
+            spec(
+                model={
+                    "layers": [2, 8, 1],
+                    "activation": "relu",
+                    "output": "identity",
+                    "loss": "mse",
+                },
+                training={"steps": 100, "optimizer": {"name": "sgd", "lr": 50.0}},
+            )
+        )
+    )
+    cli = [
+        sys.executable,
+        "-m",
+        "chainrule.cli",
+        "submit",
+        "--watch",
+        "--gateway",
+        stack.gateway_url,
+    ]
+    good = subprocess.run([*cli, str(ok)], capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "SUCCEEDED" in good.stdout
+    failed = subprocess.run([*cli, str(bad)], capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "FAILED" in failed.stdout and "diverged" in failed.stdout

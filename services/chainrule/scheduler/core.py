@@ -295,14 +295,7 @@ class SchedulerCore:
             worker = self.workers.get(done.worker_id)
             if worker:
                 worker.steps_done += 1
-            if done.error:
-                failure = (
-                    f"worker {done.worker_id} could not compute step {done.step}: {done.error}"
-                )
-            elif not np.isfinite(done.loss):
-                failure = f"diverged: loss became {done.loss} at step {done.step}"
-            else:
-                failure = ""
+            failure = self._failure(done)
             if failure:
                 self.active.pop(job.job_id, None)
             elif job.queue or job.in_flight or job.closing:
@@ -313,6 +306,17 @@ class SchedulerCore:
             self._end(job.job_id, job.message_id, "FAILED", reason=failure)
             return
         self._close_step(job)
+
+    @staticmethod
+    def _failure(done: Completion) -> str:
+        """Why this completion ends its job ("" when it does not)."""
+        if not np.isfinite(done.loss):
+            return f"diverged: loss became {done.loss} at step {done.step}"
+        if done.error.startswith("diverged"):
+            return f"{done.error} at step {done.step}"
+        if done.error:
+            return f"worker {done.worker_id} could not compute step {done.step}: {done.error}"
+        return ""
 
     def _close_step(self, job: ActiveJob) -> None:
         spec = job.spec

@@ -6,7 +6,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -19,6 +20,21 @@ from chainrule.store.blobs import BlobStore
 from chainrule.worker.compute import JobCache, build_cache, task_gradient
 
 MAX_CACHED_JOBS = 4
+TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+T = TypeVar("T")
+
+
+def with_retries(call: Callable[[], T], attempts: int = 4, pause: float = 0.25) -> T:
+    """``call()``, again after a growing pause while it fails transiently (the parameter
+    server restarting, a dropped connection); a push is idempotent, so a retry is safe."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except grpc.RpcError as e:
+            if e.code() not in TRANSIENT or attempt == attempts - 1:
+                raise
+            time.sleep(pause * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 class Worker:
@@ -77,42 +93,52 @@ class Worker:
                 self.stop.wait(0.5)
 
     def _do(self, task: pb.Task) -> pb.TaskReply:
+        """Compute and push one task; complete it (with an error if it could not be done)."""
         done = pb.CompleteRequest(
-            worker_id=self.worker_id,
-            task_id=task.task_id,
-            job_id=task.job_id,
-            step=task.step,
-            wait_seconds=-1 if self.stop.is_set() else self.poll_seconds,  # -1: no next task
+            worker_id=self.worker_id, task_id=task.task_id, job_id=task.job_id, step=task.step
         )
         try:
-            t0 = time.perf_counter()
-            cache = self._job(task)
-            if cache.version != task.base_version:
-                version, params = self.paramserver.pull(task.job_id, cache.version)
-                if params is not None:
-                    cache.params = params
-                cache.version = version
-            t1 = time.perf_counter()
-            result = task_gradient(cache, np.asarray(task.indices, dtype=np.int64))
-            t2 = time.perf_counter()
-            if np.isfinite(result.loss):
-                self.paramserver.push(
-                    task.job_id,
-                    task.task_id,
-                    task.base_version,
-                    result.grads,
-                    result.samples,
-                    result.loss,
-                )
-            t3 = time.perf_counter()
+            self._compute_and_push(task, done)
         except (ValueError, KeyError, RuntimeError) as e:
             done.error = str(e)
-            return self._complete(done)
+        except grpc.RpcError as e:  # after retries, or a refusal: the job cannot go on
+            done.error = f"parameter server said {e.code().name}: {e.details()}"
+        # asked only now, so that a SIGTERM that came mid-task is honoured: -1 = no next task
+        done.wait_seconds = -1 if self.stop.is_set() else self.poll_seconds
+        return self._complete(done)
+
+    def _compute_and_push(self, task: pb.Task, done: pb.CompleteRequest) -> None:
+        t0 = time.perf_counter()
+        cache = self._job(task)
+        if cache.version != task.base_version:
+            version, params = with_retries(
+                lambda: self.paramserver.pull(task.job_id, cache.version)
+            )
+            if params is not None:
+                cache.params = params
+            cache.version = version
+        t1 = time.perf_counter()
+        result = task_gradient(cache, np.asarray(task.indices, dtype=np.int64))
+        t2 = time.perf_counter()
         done.loss, done.samples = result.loss, result.samples
+        bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
+        if not np.isfinite(result.loss) or bad:
+            done.error = f"diverged: loss {result.loss}, non-finite gradient in {bad or 'none'}"
+            return
+        with_retries(
+            lambda: self.paramserver.push(
+                task.job_id,
+                task.task_id,
+                task.base_version,
+                result.grads,
+                result.samples,
+                result.loss,
+            )
+        )
+        t3 = time.perf_counter()
         done.pull_seconds, done.compute_seconds, done.push_seconds = t1 - t0, t2 - t1, t3 - t2
         for d in result.layers:
             done.layers.add(**{k: v for k, v in d.to_dict().items() if v is not None})
-        return self._complete(done)
 
     def _complete(self, done: pb.CompleteRequest) -> pb.TaskReply:
         reply: pb.TaskReply = self.scheduler.Complete(done, timeout=self.poll_seconds + 10)
