@@ -44,7 +44,17 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from chainrule.nn import ACTIVATIONS, LOSSES, MLP, OPTIMIZERS, OUTPUTS, Optimizer, make_optimizer
+from chainrule.nn import (
+    ACTIVATIONS,
+    LOSSES,
+    MLP,
+    OPTIMIZERS,
+    OUTPUTS,
+    SCHEDULES,
+    Optimizer,
+    Schedule,
+    make_optimizer,
+)
 from chainrule.nn.losses import Head
 
 
@@ -64,8 +74,10 @@ DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(features=64, classes=10, samples=1797),  # scikit-learn's 8x8 digits
 }
 DEFAULT_SAMPLES = 1000
-MODES = ("sync",)
-PLANNED_MODES = ("async", "ssp")
+DEFAULT_STEPS = 1000
+MODES = ("sync", "async", "ssp")
+STALENESS_LR = ("none", "inverse")
+TARGET_METRICS = {"eval_accuracy": "at least", "eval_loss": "at most"}
 INITS = ("auto", "glorot", "he")
 
 MAX_LAYERS = 34  # inputs, up to 32 hidden layers, outputs
@@ -353,26 +365,61 @@ class OptimizerSpec(BaseModel):
         return self
 
 
-def _check_mode(value: str) -> str:
-    if value in PLANNED_MODES:
-        raise _error(
-            "unsupported_mode",
-            f"mode {value!r} is not supported yet; only 'sync' is (async and ssp are planned)",
-        )
-    return _choice("mode", "mode", MODES)(value)
+def _positive_seconds(name: str) -> Callable[[float | None], float | None]:
+    def check(value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise _error(
+                "out_of_range", f"{name} must be a finite number of seconds > 0; got {value!r}"
+            )
+        return value
+
+    return check
+
+
+class ScheduleSpec(BaseModel):
+    """``training.lr_schedule``: a :class:`chainrule.nn.Schedule` around ``optimizer.lr``."""
+
+    model_config = _FORBID
+
+    name: Annotated[
+        str,
+        Field(strict=True, json_schema_extra=_enum(SCHEDULES)),
+        AfterValidator(_choice("schedule", "lr schedule", SCHEDULES)),
+    ] = "constant"
+    warmup_steps: Annotated[int, Field(strict=True, ge=0)] = 0
+    gamma: Annotated[float, Field(description="decay factor in (0, 1]")] = 0.1
+    step_size: Annotated[int, Field(strict=True, ge=1)] = 1000
+    decay_steps: Annotated[int, Field(strict=True, ge=1)] = 1000
+    min_lr: Annotated[float, Field(ge=0)] = 0.0
+
+    def build(self, lr: float) -> Schedule:
+        return Schedule(lr=lr, **self.model_dump())
+
+
+class EarlyStoppingSpec(BaseModel):
+    """Stop (SUCCEEDED) when the holdout loss has not improved by ``min_delta`` for
+    ``patience`` evaluations in a row."""
+
+    model_config = _FORBID
+
+    patience: Annotated[int, Field(strict=True, ge=1, le=10_000)] = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
 
 
 class TrainingSpec(BaseModel):
     """How to train: consistency mode, workers, minibatches, steps, optimizer, evaluation.
 
     ``batch_size`` is the minibatch of one task, that is of one worker in one step; a sync
-    step averages ``workers`` such gradients.
+    step averages ``workers`` such gradients. ``steps`` counts θ versions in every mode:
+    in sync one per step, in async and ssp one per applied gradient.
     """
 
     model_config = _FORBID
 
     mode: Annotated[
-        str, Field(strict=True, json_schema_extra=_enum(MODES)), AfterValidator(_check_mode)
+        str,
+        Field(strict=True, json_schema_extra=_enum(MODES)),
+        AfterValidator(_choice("mode", "mode", MODES)),
     ] = "sync"
     workers: Annotated[
         int,
@@ -385,10 +432,21 @@ class TrainingSpec(BaseModel):
         AfterValidator(_int_between("batch_size", 1, 65536)),
     ] = 32
     steps: Annotated[
-        int,
-        Field(strict=True, json_schema_extra=_bounds(1, 1_000_000)),
-        AfterValidator(_int_between("steps", 1, 1_000_000)),
-    ] = 1000
+        int | None,
+        Field(
+            strict=True,
+            description="optimizer steps (θ versions); default 1000 unless epochs is given",
+            json_schema_extra=_bounds(1, 1_000_000),
+        ),
+    ] = None
+    epochs: Annotated[
+        int | None,
+        Field(
+            strict=True,
+            description="passes over the training rows, instead of steps",
+            json_schema_extra=_bounds(1, 100_000),
+        ),
+    ] = None
     optimizer: OptimizerSpec
     eval_every: Annotated[
         int,
@@ -400,6 +458,110 @@ class TrainingSpec(BaseModel):
         Field(strict=True, json_schema_extra=_bounds(0, MAX_SEED)),
         AfterValidator(_int_between("seed", 0, MAX_SEED)),
     ] = 0
+    max_staleness: Annotated[
+        int | None,
+        Field(strict=True, description="ssp only: reject gradients more versions old than this"),
+    ] = None
+    staleness_lr: Annotated[
+        str,
+        Field(strict=True, json_schema_extra=_enum(STALENESS_LR)),
+        AfterValidator(_choice("staleness_lr", "staleness_lr", STALENESS_LR)),
+    ] = "none"
+    step_timeout_s: Annotated[
+        float | None,
+        Field(description="sync: reassign a task not completed within this many seconds"),
+        AfterValidator(_positive_seconds("step_timeout_s")),
+    ] = None
+    quorum: Annotated[
+        int | None,
+        Field(strict=True, description="sync: close a step once this many gradients are in"),
+    ] = None
+    checkpoint_every: Annotated[
+        int,
+        Field(strict=True, json_schema_extra=_bounds(1, 1_000_000)),
+        AfterValidator(_int_between("checkpoint_every", 1, 1_000_000)),
+    ] = 100
+    lr_schedule: ScheduleSpec | None = None
+    target: Annotated[
+        dict[str, float] | None,
+        Field(description='end early as SUCCEEDED, e.g. {"eval_accuracy": 0.98}'),
+    ] = None
+    max_runtime_s: Annotated[
+        float | None,
+        Field(description="end as SUCCEEDED after this long RUNNING"),
+        AfterValidator(_positive_seconds("max_runtime_s")),
+    ] = None
+    early_stopping: EarlyStoppingSpec | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingSpec:
+        def fail(field_name: str, kind: str, message: str) -> ValidationError:
+            value = getattr(self, field_name)
+            return _field_error("training", (field_name,), kind, message, value)
+
+        if self.steps is not None and self.epochs is not None:
+            raise fail("epochs", "steps_and_epochs", "give steps or epochs, not both")
+        for name, low, high in (("steps", 1, 1_000_000), ("epochs", 1, 100_000)):
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise fail(
+                    name, "out_of_range", f"{name} must be between {low} and {high}; got {value}"
+                )
+        if self.mode == "ssp" and self.max_staleness is None:
+            raise fail(
+                "max_staleness", "missing", "mode 'ssp' needs max_staleness (an integer >= 0)"
+            )
+        if self.mode != "ssp" and self.max_staleness is not None:
+            message = f"max_staleness applies to mode 'ssp' only; mode is {self.mode!r}"
+            raise fail("max_staleness", "ssp_only", message)
+        if self.max_staleness is not None and not 0 <= self.max_staleness <= 10_000:
+            message = f"max_staleness must be between 0 and 10000; got {self.max_staleness}"
+            raise fail("max_staleness", "out_of_range", message)
+        if self.staleness_lr != "none" and self.mode == "sync":
+            message = (
+                "staleness_lr applies to modes 'async' and 'ssp'; sync gradients are never stale"
+            )
+            raise fail("staleness_lr", "async_only", message)
+        for name in ("quorum", "step_timeout_s"):
+            if self.mode != "sync" and getattr(self, name) is not None:
+                raise fail(
+                    name, "sync_only", f"{name} applies to mode 'sync' only; mode is {self.mode!r}"
+                )
+        if self.quorum is not None and not 1 <= self.quorum <= self.workers:
+            message = f"quorum must be between 1 and workers={self.workers}; got {self.quorum}"
+            raise fail("quorum", "out_of_range", message)
+        for name, value in (self.target or {}).items():
+            if name not in TARGET_METRICS:
+                message = (
+                    f"unknown target metric {name!r}; expected one of: {', '.join(TARGET_METRICS)}"
+                )
+                raise fail("target", "unknown_target", message)
+            if not math.isfinite(value):
+                raise fail(
+                    "target",
+                    "out_of_range",
+                    f"target {name} must be a finite number; got {value!r}",
+                )
+        if self.lr_schedule is not None:
+            try:
+                self.lr_schedule.build(self.optimizer.lr)
+            except ValueError as exc:
+                raise _field_error(
+                    "training", ("lr_schedule",), "invalid_schedule", str(exc), None
+                ) from None
+        return self
+
+    def total_steps(self, train_rows: int) -> int:
+        """Optimizer steps the job runs: ``steps``, or ``epochs`` passes over ``train_rows``
+        rows at ``workers × batch_size`` rows per step (rounded up), or 1000."""
+        if self.epochs is not None:
+            per_step = self.workers * self.batch_size
+            return max(1, math.ceil(self.epochs * train_rows / per_step))
+        return self.steps if self.steps is not None else DEFAULT_STEPS
+
+    def schedule(self) -> Schedule:
+        spec = self.lr_schedule or ScheduleSpec()
+        return spec.build(self.optimizer.lr)
 
 
 # -- the job ------------------------------------------------------------------------------
@@ -466,6 +628,12 @@ class JobSpec(BaseModel):
                 "training", ("workers",), "too_many_workers", message, training.workers
             )
         return training
+
+
+def total_steps(spec: JobSpec) -> int:
+    """The θ versions ``spec`` runs to (``training.epochs`` counted in training rows)."""
+    train_rows, _ = spec.dataset.split_sizes()
+    return spec.training.total_steps(train_rows)
 
 
 def output_units(data: DatasetInfo, loss: str) -> tuple[int, ...]:

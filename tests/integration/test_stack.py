@@ -87,7 +87,7 @@ def single_process_replay(job_spec: JobSpec) -> dict[str, np.ndarray]:
     params = net.init(init_rng)
     state = optimizer.init(params)
     shards = make_shards(len(split.X_train), t.workers, batch_rng)
-    for _ in range(t.steps):
+    for _ in range(t.total_steps(len(split.X_train))):
         rows = np.concatenate(step_batches(shards, t.batch_size, batch_rng))
         y = targets(split.y_train[rows], net.layers[-1], net.head.loss)
         _, grads = net.loss_and_grad(params, split.X_train[rows], y)
@@ -181,17 +181,31 @@ def test_a_diverging_job_fails_with_the_step_and_the_value(stack: LocalStack) ->
     assert job["step"] < 200
 
 
-def test_a_job_survives_its_scheduler_being_killed(stack: LocalStack) -> None:
-    """SIGKILL the scheduler mid-job: the job stays in the queue's pending list, the
-    restarted scheduler takes it up again (from step 0 for now) and it completes."""
-    job_id = submit_and_wait_for_step(stack.gateway_url, spec(training={"steps": 600}), 20)
-    stack.restart("scheduler", kill=True)
+@pytest.mark.parametrize("service", ["scheduler", "paramserver"])
+def test_a_job_resumes_from_its_checkpoint_when_a_service_is_killed(
+    stack: LocalStack, service: str
+) -> None:
+    """SIGKILL the scheduler or the parameter server mid-job and start it again: the job
+    resumes from its latest checkpoint, recomputes the steps after it, and ends with θ's
+    version equal to its steps."""
+    job_spec = spec(training={"steps": 500, "checkpoint_every": 50})
+    job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
+    stack.restart(service, kill=True)
     job = run_job_to_end(stack.gateway_url, job_id)
     assert job["status"] == "SUCCEEDED", job
+    assert job["step"] == 500
     assert job["latest_metrics"]["eval_accuracy"] == 1.0
-    phases = [t["phase"] for t in job["status_transitions"]]
-    assert "restarting" in phases, phases  # the new scheduler took the job up again
-    assert job["step"] == 600
+    points = metric_series(stack.gateway_url, job_id)
+    restores = [p for p in points if p.get("restored_from") is not None]
+    assert len(restores) == 1, restores
+    resumed_at = restores[0]["restored_from"]
+    assert resumed_at >= 100 and resumed_at % 50 == 0, resumed_at
+    assert restores[0]["step"] == resumed_at + 1  # the first step recomputed after it
+    # exactly once: after the restore, the versions run on without a gap or a repeat
+    after = [p["step"] for p in points[points.index(restores[0]) :]]
+    assert after == list(range(resumed_at + 1, 501))
+    if service == "scheduler":
+        assert "restoring" in [t["phase"] for t in job["status_transitions"]]
 
 
 def test_cli_submit_watch_exit_code_follows_the_job(stack: LocalStack, tmp_path: Path) -> None:

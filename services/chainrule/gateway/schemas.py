@@ -33,8 +33,19 @@ class MetricPointOut(BaseModel):
     active_workers: int
     eval_loss: float | None = None
     eval_accuracy: float | None = None
+    eval_mse: float | None = Field(default=None, description="regression jobs")
+    eval_r2: float | None = Field(default=None, description="regression jobs")
+    staleness: float | None = Field(
+        default=None, description="versions between a gradient's θ and the θ it updated"
+    )
+    rejected_stale: int | None = Field(default=None, description="ssp: refused as too stale")
+    dropped_late: int | None = Field(default=None, description="sync quorum: late gradients")
+    reassigned: int | None = Field(default=None, description="tasks given to another worker")
+    restored_from: int | None = Field(
+        default=None, description="θ was restored from the checkpoint at this version"
+    )
 
-    @field_validator("loss", "eval_loss", mode="before")
+    @field_validator("loss", "eval_loss", "eval_mse", "eval_r2", mode="before")
     @classmethod
     def _diverged_as_null(cls, value: float | None) -> float | None:
         return value if value is None or math.isfinite(value) else None

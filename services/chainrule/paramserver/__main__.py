@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import redis
+
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.server import serve
 from chainrule.paramserver.settings import ParamServerSettings
+from chainrule.paramserver.state import ParameterStore
 from chainrule.signals import wait_for_shutdown
+from chainrule.store.checkpoints import CheckpointStore
 
 
 def main() -> None:
     settings = ParamServerSettings()
     configure_logging()
     log = get_logger("paramserver")
-    server, port = serve(settings.listen)
-    log.info("serving", listen=settings.listen, port=port)
+    checkpoints = None
+    if settings.redis_url:
+        client = redis.Redis.from_url(settings.redis_url)  # binary values: no decoding
+        checkpoints = CheckpointStore(client, settings.key_prefix, settings.paramserver_shard)
+    server, port = serve(settings.paramserver_listen, ParameterStore(checkpoints))
+    log.info(
+        "serving",
+        listen=settings.paramserver_listen,
+        port=port,
+        shard=settings.paramserver_shard,
+        checkpoints=bool(checkpoints),
+    )
     wait_for_shutdown()
     server.stop(grace=2).wait()
     log.info("stopped")

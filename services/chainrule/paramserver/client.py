@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import grpc
 
@@ -11,6 +12,14 @@ from chainrule.rpc import codec
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    version: int
+    checkpoint_version: int  # -1: no checkpoint
+    scheduler_state: str
+    restored: bool
 
 
 class ParamServerClient:
@@ -61,12 +70,45 @@ class ParamServerClient:
         )
         return bool(reply.duplicate)
 
-    def apply(self, job_id: str, step: int, task_ids: list[str], lr: float) -> tuple[int, bool]:
-        reply = self._stub.Apply(
-            pb.ApplyRequest(job_id=job_id, step=step, task_ids=task_ids, lr=lr),
-            timeout=self.timeout,
+    def apply(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+    ) -> tuple[int, bool]:
+        request = pb.ApplyRequest(
+            job_id=job_id,
+            step=step,
+            task_ids=task_ids,
+            lr=lr,
+            checkpoint=checkpoint,
+            scheduler_state=scheduler_state,
         )
+        reply = self._stub.Apply(request, timeout=self.timeout)
         return reply.version, reply.duplicate
+
+    def discard(self, job_id: str, task_ids: list[str]) -> int:
+        reply = self._stub.Discard(
+            pb.DiscardRequest(job_id=job_id, task_ids=task_ids), timeout=self.timeout
+        )
+        return int(reply.discarded)
+
+    def status(self, job_id: str) -> JobStatus:
+        """Version and latest checkpoint (restoring the job from it if this server had lost it)."""
+        reply = self._stub.Status(pb.StatusRequest(job_id=job_id), timeout=self.timeout)
+        return JobStatus(
+            reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored
+        )
+
+    def restore(self, job_id: str) -> JobStatus:
+        """Reload the latest checkpoint, throwing away later steps."""
+        reply = self._stub.Restore(pb.StatusRequest(job_id=job_id), timeout=self.timeout)
+        return JobStatus(
+            reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored
+        )
 
     def drop_job(self, job_id: str) -> bool:
         reply = self._stub.DropJob(pb.DropJobRequest(job_id=job_id), timeout=self.timeout)

@@ -7,8 +7,12 @@ from contextlib import contextmanager
 
 import grpc
 
-from chainrule.nn import make_optimizer
-from chainrule.paramserver.state import JobNotFoundError, OutOfOrderError, ParameterStore
+from chainrule.paramserver.state import (
+    JobNotFoundError,
+    JobState,
+    OutOfOrderError,
+    ParameterStore,
+)
 from chainrule.rpc import codec
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
@@ -36,9 +40,9 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
     ) -> pb.CreateJobReply:
         with grpc_errors(context):
             cfg = request.optimizer
-            optimizer = make_optimizer(cfg.name or "sgd", **dict(cfg.hyper), **dict(cfg.flags))
+            options = {**dict(cfg.hyper), **dict(cfg.flags)}
             params = codec.decode_all(request.params)
-            version, created = self.store.create(request.job_id, params, optimizer)
+            version, created = self.store.create(request.job_id, params, cfg.name or "sgd", options)
             return pb.CreateJobReply(version=version, created=created)
         raise AssertionError  # abort raised
 
@@ -68,10 +72,44 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
         with grpc_errors(context):
             version, duplicate = self.store.apply(
-                request.job_id, request.step, list(request.task_ids), request.lr
+                request.job_id,
+                request.step,
+                list(request.task_ids),
+                request.lr,
+                checkpoint=request.checkpoint,
+                scheduler_state=request.scheduler_state,
             )
             return pb.ApplyReply(version=version, duplicate=duplicate)
         raise AssertionError
 
     def DropJob(self, request: pb.DropJobRequest, context: grpc.ServicerContext) -> pb.DropJobReply:
         return pb.DropJobReply(dropped=self.store.drop(request.job_id))
+
+    def Discard(self, request: pb.DiscardRequest, context: grpc.ServicerContext) -> pb.DiscardReply:
+        with grpc_errors(context):
+            return pb.DiscardReply(
+                discarded=self.store.discard(request.job_id, list(request.task_ids))
+            )
+        raise AssertionError
+
+    def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
+        with grpc_errors(context):
+            job, restored = self.store.restore(request.job_id, only_if_missing=True)
+            return status_reply(job, restored)
+        raise AssertionError
+
+    def Restore(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
+        with grpc_errors(context):
+            job, restored = self.store.restore(request.job_id)
+            return status_reply(job, restored)
+        raise AssertionError
+
+
+def status_reply(job: JobState, restored: bool) -> pb.StatusReply:
+    with job.lock:
+        return pb.StatusReply(
+            version=job.version,
+            checkpoint_version=job.checkpoint_version,
+            scheduler_state=job.scheduler_state,
+            restored=restored,
+        )

@@ -4,6 +4,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ParamServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHAINRULE_PARAMSERVER_")
+    model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
 
-    listen: str = "127.0.0.1:50051"  # CHAINRULE_PARAMSERVER_LISTEN; 0.0.0.0:50051 in a container
+    paramserver_listen: str = (
+        "127.0.0.1:50051"  # CHAINRULE_PARAMSERVER_LISTEN; 0.0.0.0:50051 in a container
+    )
+    paramserver_shard: str = "0"  # CHAINRULE_PARAMSERVER_SHARD: names this shard's checkpoints
+    redis_url: str | None = None  # CHAINRULE_REDIS_URL; unset: no checkpoints
+    key_prefix: str = "chainrule"  # CHAINRULE_KEY_PREFIX

@@ -3,6 +3,10 @@
 Every mutation is idempotent. A Push with a task id already buffered or applied changes
 nothing; an Apply for a step below the current version is a replay and changes nothing.
 θ's version counts applied steps exactly.
+
+With a checkpoint store, an Apply asked to checkpoint snapshots θ, optimizer state and
+version after the step, and a job this process does not hold (it was restarted) is
+restored from its latest checkpoint on first use.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
-from chainrule.nn import Optimizer, OptState, Params
+from chainrule.nn import Optimizer, OptState, Params, make_optimizer
 from chainrule.rpc.codec import check_like
+from chainrule.store.checkpoints import Checkpoint
 
 APPLIED_MEMORY = 100_000
 """How many applied task ids a job remembers, to recognise a retried Push."""
@@ -36,12 +42,21 @@ class PushedGradient:
     base_version: int
 
 
+class Checkpoints(Protocol):
+    def save(self, job_id: str, checkpoint: Checkpoint) -> None: ...
+    def load(self, job_id: str) -> Checkpoint | None: ...
+
+
 @dataclass
 class JobState:
     params: Params
     optimizer: Optimizer
     opt_state: OptState
+    optimizer_name: str
+    options: dict[str, Any]
     version: int = 0
+    checkpoint_version: int = -1
+    scheduler_state: str = ""
     buffers: dict[str, PushedGradient] = field(default_factory=dict)
     applied: OrderedDict[str, None] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,30 +65,68 @@ class JobState:
 class ParameterStore:
     """θ, version, gradient buffers and optimizer state for every job."""
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoints: Checkpoints | None = None) -> None:
         self._jobs: dict[str, JobState] = {}
         self._lock = threading.Lock()
+        self.checkpoints = checkpoints
 
     def job(self, job_id: str) -> JobState:
-        try:
-            return self._jobs[job_id]
-        except KeyError:
-            raise JobNotFoundError(f"unknown job {job_id!r}; create it first") from None
+        """The job as held in memory, restored from its checkpoint if it is not."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        job, _ = self.restore(job_id, only_if_missing=True)
+        return job
 
-    def create(self, job_id: str, params: Params, optimizer: Optimizer) -> tuple[int, bool]:
-        """Install θ; a job that exists is left as it is. Returns (version, created)."""
+    def restore(self, job_id: str, only_if_missing: bool = False) -> tuple[JobState, bool]:
+        """Replace the job's in-memory state by its latest checkpoint. Returns the job and
+        whether a checkpoint was loaded (not when ``only_if_missing`` and it is held)."""
+        checkpoint = self.checkpoints.load(job_id) if self.checkpoints else None
+        with self._lock:
+            if only_if_missing and job_id in self._jobs:
+                return self._jobs[job_id], False
+            if checkpoint is None:
+                raise JobNotFoundError(f"unknown job {job_id!r}; create it first")
+            optimizer = make_optimizer(checkpoint.optimizer, **checkpoint.options)
+            job = JobState(
+                checkpoint.params,
+                optimizer,
+                checkpoint.opt_state,
+                checkpoint.optimizer,
+                checkpoint.options,
+                checkpoint.version,
+                checkpoint.version,
+                checkpoint.scheduler_state,
+            )
+            self._jobs[job_id] = job
+            return job, True
+
+    def create(
+        self, job_id: str, params: Params, optimizer: str, options: dict[str, Any] | None = None
+    ) -> tuple[int, bool]:
+        """Install θ with a fresh ``optimizer``; a job that exists (in memory or as a
+        checkpoint) is left as it is. Returns (version, created).
+
+        θ may be empty: one shard of several may hold none of a small model's tensors, and
+        it still counts the job's versions so that every shard agrees on them."""
         if not job_id:
             raise ValueError("job_id must not be empty")
-        if not params:
-            raise ValueError(f"job {job_id!r} needs at least one parameter tensor")
         for name, p in params.items():
             if p.dtype not in (np.float32, np.float64) or not np.isfinite(p).all():
                 raise ValueError(f"parameter {name!r} must be finite float32/float64")
+        opt = make_optimizer(optimizer, **(options or {}))
+        try:
+            return self.job(job_id).version, False
+        except JobNotFoundError:
+            pass
         with self._lock:
             if job_id in self._jobs:
                 return self._jobs[job_id].version, False
             owned = {k: np.array(v) for k, v in params.items()}  # writable, ours
-            self._jobs[job_id] = JobState(owned, optimizer, optimizer.init(owned))
+            job = JobState(owned, opt, opt.init(owned), optimizer, dict(options or {}))
+            if self.checkpoints is not None:  # version 0: a job can always be rolled back
+                self._checkpoint(job_id, job, "")
+            self._jobs[job_id] = job
             return 0, True
 
     def push(
@@ -102,9 +155,17 @@ class ParameterStore:
             job.buffers[task_id] = PushedGradient(grads, samples, loss, base_version)
             return False
 
-    def apply(self, job_id: str, step: int, task_ids: list[str], lr: float) -> tuple[int, bool]:
+    def apply(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+    ) -> tuple[int, bool]:
         """Average the named buffers by sample count, take one optimizer step, bump the
-        version. Returns (version, duplicate)."""
+        version, and checkpoint if asked. Returns (version, duplicate)."""
         job = self.job(job_id)
         with job.lock:
             if step < job.version:
@@ -132,7 +193,34 @@ class ParameterStore:
                 job.applied[t] = None
             while len(job.applied) > APPLIED_MEMORY:
                 job.applied.popitem(last=False)
+            if checkpoint and self.checkpoints is not None:
+                self._checkpoint(job_id, job, scheduler_state)
             return job.version, False
+
+    def _checkpoint(self, job_id: str, job: JobState, scheduler_state: str) -> None:
+        """Snapshot the job (called with its lock held, so θ is of one version)."""
+        assert self.checkpoints is not None
+        self.checkpoints.save(
+            job_id,
+            Checkpoint(
+                job.params,
+                job.opt_state,
+                job.version,
+                job.optimizer_name,
+                job.options,
+                scheduler_state,
+            ),
+        )
+        job.checkpoint_version, job.scheduler_state = job.version, scheduler_state
+
+    def discard(self, job_id: str, task_ids: list[str]) -> int:
+        """Forget buffered gradients that will not be applied; returns how many."""
+        job = self.job(job_id)
+        with job.lock:
+            gone = [t for t in task_ids if job.buffers.pop(t, None) is not None]
+            for t in task_ids:
+                job.applied[t] = None  # a retried push of it is a no-op, not a new buffer
+            return len(gone)
 
     def drop(self, job_id: str) -> bool:
         with self._lock:

@@ -7,7 +7,7 @@ import threading
 import redis
 
 from chainrule.logs import configure_logging, get_logger
-from chainrule.paramserver.client import ParamServerClient
+from chainrule.paramserver.sharding import connect_paramservers
 from chainrule.rpc.server import start_server
 from chainrule.rpc.v1 import scheduler_pb2, scheduler_pb2_grpc
 from chainrule.scheduler.core import SchedulerCore
@@ -30,7 +30,7 @@ def main() -> None:
     stop = shutdown_event()
     client = connect(settings.redis_url)
     queue = JobQueue(client, settings.key_prefix, settings.scheduler_id)
-    paramserver = ParamServerClient(settings.paramservers.split(",")[0].strip())
+    paramserver = connect_paramservers(settings.paramservers)
     core = SchedulerCore(
         JobStore(client, prefix=settings.key_prefix),
         BlobStore(redis.Redis.from_url(settings.redis_url)),  # binary values: no decoding

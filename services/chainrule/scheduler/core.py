@@ -1,35 +1,54 @@
-"""The scheduler's state machine: workers, jobs, tasks and the sync step clock.
+"""The scheduler's state machine: workers, jobs, tasks and the step clock.
 
 Plain Python with its collaborators passed in (job records, blobs, the parameter server
 client); the gRPC servicer and the queue reader only call into it. One condition
-variable guards all state; slow work (Apply, evaluation, Redis writes) runs outside it.
+variable guards the shared state; slow work (Apply, evaluation, Redis writes) runs
+outside it, serialised per job by the job's ``apply_lock``.
 
-A job is PENDING (phase ``waiting_for_workers``) until ``training.workers`` workers are
-live, then RUNNING: each step queues one task per slot; the step closes when all of them
-have completed, with one Apply of their gradients; the job SUCCEEDED after ``steps``
-steps, or FAILED with a reason (the loss became non-finite, the dataset was invalid, a
-worker could not compute a task).
+Life of a job: PENDING (phase ``waiting_for_workers``) until ``training.workers`` workers
+are live, then RUNNING until a stop rule (:mod:`chainrule.scheduler.stopping`) ends it.
+
+- **sync**: a step is one task per slot; it closes when all of them, or ``quorum`` of
+  them, are in: one Apply of their sample-weighted mean. Tasks of a worker whose lease
+  expired, or that ran past ``step_timeout_s``, go back to the queue for any live worker;
+  the first completion of a task counts.
+- **async**: a free worker gets a task on the current θ; each gradient is applied as it
+  arrives, with lr scaled by 1/(1 + staleness) when ``staleness_lr`` is ``inverse``.
+- **ssp**: async, but a gradient more than ``max_staleness`` versions old is rejected
+  (counted), and a worker more than ``max_staleness`` tasks ahead of the slowest waits.
+
+Membership: any number of workers, joining or leaving at any time. ``training.workers``
+is the number to wait for before starting and, in sync mode, the task slots per step;
+extra workers pick up reassigned tasks (sync) or share the stream of tasks (async, ssp).
+The parameter server checkpoints θ at creation, every ``checkpoint_every`` versions and
+at the last step, with the scheduler's minibatch state; a parameter server that lost θ
+is rolled back to the latest checkpoint and the steps after it are recomputed (metric
+``restored_from``). A job that ends early keeps its final θ as its model.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
 import numpy as np
 
-from chainrule.data import Split, prepare, targets
-from chainrule.nn import MLP, Params, Schedule
+from chainrule.data import prepare, targets
+from chainrule.nn import Params
 from chainrule.nn.train import accuracy
-from chainrule.scheduler.batches import Indices, job_rngs, make_shards, step_batches
-from chainrule.spec import JobSpec, build_mlp
+from chainrule.scheduler import stopping
+from chainrule.scheduler.job import ActiveJob, Completion, Task
+from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
 from chainrule.store.diagnostics import DiagnosticsStore
+
+__all__ = ["Completion", "SchedulerCore", "Task"]
+RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
 
 class Jobs(Protocol):
@@ -59,50 +78,19 @@ class ParamServer(Protocol):
         flags: dict[str, bool] | None = None,
     ) -> tuple[int, bool]: ...
     def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]: ...
-    def apply(self, job_id: str, step: int, task_ids: list[str], lr: float) -> tuple[int, bool]: ...
+    def apply(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+    ) -> tuple[int, bool]: ...
+    def discard(self, job_id: str, task_ids: list[str]) -> int: ...
+    def status(self, job_id: str) -> Any: ...
+    def restore(self, job_id: str) -> Any: ...
     def drop_job(self, job_id: str) -> bool: ...
-
-
-@dataclass
-class Task:
-    task_id: str
-    job_id: str
-    step: int
-    base_version: int
-    dataset_key: str
-    model_json: str
-    indices: Indices
-    worker_id: str | None = None
-
-
-@dataclass
-class Completion:
-    worker_id: str
-    task_id: str
-    job_id: str
-    step: int
-    loss: float
-    samples: int
-    error: str = ""
-    layers: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class ActiveJob:
-    job_id: str
-    spec: JobSpec
-    net: MLP
-    split: Split
-    shards: list[Indices]
-    batch_rng: np.random.Generator
-    schedule: Schedule
-    message_id: str
-    step: int = 0
-    queue: deque[Task] = field(default_factory=deque)
-    in_flight: dict[str, Task] = field(default_factory=dict)
-    done: dict[str, Completion] = field(default_factory=dict)
-    step_started: float = 0.0
-    closing: bool = False
 
 
 @dataclass
@@ -110,7 +98,7 @@ class Worker:
     worker_id: str
     host: str
     last_seen: float
-    steps_done: int = 0
+    tasks_done: int = 0
 
 
 class SchedulerCore:
@@ -140,9 +128,11 @@ class SchedulerCore:
             self.workers[worker_id] = Worker(worker_id, host, time.monotonic())
             self.cond.notify_all()
 
-    def live_workers(self) -> int:
+    def live_workers(self) -> set[str]:
         now = time.monotonic()
-        return sum(now - w.last_seen <= self.lease_seconds for w in self.workers.values())
+        return {
+            w.worker_id for w in self.workers.values() if now - w.last_seen <= self.lease_seconds
+        }
 
     def _heartbeat(self, worker_id: str) -> None:
         worker = self.workers.get(worker_id)
@@ -155,7 +145,8 @@ class SchedulerCore:
     # -- jobs arriving ----------------------------------------------------------------------
 
     def admit(self, job_id: str, message_id: str) -> None:
-        """A job read from the queue. Ended or unknown jobs are acknowledged and skipped."""
+        """A job read from the queue. Ended or unknown jobs are acknowledged and skipped;
+        a RUNNING one (its scheduler died) resumes from its checkpoint when it starts."""
         record = self.jobs.get(job_id)
         if record is None or record.status in ("SUCCEEDED", "FAILED", "STOPPED"):
             self.ack(message_id)
@@ -164,23 +155,26 @@ class SchedulerCore:
             if job_id in self.active or job_id in self.pending:
                 return
             self.pending[job_id] = message_id
-        if record.status == "RUNNING":  # a scheduler died mid-job: run it again from step 0
-            self.paramserver.drop_job(job_id)
-            self.jobs.set_phase(job_id, "restarting", message="scheduler restarted; from step 0")
+        if record.status == "RUNNING":
+            self.jobs.set_phase(job_id, "restoring", message="scheduler restarted; resuming")
         else:
             self.jobs.set_phase(
                 job_id, "waiting_for_workers", message="waiting for workers to register"
             )
 
     def tick(self) -> None:
-        """Periodic housekeeping: expire silent workers, start jobs that can start."""
+        """Housekeeping: expire silent workers, reassign overdue tasks, start jobs."""
         with self.cond:
             now = time.monotonic()
-            dead = [w for w in self.workers.values() if now - w.last_seen > self.lease_seconds]
-            for w in dead:
-                del self.workers[w.worker_id]
-                self._requeue_tasks_of(w.worker_id)
-            live = self.live_workers()
+            expired = {
+                w for w, info in self.workers.items() if now - info.last_seen > self.lease_seconds
+            }
+            for w in expired:
+                del self.workers[w]
+            if expired:
+                self._requeue(lambda t: t.worker_id in expired)
+            self._requeue(lambda t: t.worker_id is not None and now > t.deadline)
+            live = len(self.live_workers())
             ready = []
             for job_id, message_id in list(self.pending.items()):
                 record = self.jobs.get(job_id)
@@ -201,157 +195,285 @@ class SchedulerCore:
                     self.pending[job_id] = message_id
                 raise
 
-    def _requeue_tasks_of(self, worker_id: str) -> None:
+    def _requeue(self, lost: Callable[[Task], bool]) -> None:
+        """Put handed-out tasks matching ``lost`` back in their job's queue (lock held)."""
         for job in self.active.values():
-            for task_id, task in list(job.in_flight.items()):
-                if task.worker_id == worker_id:
-                    del job.in_flight[task_id]
-                    task.worker_id = None
-                    job.queue.appendleft(task)
+            for task in job.open.values():
+                if lost(task):
+                    task.worker_id, task.deadline = None, float("inf")
+                    job.queue.appendleft(task.task_id)
+                    job.reassigned += 1
         self.cond.notify_all()
 
     def _start(self, job_id: str, spec: JobSpec, message_id: str) -> None:
         self.jobs.set_phase(job_id, "preparing", message=f"preparing dataset {spec.dataset.name!r}")
+        t = spec.training
         try:
-            split = prepare(
-                spec.dataset.name, spec.dataset.samples, spec.dataset.holdout, spec.training.seed
-            )
+            split = prepare(spec.dataset.name, spec.dataset.samples, spec.dataset.holdout, t.seed)
         except (ValueError, OSError) as e:
             self._end(job_id, message_id, "FAILED", reason=f"bad dataset: {e}")
             return
         net = build_mlp(spec.model)
-        init_rng, batch_rng = job_rngs(spec.training.seed)
-        params = net.init(init_rng)
-        self.blobs.put(dataset_key(self.prefix, job_id), split.to_bytes())
-        opt = spec.training.optimizer
-        hyper = {k: float(v) for k, v in opt.options.items() if not isinstance(v, bool)}
-        flags = {k: v for k, v in opt.options.items() if isinstance(v, bool)}
-        self.paramserver.create_job(job_id, params, opt.name, hyper, flags)
-        job = ActiveJob(
-            job_id=job_id,
-            spec=spec,
-            net=net,
-            split=split,
-            shards=make_shards(len(split.X_train), spec.training.workers, batch_rng),
-            batch_rng=batch_rng,
-            schedule=Schedule(lr=opt.lr),
-            message_id=message_id,
-        )
-        message = f"training with {spec.training.workers} task slots"
+        key = dataset_key(self.prefix, job_id)
+        job = ActiveJob(job_id, spec, net, split, t.schedule(), message_id, key, total_steps(spec))
+        job.seed_batches()
+        self.blobs.put(key, split.to_bytes())
+        self._install_theta(job)
+        message = f"training ({t.mode}) with {t.workers} task slots"
         if self.jobs.get(job_id).status == "RUNNING":
             self.jobs.set_phase(job_id, "training", message=message)
         else:
             self.jobs.set_status(job_id, "RUNNING", phase="training", message=message)
         with self.cond:
             self.active[job_id] = job
-            self._queue_step(job)
+            if job.mode == "sync":
+                job.queue_step()
+            self.cond.notify_all()
 
-    def _queue_step(self, job: ActiveJob) -> None:
-        """Queue the tasks of ``job.step`` (called with the lock held)."""
-        spec = job.spec
-        model_json = spec.model.model_dump_json()
-        key = dataset_key(self.prefix, job.job_id)
-        for slot, rows in enumerate(
-            step_batches(job.shards, spec.training.batch_size, job.batch_rng)
-        ):
-            if len(rows):
-                task_id = f"{job.job_id}:{job.step}:{slot}:{uuid.uuid4().hex[:6]}"
-                job.queue.append(
-                    Task(task_id, job.job_id, job.step, job.step, key, model_json, rows)
-                )
-        job.done.clear()
-        job.step_started = time.monotonic()
-        self.cond.notify_all()
+    def _install_theta(self, job: ActiveJob) -> None:
+        """Create θ on the parameter server, or resume from the job's checkpoint if the
+        server (or its checkpoint) already has the job."""
+        from chainrule.scheduler.batches import job_rngs
+
+        init_rng, _ = job_rngs(job.spec.training.seed)
+        params = job.net.init(init_rng)
+        opt = job.spec.training.optimizer
+        hyper = {k: float(v) for k, v in opt.options.items() if not isinstance(v, bool)}
+        flags = {k: v for k, v in opt.options.items() if isinstance(v, bool)}
+        _, created = self.paramserver.create_job(job.job_id, params, opt.name, hyper, flags)
+        if created:
+            return
+        try:
+            status = self.paramserver.restore(job.job_id)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            # θ without a checkpoint to resume from consistently: start over
+            self.paramserver.drop_job(job.job_id)
+            self.paramserver.create_job(job.job_id, params, opt.name, hyper, flags)
+            return
+        job.resume(status.version, status.scheduler_state)
+        job.restored_from = status.version
+        if self.log:
+            self.log.info("job resumed", job_id=job.job_id, version=status.version)
 
     # -- tasks ------------------------------------------------------------------------------
 
     def next_task(self, worker_id: str, wait_seconds: float) -> Task | None:
-        """The next queued task of any running job, waiting up to ``wait_seconds``."""
+        """The next task of any running job, waiting up to ``wait_seconds``."""
         deadline = time.monotonic() + max(0.0, min(wait_seconds, 30.0))
         with self.cond:
             self._heartbeat(worker_id)
             while True:
-                for job in self.active.values():
-                    if job.queue:
-                        task = job.queue.popleft()
-                        task.worker_id = worker_id
-                        job.in_flight[task.task_id] = task
-                        return task
+                task = self._take(worker_id)
+                if task is not None:
+                    return task
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self.cond.wait(min(remaining, 1.0))
                 self._heartbeat(worker_id)
 
+    def _take(self, worker_id: str) -> Task | None:
+        live = self.live_workers()
+        for job in self.active.values():
+            if job.closing or not job.may_take(worker_id, live):
+                continue
+            if not job.queue and job.mode != "sync" and job.version < job.total_steps:
+                job.queue_one()
+            if job.queue:
+                task = job.open[job.queue.popleft()]
+                task.worker_id = worker_id
+                timeout = job.spec.training.step_timeout_s
+                task.deadline = time.monotonic() + timeout if timeout else float("inf")
+                return task
+        return None
+
     def complete(self, done: Completion) -> None:
-        """Record a finished task; the completion that finishes a step closes it."""
+        """Record a finished task: a sync step closes when enough are in; an async or ssp
+        gradient is applied (or rejected) at once."""
         with self.cond:
             self._heartbeat(done.worker_id)
             job = self.active.get(done.job_id)
-            if job is None or done.task_id not in job.in_flight:
-                return  # a job that ended, or a task already completed or reassigned
-            del job.in_flight[done.task_id]
-            job.done[done.task_id] = done
+            task = job.open.pop(done.task_id, None) if job else None
+            if job is None or task is None:
+                return  # a job that ended, or a task completed already (first one counts)
+            if done.task_id in job.queue:
+                job.queue.remove(done.task_id)
+            job.clocks[done.worker_id] = job.clocks.get(done.worker_id, 0) + 1
             worker = self.workers.get(done.worker_id)
             if worker:
-                worker.steps_done += 1
-            failure = self._failure(done)
-            if failure:
-                self.active.pop(job.job_id, None)
-            elif job.queue or job.in_flight or job.closing:
-                return
-            else:
-                job.closing = True
+                worker.tasks_done += 1
+            action = self._triage(job, task, done)
+        self._guarded(job, lambda: action(job, task, done))
+
+    def _triage(
+        self, job: ActiveJob, task: Task, done: Completion
+    ) -> Callable[[ActiveJob, Task, Completion], None]:
+        """What to do with a completion (called with the lock held)."""
+        if done.error.startswith("parameter server said") and any(
+            code.name in done.error for code in RESYNC_CODES
+        ):
+            return lambda j, t, d: self._resync(j)
+        failure = _failure(done)
         if failure:
-            self._end(job.job_id, job.message_id, "FAILED", reason=failure)
-            return
-        self._close_step(job)
+            self.active.pop(job.job_id, None)
+            return lambda j, t, d: self._end(j.job_id, j.message_id, "FAILED", reason=failure)
+        if job.mode != "sync":
+            return self._apply_one
+        job.done[done.task_id] = done
+        needed = job.spec.training.quorum or job.slots
+        if len(job.done) < min(needed, len(job.done) + len(job.open)) or job.closing:
+            return lambda j, t, d: None
+        job.closing = True
+        late = list(job.open)
+        job.dropped_late += len(late)
+        job.open.clear()
+        job.queue.clear()
+        return lambda j, t, d: self._close_step(j, late)
 
-    @staticmethod
-    def _failure(done: Completion) -> str:
-        """Why this completion ends its job ("" when it does not)."""
-        if not np.isfinite(done.loss):
-            return f"diverged: loss became {done.loss} at step {done.step}"
-        if done.error.startswith("diverged"):
-            return f"{done.error} at step {done.step}"
-        if done.error:
-            return f"worker {done.worker_id} could not compute step {done.step}: {done.error}"
-        return ""
+    def _guarded(self, job: ActiveJob, work: Callable[[], None]) -> None:
+        """Run slow work for ``job`` one at a time; a failure ends the job, never hangs it."""
+        try:
+            with job.apply_lock:
+                work()
+        except grpc.RpcError as e:
+            if e.code() in RESYNC_CODES:
+                self._resync(job)
+                return
+            self._fail_unexpectedly(job, e)
+        except Exception as e:
+            self._fail_unexpectedly(job, e)
 
-    def _close_step(self, job: ActiveJob) -> None:
-        spec = job.spec
+    def _fail_unexpectedly(self, job: ActiveJob, e: BaseException) -> None:
+        if self.log:
+            self.log.exception("job step failed", job_id=job.job_id, version=job.version)
+        with self.cond:
+            self.active.pop(job.job_id, None)
+        reason = f"could not complete step {job.version}: {type(e).__name__}: {e}"
+        self._end(job.job_id, job.message_id, "FAILED", reason=reason)
+
+    # -- applying gradients -----------------------------------------------------------------
+
+    def _close_step(self, job: ActiveJob, late: list[str]) -> None:
         done = list(job.done.values())
+        if late:
+            self.paramserver.discard(job.job_id, late)  # a late push becomes a no-op
         samples = sum(d.samples for d in done)
         loss = sum(d.loss * d.samples for d in done) / samples
-        lr = job.schedule(job.step)
-        version, _ = self.paramserver.apply(job.job_id, job.step, [d.task_id for d in done], lr)
+        lr = job.schedule(job.version)
         elapsed = time.monotonic() - job.step_started
+        self._apply(job, [d.task_id for d in done], lr, loss, samples / max(elapsed, 1e-9), done)
+
+    def _apply_one(self, job: ActiveJob, task: Task, done: Completion) -> None:
+        """Async/ssp: apply one gradient now, or reject it as too stale."""
+        if job.version >= job.total_steps or job.job_id not in self.active:
+            self.paramserver.discard(job.job_id, [task.task_id])
+            return
+        staleness = job.version - task.base_version
+        bound = job.spec.training.max_staleness
+        if job.mode == "ssp" and bound is not None and staleness > bound:
+            job.rejected_stale += 1
+            self.paramserver.discard(job.job_id, [task.task_id])
+            with self.cond:
+                self.cond.notify_all()
+            return
+        lr = job.schedule(job.version)
+        if job.spec.training.staleness_lr == "inverse":
+            lr /= 1 + staleness
+        now = time.monotonic()
+        rate = done.samples / max(now - job.step_started, 1e-9)
+        job.step_started = now
+        self._apply(job, [task.task_id], lr, done.loss, rate, [done], staleness)
+
+    def _apply(
+        self,
+        job: ActiveJob,
+        task_ids: list[str],
+        lr: float,
+        loss: float,
+        samples_per_s: float,
+        done: list[Completion],
+        staleness: int | None = None,
+    ) -> None:
+        """One Apply on the parameter server, then metrics, stop rules, the next step."""
+        t = job.spec.training
+        upcoming = job.version + 1
+        checkpoint = upcoming % t.checkpoint_every == 0 or upcoming >= job.total_steps
+        state = job.scheduler_state() if checkpoint else ""
+        version, _ = self.paramserver.apply(
+            job.job_id, job.version, task_ids, lr, checkpoint, state
+        )
         point: dict[str, Any] = {
             "step": version,
             "time": time.time(),
             "loss": loss,
             "lr": lr,
-            "samples_per_s": samples / elapsed if elapsed > 0 else 0.0,
-            "active_workers": len({d.worker_id for d in done}),
+            "samples_per_s": samples_per_s,
+            "active_workers": len({d.worker_id for d in done})
+            if job.mode == "sync"
+            else len(self.live_workers()),
+            **job.counters(),
         }
-        finished = version >= spec.training.steps
-        if finished or version % spec.training.eval_every == 0:
+        if staleness is not None:
+            point["staleness"] = staleness
+        job.restored_from = None
+        if version >= job.total_steps or version % t.eval_every == 0:
             point.update(self._evaluate(job))
         self.jobs.append_metrics(job.job_id, point)
-        if done[0].layers:  # the derivative diagnostics of slot 0's minibatch
+        if done[0].layers:  # the derivative diagnostics of one task's minibatch
             self.diagnostics.append(job.job_id, version, done[0].layers)
         self.jobs.set_progress(job.job_id, version)
-        if finished:
-            acc = point.get("eval_accuracy")
-            message = (
-                f"trained {version} steps; holdout accuracy {acc:.4f}" if acc is not None else ""
+        stop = stopping.check(t, job.total_steps, job.stop, point, time.monotonic())
+        with self.cond:
+            job.version = version
+            if stop is None and job.mode == "sync":
+                job.closing = False
+                job.queue_step()
+            if stop is not None:
+                self.active.pop(job.job_id, None)
+            self.cond.notify_all()
+        if stop is not None:  # the final θ is kept as the job's model by _end
+            reason = stop.message if stop.status == "FAILED" else None
+            self._end(
+                job.job_id,
+                job.message_id,
+                stop.status,
+                reason=reason,
+                message=_with_accuracy(stop.message, point),
             )
-            self._end(job.job_id, job.message_id, "SUCCEEDED", message=message)
+
+    def _resync(self, job: ActiveJob) -> None:
+        """The parameter server's θ is not where this job thinks it is (it restarted):
+        roll every shard back to the latest checkpoint and recompute from there."""
+        try:
+            status = self.paramserver.status(job.job_id)
+            if status.version != job.version:
+                status = self.paramserver.restore(job.job_id)
+        except grpc.RpcError as e:
+            with self.cond:
+                self.active.pop(job.job_id, None)
+            reason = f"θ was lost at step {job.version} and no checkpoint holds it ({e.details()})"
+            self._end(job.job_id, job.message_id, "FAILED", reason=reason)
             return
         with self.cond:
-            job.step = version
-            job.closing = False
-            self._queue_step(job)
+            if status.version != job.version:
+                job.resume(status.version, status.scheduler_state)
+                job.restored_from = status.version
+                self.jobs.set_phase(
+                    job.job_id,
+                    "training",
+                    message=f"resumed from the checkpoint at step {status.version}",
+                )
+                if self.log:
+                    self.log.warning("job rolled back", job_id=job.job_id, version=status.version)
+            else:
+                job.open.clear()
+                job.queue.clear()
+                job.closing = False
+            if job.mode == "sync":
+                job.queue_step()
+            self.cond.notify_all()
 
     def _evaluate(self, job: ActiveJob) -> dict[str, float]:
         _, params = self.paramserver.pull(job.job_id, -1)
@@ -374,11 +496,15 @@ class SchedulerCore:
         with self.cond:
             self.active.pop(job_id, None)
             self.cond.notify_all()
-        if status == "SUCCEEDED":
-            _, params = self.paramserver.pull(job_id, -1)
-            if params is not None:
-                self.blobs.put(model_key(self.prefix, job_id), _npz(params))
-        self.paramserver.drop_job(job_id)
+        try:
+            if status == "SUCCEEDED":
+                _, params = self.paramserver.pull(job_id, -1)
+                if params is not None:
+                    self.blobs.put(model_key(self.prefix, job_id), _npz(params))
+            self.paramserver.drop_job(job_id)
+        except grpc.RpcError as e:  # θ is lost with its server; the record still ends
+            if self.log:
+                self.log.warning("could not save or drop θ", job_id=job_id, code=str(e.code()))
         self.jobs.set_status(
             job_id, status, phase="ended", message=message or reason, reason=reason
         )
@@ -387,9 +513,23 @@ class SchedulerCore:
             self.log.info("job ended", job_id=job_id, status=status, reason=reason, message=message)
 
 
-def _npz(params: Params) -> bytes:
-    import io
+def _failure(done: Completion) -> str:
+    """Why this completion ends its job ("" when it does not)."""
+    if not np.isfinite(done.loss):
+        return f"diverged: loss became {done.loss} at step {done.step}"
+    if done.error.startswith("diverged"):
+        return f"{done.error} at step {done.step}"
+    if done.error:
+        return f"worker {done.worker_id} could not compute step {done.step}: {done.error}"
+    return ""
 
+
+def _with_accuracy(message: str, point: dict[str, Any]) -> str:
+    acc = point.get("eval_accuracy")
+    return f"{message}; holdout accuracy {acc:.4f}" if acc is not None else message
+
+
+def _npz(params: Params) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **params)  # type: ignore[arg-type]
     return buffer.getvalue()

@@ -33,7 +33,7 @@ import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
-from chainrule.spec import JobSpec
+from chainrule.spec import JobSpec, total_steps
 from chainrule.store.metrics import MetricPoint, decode_point, encode_point
 
 
@@ -170,7 +170,7 @@ class JobStore:
             "phase": phase,
             "message": "",
             "step": "0",
-            "total_steps": str(spec.training.steps),
+            "total_steps": str(total_steps(spec)),
             "created_at": repr(now),
             "spec": spec.model_dump_json(),
         }

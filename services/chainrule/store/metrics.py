@@ -19,12 +19,20 @@ class MetricPoint(TypedDict):
     active_workers: int
     eval_loss: NotRequired[float]
     eval_accuracy: NotRequired[float]
+    eval_mse: NotRequired[float]  # regression jobs
+    eval_r2: NotRequired[float]
+    staleness: NotRequired[float]  # versions between a gradient's θ and the θ it updated
+    rejected_stale: NotRequired[int]  # ssp: gradients refused as too stale, so far
+    dropped_late: NotRequired[int]  # sync quorum: gradients that came after their step closed
+    reassigned: NotRequired[int]  # tasks handed to another worker (timeout or lost worker)
+    restored_from: NotRequired[int]  # θ was restored from the checkpoint at this version
 
 
 INT_FIELDS = ("step", "active_workers")
 FLOAT_FIELDS = ("time", "loss", "lr", "samples_per_s")
-OPTIONAL_FIELDS = ("eval_loss", "eval_accuracy")
-METRIC_FIELDS = (*INT_FIELDS, *FLOAT_FIELDS, *OPTIONAL_FIELDS)
+OPTIONAL_FIELDS = ("eval_loss", "eval_accuracy", "eval_mse", "eval_r2", "staleness")
+OPTIONAL_INT_FIELDS = ("rejected_stale", "dropped_late", "reassigned", "restored_from")
+METRIC_FIELDS = (*INT_FIELDS, *FLOAT_FIELDS, *OPTIONAL_FIELDS, *OPTIONAL_INT_FIELDS)
 
 
 def encode_point(point: Mapping[str, object], now: float) -> dict[str, str]:
@@ -44,8 +52,10 @@ def encode_point(point: Mapping[str, object], now: float) -> dict[str, str]:
     if missing:
         raise ValueError(f"metric point lacks {', '.join(missing)}; got fields {sorted(point)}")
     fields: dict[str, str] = {}
-    for name in INT_FIELDS:
-        value = values[name]
+    for name in (*INT_FIELDS, *OPTIONAL_INT_FIELDS):
+        value = values.get(name)
+        if value is None and name in OPTIONAL_INT_FIELDS:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"metric {name} must be an integer >= 0; got {value!r}")
         fields[name] = str(value)
@@ -55,7 +65,7 @@ def encode_point(point: Mapping[str, object], now: float) -> dict[str, str]:
             continue  # only the optional ones can get here
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ValueError(f"metric {name} must be a number; got {value!r}")
-        may_diverge = name in ("loss", "eval_loss")
+        may_diverge = name in ("loss", "eval_loss", "eval_mse", "eval_r2")
         if not may_diverge and not math.isfinite(value):
             raise ValueError(f"metric {name} must be finite; got {value!r}")
         if name in ("lr", "samples_per_s") and value < 0:
@@ -76,8 +86,10 @@ def decode_point(fields: Mapping[str, str]) -> MetricPoint:
         samples_per_s=float(fields["samples_per_s"]),
         active_workers=int(fields["active_workers"]),
     )
-    if "eval_loss" in fields:
-        point["eval_loss"] = float(fields["eval_loss"])
-    if "eval_accuracy" in fields:
-        point["eval_accuracy"] = float(fields["eval_accuracy"])
+    for name in OPTIONAL_FIELDS:
+        if name in fields:
+            point[name] = float(fields[name])  # type: ignore[literal-required]
+    for name in OPTIONAL_INT_FIELDS:
+        if name in fields:
+            point[name] = int(fields[name])  # type: ignore[literal-required]
     return point

@@ -1,0 +1,317 @@
+"""θ split over several parameter servers (shards) behind the single-server client's API.
+
+``CHAINRULE_PARAMSERVERS=host:port,host:port,...`` names the shards, in the same order in
+every process. Each tensor lives whole on one shard, chosen by :func:`assign_shards` from
+the tensors' shapes alone, so the scheduler and every worker place θ the same way without
+talking to each other. Workers push and pull per shard in parallel; Apply goes to every
+shard, and each shard counts the same versions (a shard may hold none of a small model's
+tensors and still counts them).
+
+Why splitting is exact: the optimizers (sgd, adam, adagrad) are elementwise, and every
+shard averages the same pushes with the same sample weights and runs the same optimizer
+with the same step count on its own tensors, so K shards compute bit for bit the θ one
+server would. No tensor needs splitting by rows for that; whole tensors, largest first onto
+the lightest shard, balance an MLP's few large weight matrices well enough.
+
+Consistency: a failure half way (one shard refused an Apply, a shard was restored from an
+older checkpoint) can leave the shards at different versions. Every call that reports a
+version checks that the shards agree and raises :class:`ShardsOutOfStepError` naming them
+when they do not; ``status()`` reports the oldest shard and ``restore()`` brings every shard
+back to its latest checkpoint, which is how the scheduler resynchronises them. Because every
+mutation is idempotent, retrying a half-done Push or Apply completes it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TypeVar
+
+import grpc
+import numpy as np
+
+from chainrule.nn import Params
+from chainrule.paramserver.client import JobStatus, ParamServerClient
+from chainrule.rpc.codec import check_like
+
+T = TypeVar("T")
+
+VERSION_SETTLE_SECONDS = 2.0
+"""How long a pull waits for shards behind the others: an Apply reaches the shards in
+parallel, so a pull racing it may see them one version apart for a moment."""
+
+REMEMBERED_LAYOUTS = 256
+"""How many jobs' tensor names, shapes and dtypes a client keeps to check pushes against."""
+
+
+def assign_shards(shapes: Mapping[str, tuple[int, ...]], k: int) -> dict[str, int]:
+    """The shard (0 .. k-1) of every tensor: largest first (ties by name) onto the shard
+    holding the fewest elements so far (ties: fewer tensors, then the lower index).
+
+    Deterministic and pure: the same shapes give the same placement in every process. The
+    heaviest shard exceeds the lightest by at most the largest tensor, and with at least
+    ``k`` tensors every shard gets one.
+    """
+    if k < 1:
+        raise ValueError(f"the number of shards must be >= 1; got {k}")
+    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+    load, count = [0] * k, [0] * k
+    placed: dict[str, int] = {}
+    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
+        shard = min(range(k), key=lambda i: (load[i], count[i], i))
+        placed[name] = shard
+        load[shard] += sizes[name]
+        count[shard] += 1
+    return {name: placed[name] for name in shapes}
+
+
+class ShardsOutOfStepError(RuntimeError):
+    """The shards hold a job at different versions; ``restore()`` resynchronises them."""
+
+
+class RejectedError(grpc.RpcError):  # type: ignore[misc]
+    """A request refused before any shard saw it, with the status a server would give."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class ShardedParamServerClient(ParamServerClient):
+    """The :class:`ParamServerClient` API over K shards, one call per shard in parallel.
+
+    A subclass so that everything typed for one server accepts it; it has no channel of
+    its own and overrides every public method. Pushes are checked here against the job's
+    tensor names, shapes and dtypes (learnt from ``create_job`` or a pull) before any
+    shard sees them, so a bad gradient is refused whole, never buffered by some shards.
+    """
+
+    def __init__(self, clients: list[ParamServerClient]) -> None:
+        if not clients:
+            raise ValueError("a sharded parameter server needs at least one shard")
+        self.clients = list(clients)
+        self.target = ",".join(c.target for c in self.clients)
+        self.timeout = max(c.timeout for c in self.clients)
+        self._pool = ThreadPoolExecutor(len(self.clients), thread_name_prefix="paramserver-shard")
+        self._layouts: OrderedDict[str, Params] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for client in self.clients:
+            client.close()
+
+    def create_job(
+        self,
+        job_id: str,
+        params: Params,
+        optimizer: str,
+        hyper: Mapping[str, float] | None = None,
+        flags: Mapping[str, bool] | None = None,
+    ) -> tuple[int, bool]:
+        parts = self._split(params)
+        replies = self._each(lambda i, c: c.create_job(job_id, parts[i], optimizer, hyper, flags))
+        version = self._agreed(job_id, "create_job", [v for v, _ in replies])
+        if all(created for _, created in replies):
+            self._remember(job_id, params)
+        else:  # the job was there already, maybe with other shapes: learn them from a pull
+            self._forget(job_id)
+        return version, any(created for _, created in replies)
+
+    def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
+        """(version, θ merged from every shard) or (version, None) when ``have_version``
+        is current; shards behind the others get :data:`VERSION_SETTLE_SECONDS` to catch up."""
+        replies = self._each(lambda _, c: c.pull(job_id, have_version))
+        deadline = time.monotonic() + VERSION_SETTLE_SECONDS
+        while True:
+            newest = max(v for v, _ in replies)
+            behind = [i for i, (v, _) in enumerate(replies) if v != newest]
+            if not behind:
+                break
+            if time.monotonic() >= deadline:
+                raise self._out_of_step(job_id, "pull", [v for v, _ in replies])
+            time.sleep(0.01)
+            again = self._each(lambda _, c: c.pull(job_id, have_version), behind)
+            for i, reply in zip(behind, again, strict=True):
+                replies[i] = reply
+        if newest == have_version:
+            return newest, None
+        # an empty shard's reply carries no tensors (None) even when θ is sent
+        return newest, self._merge(job_id, [p or {} for _, p in replies])
+
+    def push(
+        self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
+    ) -> bool:
+        """True only if every shard had this task already (a retried push)."""
+        try:
+            check_like(grads, self._layout(job_id))
+        except ValueError as e:  # the message a server gives; no shard was asked
+            raise RejectedError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        parts = self._split(grads)
+        duplicates = self._each(
+            lambda i, c: c.push(job_id, task_id, base_version, parts[i], samples, loss)
+        )
+        return all(duplicates)
+
+    def apply(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+    ) -> tuple[int, bool]:
+        """One step on every shard; a duplicate only if every shard had applied it."""
+        replies = self._each(
+            lambda _, c: c.apply(job_id, step, task_ids, lr, checkpoint, scheduler_state)
+        )
+        version = self._agreed(job_id, "apply", [v for v, _ in replies])
+        return version, all(duplicate for _, duplicate in replies)
+
+    def discard(self, job_id: str, task_ids: list[str]) -> int:
+        """How many of the tasks were buffered (each task is on every shard: the most any
+        shard forgot)."""
+        return max(self._each(lambda _, c: c.discard(job_id, task_ids)))
+
+    def status(self, job_id: str) -> JobStatus:
+        """The oldest shard's view: the lowest version and checkpoint, with the scheduler
+        state saved at that checkpoint."""
+        return combine_statuses(self._each(lambda _, c: c.status(job_id)))
+
+    def restore(self, job_id: str) -> JobStatus:
+        """Every shard back to its latest checkpoint; they must end at the same version."""
+        statuses = self._each(lambda _, c: c.restore(job_id))
+        self._agreed(job_id, "restore", [s.version for s in statuses])
+        return combine_statuses(statuses)
+
+    def drop_job(self, job_id: str) -> bool:
+        self._forget(job_id)
+        return any(self._each(lambda _, c: c.drop_job(job_id)))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _each(
+        self, call: Callable[[int, ParamServerClient], T], shards: Sequence[int] | None = None
+    ) -> list[T]:
+        """``call(i, client)`` for each shard in parallel; every call has ended before this
+        returns or raises (the first shard's error, in shard order)."""
+        indices = range(len(self.clients)) if shards is None else shards
+        futures = [self._pool.submit(call, i, self.clients[i]) for i in indices]
+        _, pending = wait(futures, timeout=self.timeout + 10)
+        if pending:  # each call has its own gRPC deadline: only a hung thread lands here
+            raise TimeoutError(f"parameter server shards did not answer within {self.timeout} s")
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+        return [future.result() for future in futures]
+
+    def _agreed(self, job_id: str, call: str, versions: list[int]) -> int:
+        if len(set(versions)) != 1:
+            raise self._out_of_step(job_id, call, versions)
+        return versions[0]
+
+    def _out_of_step(self, job_id: str, call: str, versions: list[int]) -> ShardsOutOfStepError:
+        each = ", ".join(
+            f"shard {i} ({c.target}) at {v}"
+            for i, (c, v) in enumerate(zip(self.clients, versions, strict=True))
+        )
+        return ShardsOutOfStepError(
+            f"{call}: the parameter server shards hold job {job_id!r} at different versions "
+            f"({each}); the scheduler must resynchronise them (restore)"
+        )
+
+    def _split(self, tensors: Params) -> list[Params]:
+        shard_of = assign_shards({name: a.shape for name, a in tensors.items()}, len(self.clients))
+        parts: list[Params] = [{} for _ in self.clients]
+        for name, array in tensors.items():
+            parts[shard_of[name]][name] = array
+        return parts
+
+    def _merge(self, job_id: str, parts: list[Params]) -> Params:
+        """The shards' tensors as one θ, checked to be where :func:`assign_shards` puts them
+        (a worker and a scheduler listing the shards in different orders would not agree)."""
+        merged: Params = {}
+        source: dict[str, int] = {}
+        for shard, part in enumerate(parts):
+            for name, array in part.items():
+                if name in merged:
+                    raise RuntimeError(
+                        f"tensor {name!r} of job {job_id!r} is on shards {source[name]} and {shard}"
+                    )
+                merged[name], source[name] = array, shard
+        expected = assign_shards({name: a.shape for name, a in merged.items()}, len(parts))
+        misplaced = sorted(name for name in merged if expected[name] != source[name])
+        if misplaced:
+            raise RuntimeError(
+                f"tensor(s) {misplaced} of job {job_id!r} are not on the shard that "
+                f"{self.target!r} places them on: every process must list the same "
+                "parameter servers in the same order (CHAINRULE_PARAMSERVERS)"
+            )
+        self._remember(job_id, merged)
+        return merged
+
+    def _layout(self, job_id: str) -> Params:
+        """Stand-ins with the job's tensor names, shapes and dtypes (a pull if unknown)."""
+        with self._lock:
+            layout = self._layouts.get(job_id)
+        if layout is None:
+            self.pull(job_id)
+            with self._lock:
+                layout = self._layouts[job_id]
+        return layout
+
+    def _remember(self, job_id: str, params: Params) -> None:
+        # zero-strided views: a shape and dtype without the memory
+        layout = {n: np.broadcast_to(np.zeros((), a.dtype), a.shape) for n, a in params.items()}
+        with self._lock:
+            self._layouts[job_id] = layout
+            self._layouts.move_to_end(job_id)
+            while len(self._layouts) > REMEMBERED_LAYOUTS:
+                self._layouts.popitem(last=False)
+
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._layouts.pop(job_id, None)
+
+
+def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
+    """The lowest version and checkpoint over the shards, the scheduler state saved with
+    that checkpoint (the first shard that has it), restored if any shard was."""
+    oldest = min(statuses, key=lambda s: s.checkpoint_version)
+    return JobStatus(
+        version=min(s.version for s in statuses),
+        checkpoint_version=oldest.checkpoint_version,
+        scheduler_state=oldest.scheduler_state,
+        restored=any(s.restored for s in statuses),
+    )
+
+
+def connect_paramservers(targets: str, timeout: float = 30.0) -> ParamServerClient:
+    """A client for ``host:port`` (one server) or ``host:port,host:port,...`` (shards)."""
+    entries = [t.strip() for t in targets.split(",")]
+    if not all(entries):
+        raise ValueError(
+            f"parameter server list {targets!r} (CHAINRULE_PARAMSERVERS) has an empty entry; "
+            "expected host:port or host:port,host:port,..."
+        )
+    repeated = sorted({t for t in entries if entries.count(t) > 1})
+    if repeated:
+        raise ValueError(
+            f"parameter server list {targets!r} (CHAINRULE_PARAMSERVERS) names {repeated} "
+            "more than once; each shard must be a server of its own"
+        )
+    if len(entries) == 1:
+        return ParamServerClient(entries[0], timeout)
+    return ShardedParamServerClient([ParamServerClient(t, timeout) for t in entries])
