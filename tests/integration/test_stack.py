@@ -37,11 +37,15 @@ def run_job(gateway: str, job_spec: dict[str, Any], timeout: float = 180) -> dic
 def submit_and_wait_for_step(gateway: str, job_spec: dict[str, Any], step: int) -> str:
     """Submit a job and return its id once it has done ``step`` steps."""
     job_id = str(httpx.post(f"{gateway}/api/v1/jobs", json=job_spec, timeout=10).json()["id"])
-    deadline = time.monotonic() + 60
+    wait_for_step(gateway, job_id, step)
+    return job_id
+
+
+def wait_for_step(gateway: str, job_id: str, step: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
     while httpx.get(f"{gateway}/api/v1/jobs/{job_id}", timeout=10).json()["step"] < step:
         assert time.monotonic() < deadline, f"job {job_id} did not reach step {step}"
         time.sleep(0.05)
-    return job_id
 
 
 def metric_series(gateway: str, job_id: str) -> list[dict[str, Any]]:

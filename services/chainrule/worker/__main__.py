@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from chainrule.logs import configure_logging, get_logger
-from chainrule.paramserver.client import ParamServerClient
+from chainrule.paramserver.sharding import connect_paramservers
 from chainrule.signals import shutdown_event
 from chainrule.store.blobs import BlobStore
 from chainrule.worker.loop import Worker
@@ -17,10 +17,17 @@ def main() -> None:
     configure_logging()
     log = get_logger("worker", worker_id=settings.worker_id)
     stop = shutdown_event()
-    paramserver = ParamServerClient(settings.paramservers.split(",")[0].strip())
+    paramserver = connect_paramservers(settings.paramservers)
     blobs = BlobStore(redis.Redis.from_url(settings.redis_url))
     worker = Worker(
-        settings.worker_id, settings.scheduler, paramserver, blobs, stop, settings.poll_seconds, log
+        settings.worker_id,
+        settings.scheduler,
+        paramserver,
+        blobs,
+        stop,
+        settings.poll_seconds,
+        log,
+        settings.task_delay_s,
     )
     log.info("started", scheduler=settings.scheduler)
     worker.run()

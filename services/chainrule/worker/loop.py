@@ -47,12 +47,13 @@ class Worker:
         stop: threading.Event,
         poll_seconds: float = 2.0,
         log: Any = None,
+        task_delay_s: float = 0.0,
     ) -> None:
         self.worker_id = worker_id
         self._channel = channel(scheduler_target)
         self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channel)
         self.paramserver, self.blobs, self.stop = paramserver, blobs, stop
-        self.poll_seconds, self.log = poll_seconds, log
+        self.poll_seconds, self.log, self.task_delay_s = poll_seconds, log, task_delay_s
         self.cache: dict[str, JobCache] = {}
 
     def run(self) -> None:
@@ -108,6 +109,8 @@ class Worker:
         return self._complete(done)
 
     def _compute_and_push(self, task: pb.Task, done: pb.CompleteRequest) -> None:
+        if self.task_delay_s:
+            self.stop.wait(self.task_delay_s)  # a simulated straggler
         t0 = time.perf_counter()
         cache = self._job(task)
         if cache.version != task.base_version:

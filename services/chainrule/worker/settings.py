@@ -14,3 +14,6 @@ class WorkerSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL
     worker_id: str = f"{socket.gethostname()}-{os.getpid()}"  # CHAINRULE_WORKER_ID
     poll_seconds: float = 2.0  # CHAINRULE_POLL_SECONDS: long-poll length
+    # CHAINRULE_TASK_DELAY_S: sleep this long before each task — a simulated straggler,
+    # for testing timeouts and quorums (0 in production)
+    task_delay_s: float = 0.0

@@ -1,0 +1,134 @@
+"""Training that survives the real world, on real processes and a real Redis: async and
+bounded-staleness modes, workers that die, join or straggle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from chainrule.cli.stack import LocalStack, StackConfig
+from tests.examples import example_spec as spec
+from tests.integration.conftest import delete_prefixed, unique_prefix
+from tests.integration.test_stack import (
+    metric_series,
+    run_job,
+    run_job_to_end,
+    submit_and_wait_for_step,
+    wait_for_step,
+)
+
+pytestmark = pytest.mark.timeout(300)
+LEASE = {"CHAINRULE_WORKER_LEASE_S": "3"}  # a killed worker is noticed within 3 s
+
+
+@pytest.fixture
+def make_stack(redis_url: str, tmp_path: Path) -> Iterator[Any]:
+    """Start stacks on free ports with the given workers; all stop after the test."""
+    stacks: list[LocalStack] = []
+    prefixes: list[str] = []
+
+    def start(workers: int) -> LocalStack:
+        prefixes.append(unique_prefix())
+        config = StackConfig.on_free_ports(
+            workers=workers,
+            redis_url=redis_url,
+            key_prefix=prefixes[-1],
+            log_dir=tmp_path / f"stack{len(stacks)}",
+            extra_env=LEASE,
+        )
+        stack = LocalStack(config)
+        stacks.append(stack)
+        stack.start()
+        return stack
+
+    try:
+        yield start
+    finally:
+        for stack in stacks:
+            stack.stop()
+        client = redis.Redis.from_url(redis_url)
+        for prefix in prefixes:
+            delete_prefixed(client, prefix)
+
+
+def digits(**training: Any) -> dict[str, Any]:
+    base = {"steps": 3000, "eval_every": 50, "target": {"eval_accuracy": 0.95}}
+    return spec("digits", training={**base, **training})
+
+
+@pytest.mark.parametrize(
+    "training",
+    [
+        {"mode": "async", "staleness_lr": "inverse"},
+        {"mode": "ssp", "max_staleness": 2},
+    ],
+    ids=["async", "ssp"],
+)
+def test_async_and_ssp_reach_the_target_on_digits(
+    make_stack: Any, training: dict[str, Any]
+) -> None:
+    stack = make_stack(3)
+    job = run_job(stack.gateway_url, digits(workers=3, **training))
+    assert job["status"] == "SUCCEEDED", job
+    assert job["latest_metrics"]["eval_accuracy"] >= 0.95
+    assert "target reached" in job["message"]
+    points = metric_series(stack.gateway_url, job["id"])
+    assert [p["step"] for p in points] == list(range(1, len(points) + 1))  # one per gradient
+    assert all(p["staleness"] is not None and p["staleness"] >= 0 for p in points)
+    assert max(p["staleness"] for p in points) >= 1  # three workers do race
+
+
+def test_ssp_rejects_and_counts_gradients_beyond_max_staleness(make_stack: Any) -> None:
+    stack = make_stack(3)
+    job = run_job(
+        stack.gateway_url,
+        spec(training={"mode": "ssp", "max_staleness": 0, "workers": 3, "steps": 150}),
+    )
+    assert job["status"] == "SUCCEEDED", job
+    points = metric_series(stack.gateway_url, job["id"])
+    assert all(p["staleness"] == 0 for p in points)  # nothing staler was applied
+    assert points[-1]["rejected_stale"] > 0, points[-1]
+    counts = [p["rejected_stale"] for p in points]
+    assert counts == sorted(counts)  # a running count
+
+
+def test_a_sigkilled_worker_costs_only_its_task_and_a_new_one_gets_work(make_stack: Any) -> None:
+    stack = make_stack(3)
+    job_spec = spec(training={"workers": 3, "steps": 1500})
+    job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 100)
+    stack.processes["worker-0"].kill()
+    at_kill = metric_series(stack.gateway_url, job_id)[-1]["step"]
+    wait_for_step(stack.gateway_url, job_id, at_kill + 200)
+    newcomer = stack.add_worker()
+    job = run_job_to_end(stack.gateway_url, job_id)
+    assert job["status"] == "SUCCEEDED", job
+    points = metric_series(stack.gateway_url, job_id)
+    assert [p["step"] for p in points] == list(range(1, 1501))  # θ's version counts steps
+    active = [p["active_workers"] for p in points]
+    assert active[at_kill - 5 : at_kill] == [3] * 5
+    assert 2 in active[at_kill:]  # the metrics show the worker leaving...
+    assert active[-1] == 3, active[-20:]  # ...and the newcomer doing its share
+    assert points[-1]["reassigned"] >= 1  # the dead worker's task went to another
+    assert stack.processes[newcomer].poll() is None
+
+
+@pytest.mark.parametrize(
+    ("training", "counter"),
+    [({"step_timeout_s": 0.5}, "reassigned"), ({"quorum": 1}, "dropped_late")],
+    ids=["timeout", "quorum"],
+)
+def test_a_straggler_does_not_stall_a_sync_job(
+    make_stack: Any, training: dict[str, Any], counter: str
+) -> None:
+    """One of two workers takes 60 s per task. Waiting for it, 40 steps would take 40
+    minutes and the test's 5-minute timeout would fail it; with a step timeout or a
+    quorum the fast worker carries the job."""
+    stack = make_stack(1)
+    stack.add_worker({"CHAINRULE_TASK_DELAY_S": "60"})
+    job = run_job(stack.gateway_url, spec(training={"workers": 2, "steps": 40, **training}))
+    assert job["status"] == "SUCCEEDED", job
+    assert metric_series(stack.gateway_url, job["id"])[-1][counter] >= 1
