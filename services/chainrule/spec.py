@@ -18,7 +18,9 @@ optimizer.
 
 Targets, for whoever feeds the network: with one output unit (two-class datasets only)
 the target is the 0/1 class label; with one unit per class it is the class index for
-``cross_entropy`` and the one-hot row for ``bce`` and ``mse``.
+``cross_entropy`` and the one-hot row for ``bce`` and ``mse``. A regression set
+(``linear``, or an upload with task ``regression``) has one real-valued target per row,
+fitted by one ``identity`` output unit under ``mse``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictStr,
     ValidationError,
     ValidationInfo,
@@ -60,24 +63,40 @@ from chainrule.nn.losses import Head
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """The shape of a dataset: input features, classes, and rows if the set is fixed."""
+    """The shape of a dataset: input features, classes (None: a regression set with
+    real-valued targets), and rows if the set is fixed."""
 
     features: int
-    classes: int
+    classes: int | None
     samples: int | None = None  # None: generated, ``n_samples`` rows
+
+    @property
+    def task(self) -> str:
+        return "regression" if self.classes is None else "classification"
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "xor": DatasetInfo(features=2, classes=2),
     "moons": DatasetInfo(features=2, classes=2),
     "spirals": DatasetInfo(features=2, classes=2),
-    "digits": DatasetInfo(features=64, classes=10, samples=1797),  # scikit-learn's 8x8 digits
+    "circles": DatasetInfo(features=2, classes=2),
+    "blobs": DatasetInfo(features=2, classes=3),
+    "linear": DatasetInfo(features=4, classes=None),  # y = X·w + b + noise
+    # bundled with scikit-learn
+    "digits": DatasetInfo(features=64, classes=10, samples=1797),  # 8x8 handwritten digits
+    "iris": DatasetInfo(features=4, classes=3, samples=150),
+    "breast_cancer": DatasetInfo(features=30, classes=2, samples=569),
 }
 DEFAULT_SAMPLES = 1000
 DEFAULT_STEPS = 1000
 MODES = ("sync", "async", "ssp")
 STALENESS_LR = ("none", "inverse")
-TARGET_METRICS = {"eval_accuracy": "at least", "eval_loss": "at most"}
+TARGET_METRICS = {
+    "eval_accuracy": "at least",
+    "eval_r2": "at least",
+    "eval_loss": "at most",
+    "eval_mse": "at most",
+}
 INITS = ("auto", "glorot", "he")
 
 MAX_LAYERS = 34  # inputs, up to 32 hidden layers, outputs
@@ -85,6 +104,7 @@ MAX_WIDTH = 8192
 MAX_PARAMS = 10_000_000
 MAX_SEED = 2**63 - 1
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as the dataset store makes them
 
 _FORBID = ConfigDict(extra="forbid", frozen=True)
 
@@ -142,16 +162,56 @@ def _check_holdout(value: float) -> float:
     return value
 
 
+def _check_dataset_name(value: str | None) -> str | None:
+    return None if value is None else _choice("dataset", "dataset", tuple(DATASETS))(value)
+
+
+def _check_upload_id(value: str | None) -> str | None:
+    if value is not None and not _UPLOAD_ID.fullmatch(value):
+        raise _error(
+            "invalid_id",
+            f"dataset id {value!r} must be 1 to 64 letters, digits, '_' or '-', "
+            "as POST /api/v1/datasets returns it",
+        )
+    return value
+
+
+UPLOADS = "uploads"  # the validation-context key of uploaded datasets' shapes
+
+
 class DatasetSpec(BaseModel):
-    """Which data, how much of it, and the share held out for evaluation."""
+    """Which data, how much of it, the share held out for evaluation, and whether to
+    standardize the features.
+
+    ``{"name": "moons"}`` names a built-in set (:data:`DATASETS`), ``{"id": "3f9a..."}``
+    an uploaded one (``POST /api/v1/datasets``); exactly one of the two. The spec alone
+    cannot know an upload's shape, so whoever holds its metadata validates with
+    ``JobSpec.model_validate(obj, context={"uploads": {id: DatasetInfo(...)}})``: the
+    model and the workers are then checked against the upload as against a built-in set,
+    an id missing from that mapping is refused, and the shape stays bound to the object
+    (:attr:`info`, :meth:`split_sizes`). Validated without that context (a spec read back
+    from a job record), an upload's shape is unknown and those checks are skipped.
+
+    ``standardize`` rescales every feature to mean 0 and standard deviation 1 using the
+    training rows' statistics only (:func:`chainrule.data.standardize`).
+    """
 
     model_config = _FORBID
 
     name: Annotated[
-        str,
-        Field(strict=True, json_schema_extra=_enum(tuple(DATASETS))),
-        AfterValidator(_choice("dataset", "dataset", tuple(DATASETS))),
-    ]
+        str | None,
+        Field(
+            strict=True,
+            description="a built-in dataset; give name or id",
+            json_schema_extra={"enum": [*DATASETS, None]},
+        ),
+        AfterValidator(_check_dataset_name),
+    ] = None
+    id: Annotated[
+        str | None,
+        Field(strict=True, description="an uploaded dataset's id; give name or id"),
+        AfterValidator(_check_upload_id),
+    ] = None
     holdout: Annotated[
         float,
         Field(strict=True, description="share of rows held out for evaluation, in (0, 0.9]"),
@@ -165,11 +225,26 @@ class DatasetSpec(BaseModel):
             json_schema_extra=_bounds(10, 1_000_000),
         ),
     ] = None
+    standardize: Annotated[
+        bool,
+        Field(
+            strict=True,
+            description="rescale each feature to mean 0, std 1 by the training rows' statistics",
+        ),
+    ] = False
+
+    _upload: DatasetInfo | None = PrivateAttr(default=None)
 
     @field_validator("n_samples")
     @classmethod
     def _samples_fit_dataset(cls, value: int | None, info: ValidationInfo) -> int | None:
-        dataset = DATASETS.get(info.data.get("name", ""))
+        if value is not None and info.data.get("id") is not None:
+            raise _error(
+                "fixed_dataset",
+                "n_samples applies to generated datasets only; an uploaded dataset has the "
+                f"rows it was uploaded with, so leave n_samples out (got {value})",
+            )
+        dataset = DATASETS.get(info.data.get("name") or "")
         if value is None or dataset is None:
             return value
         if dataset.samples is not None:
@@ -180,19 +255,66 @@ class DatasetSpec(BaseModel):
             )
         return _int_between("n_samples", 10, 1_000_000)(value)
 
+    @model_validator(mode="after")
+    def _name_or_upload(self, info: ValidationInfo) -> DatasetSpec:
+        if self.name is None and self.id is None:
+            raise _error(
+                "missing_dataset",
+                "dataset needs a name (a built-in set: "
+                f"{', '.join(DATASETS)}) or an id (an uploaded dataset); got neither",
+            )
+        if self.name is not None and self.id is not None:
+            raise _error(
+                "name_and_id",
+                f"dataset takes a name or an id, not both; got name {self.name!r} "
+                f"and id {self.id!r}",
+            )
+        uploads = info.context.get(UPLOADS) if isinstance(info.context, dict) else None
+        if self.id is not None and uploads is not None:
+            if self.id not in uploads:
+                message = (
+                    f"no uploaded dataset {self.id!r}; upload one with POST /api/v1/datasets "
+                    "and list them with GET /api/v1/datasets"
+                )
+                raise _field_error("dataset", ("id",), "unknown_dataset", message, self.id)
+            self._upload = uploads[self.id]
+        return self
+
+    @property
+    def described(self) -> str:
+        """How messages name the data: ``dataset 'xor'`` or ``uploaded dataset '3f9a...'``."""
+        if self.name is not None:
+            return f"dataset {self.name!r}"
+        return f"uploaded dataset {self.id!r}"
+
+    @property
+    def known_info(self) -> DatasetInfo | None:
+        """The shape of the data, or None for an upload whose shape was not bound."""
+        return DATASETS[self.name] if self.name is not None else self._upload
+
     @property
     def info(self) -> DatasetInfo:
-        return DATASETS[self.name]
+        """The shape of the data; ValueError for an upload whose shape was not bound."""
+        known = self.known_info
+        if known is None:
+            raise ValueError(
+                f"the shape of uploaded dataset {self.id!r} is not known to this spec; "
+                f'validate it with context={{"{UPLOADS}": {{id: DatasetInfo}}}}, or count '
+                "the rows of the prepared split"
+            )
+        return known
 
     @property
     def samples(self) -> int:
         """Rows in the whole set, before the holdout split."""
         return self.info.samples or self.n_samples or DEFAULT_SAMPLES
 
-    def split_sizes(self) -> tuple[int, int]:
-        """(training rows, evaluation rows): at least one of each."""
-        held_out = max(1, round(self.samples * self.holdout))
-        return self.samples - held_out, held_out
+    def split_sizes(self, rows: int | None = None) -> tuple[int, int]:
+        """(training rows, evaluation rows): at least one of each, out of ``rows`` if
+        given, else out of :attr:`samples`."""
+        total = self.samples if rows is None else rows
+        held_out = max(1, round(total * self.holdout))
+        return total - held_out, held_out
 
 
 # -- model --------------------------------------------------------------------------------
@@ -591,36 +713,39 @@ class JobSpec(BaseModel):
     @classmethod
     def _model_fits_dataset(cls, model: ModelSpec, info: ValidationInfo) -> ModelSpec:
         dataset: DatasetSpec | None = info.data.get("dataset")
-        if dataset is None:
+        data = dataset.known_info if dataset is not None else None
+        if dataset is None or data is None:  # an upload's shape is checked where it is known
             return model
-        data, layers = dataset.info, model.layers
+        layers, last = model.layers, len(model.layers) - 1
         if layers[0] != data.features:
             message = (
-                f"layers[0] is {layers[0]} but dataset {dataset.name!r} has {data.features} "
+                f"layers[0] is {layers[0]} but {dataset.described} has {data.features} "
                 f"input features; set layers[0] to {data.features}"
             )
             raise _field_error("model", ("layers", 0), "dataset_mismatch", message, layers[0])
+        if data.classes is None:
+            _check_regression_model(model, dataset.described)
+            return model
         allowed = output_units(data, model.loss)
         if layers[-1] not in allowed:
             message = (
-                f"layers[{len(layers) - 1}] is {layers[-1]} output units but dataset "
-                f"{dataset.name!r} has {data.classes} classes; with loss {model.loss!r} "
+                f"layers[{last}] is {layers[-1]} output units but {dataset.described} has "
+                f"{data.classes} classes; with loss {model.loss!r} "
                 f"expected {' or '.join(str(k) for k in allowed)}"
             )
-            loc = ("layers", len(layers) - 1)
-            raise _field_error("model", loc, "dataset_mismatch", message, layers[-1])
+            raise _field_error("model", ("layers", last), "dataset_mismatch", message, layers[-1])
         return model
 
     @field_validator("training")
     @classmethod
     def _workers_fit_dataset(cls, training: TrainingSpec, info: ValidationInfo) -> TrainingSpec:
         dataset: DatasetSpec | None = info.data.get("dataset")
-        if dataset is None:
+        if dataset is None or dataset.known_info is None:
             return training
         train_rows, _ = dataset.split_sizes()
         if training.workers > train_rows:
             message = (
-                f"workers is {training.workers} but dataset {dataset.name!r} leaves only "
+                f"workers is {training.workers} but {dataset.described} leaves only "
                 f"{train_rows} training rows after the holdout; "
                 f"workers must be at most {train_rows}"
             )
@@ -630,15 +755,44 @@ class JobSpec(BaseModel):
         return training
 
 
-def total_steps(spec: JobSpec) -> int:
-    """The θ versions ``spec`` runs to (``training.epochs`` counted in training rows)."""
-    train_rows, _ = spec.dataset.split_sizes()
-    return spec.training.total_steps(train_rows)
+def _check_regression_model(model: ModelSpec, described: str) -> None:
+    """A regression set has one real-valued target: one identity output under mse."""
+    need = "loss 'mse', output 'identity' and one output unit"
+    if model.loss != "mse" or model.output != "identity":
+        field = "loss" if model.loss != "mse" else "output"
+        message = (
+            f"{described} is a regression set (real-valued targets), so the model needs "
+            f"{need}; got loss {model.loss!r} with output {model.output!r}"
+        )
+        raise _field_error("model", (field,), "regression_model", message, getattr(model, field))
+    last = len(model.layers) - 1
+    if model.layers[-1] != 1:
+        message = (
+            f"layers[{last}] is {model.layers[-1]} output units but {described} is a "
+            f"regression set with one real-valued target; set layers[{last}] to 1 "
+            f"(the model needs {need})"
+        )
+        raise _field_error("model", ("layers", last), "regression_model", message, model.layers[-1])
+
+
+def total_steps(spec: JobSpec, train_rows: int | None = None) -> int:
+    """The θ versions ``spec`` runs to (``training.epochs`` counted in training rows).
+
+    ``train_rows`` defaults to the dataset's own split; it is needed only for an upload
+    trained by epochs whose shape is not bound to ``spec`` (a spec read back from a job
+    record): pass ``len(split.X_train)`` of the prepared split.
+    """
+    if train_rows is None and spec.training.epochs is not None:
+        train_rows, _ = spec.dataset.split_sizes()
+    return spec.training.total_steps(train_rows or 0)
 
 
 def output_units(data: DatasetInfo, loss: str) -> tuple[int, ...]:
     """The output widths that fit ``data`` under ``loss``: one unit per class, or a single
-    unit for a two-class set (the 0/1 label), except with softmax + cross_entropy."""
+    unit for a two-class set (the 0/1 label), except with softmax + cross_entropy; a
+    regression set (``classes`` None) has one unit, its target."""
+    if data.classes is None:
+        return (1,)
     if data.classes == 2 and loss != "cross_entropy":
         return (1, 2)
     return (data.classes,)

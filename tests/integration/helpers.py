@@ -6,12 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
 
 from chainrule.cli.stack import free_port, wait_grpc_healthy
 
-__all__ = ["free_port", "service_process", "wait_for_grpc_health"]
+__all__ = ["free_port", "service_process", "wait_for_grpc_health", "wait_for_health"]
 
 
 @contextmanager
@@ -42,3 +46,20 @@ def wait_for_grpc_health(target: str, proc: subprocess.Popen[bytes], timeout: fl
             raise RuntimeError(f"service at {target} exited with code {proc.returncode}")
 
     wait_grpc_healthy(target, timeout, check_alive)
+
+
+def wait_for_health(
+    http: httpx.Client, proc: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
+    """Block until the gateway answers /healthz (or fail with its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with code {proc.returncode}:\n{log.read_text()}")
+        try:
+            if http.get("/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"gateway not healthy after {timeout} s:\n{log.read_text()}")

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import Popen
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
+from chainrule.gateway.schemas import MetricPointOut
 from chainrule.spec import JobSpec
 from chainrule.store import JobStore
 from tests.integration.conftest import delete_prefixed, example_spec, unique_prefix
-from tests.integration.helpers import free_port, service_process
+from tests.integration.helpers import free_port, service_process, wait_for_health
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,20 +29,6 @@ class Gateway:
     http: httpx.Client
     store: JobStore  # the same keys the gateway reads, as the scheduler would write them
     client: redis.Redis
-
-
-def wait_for_health(http: httpx.Client, proc: Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with code {proc.returncode}:\n{log.read_text()}")
-        try:
-            if http.get("/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"gateway not healthy after {timeout} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +103,7 @@ def test_a_valid_spec_becomes_a_pending_queued_job(gateway: Gateway) -> None:
     [
         (("training", "steps"), 0, ["training", "steps"], "between 1 and 1000000; got 0"),
         (("model", "activation"), "relu6", ["model", "activation"], "unknown activation 'relu6'"),
-        (("training", "mode"), "async", ["training", "mode"], "'async' is not supported yet"),
+        (("training", "mode"), "ssp", ["training", "max_staleness"], "'ssp' needs max_staleness"),
         (("model", "layers"), [3, 8, 1], ["model", "layers", 0], "dataset 'xor' has 2 input"),
         (("model", "output"), "softmax", ["model", "loss"], "does not go with loss 'bce'"),
         (("training", "optimizer", "momentum"), 1.5, ["training", "optimizer", "momentum"],
@@ -165,7 +150,7 @@ def test_the_api_shows_what_the_scheduler_writes(gateway: Gateway) -> None:
     series = gateway.http.get(f"/api/v1/jobs/{job_id}/metrics").json()
     job = gateway.http.get(f"/api/v1/jobs/{job_id}").json()
 
-    optional = {"eval_loss": None, "eval_accuracy": None}
+    optional = {k: None for k, f in MetricPointOut.model_fields.items() if not f.is_required()}
     expected = [optional | p for p in points]
     expected[2]["loss"] = None
     assert series == {"job_id": job_id, "count": 3, "points": expected}

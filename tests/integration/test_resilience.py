@@ -14,6 +14,7 @@ from chainrule.cli.stack import LocalStack, StackConfig
 from tests.examples import example_spec as spec
 from tests.integration.conftest import delete_prefixed, unique_prefix
 from tests.integration.test_stack import (
+    FAST_FAILOVER,
     metric_series,
     run_job,
     run_job_to_end,
@@ -22,7 +23,6 @@ from tests.integration.test_stack import (
 )
 
 pytestmark = pytest.mark.timeout(300)
-LEASE = {"CHAINRULE_WORKER_LEASE_S": "3"}  # a killed worker is noticed within 3 s
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def make_stack(redis_url: str, tmp_path: Path) -> Iterator[Any]:
             redis_url=redis_url,
             key_prefix=prefixes[-1],
             log_dir=tmp_path / f"stack{len(stacks)}",
-            extra_env=LEASE,
+            extra_env=FAST_FAILOVER,
         )
         stack = LocalStack(config)
         stacks.append(stack)

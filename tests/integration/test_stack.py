@@ -26,6 +26,8 @@ from tests.examples import example_spec as spec
 from tests.integration.conftest import delete_prefixed, unique_prefix
 
 pytestmark = pytest.mark.timeout(300)
+# a killed scheduler's leader lease lapses in 3 s, a killed worker's in 3 s
+FAST_FAILOVER = {"CHAINRULE_LEADER_TTL_S": "3", "CHAINRULE_WORKER_LEASE_S": "3"}
 
 
 def run_job(gateway: str, job_spec: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
@@ -56,7 +58,11 @@ def metric_series(gateway: str, job_id: str) -> list[dict[str, Any]]:
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     prefix = unique_prefix()
     config = StackConfig.on_free_ports(
-        workers=2, redis_url=redis_url, key_prefix=prefix, log_dir=tmp_path_factory.mktemp("stack")
+        workers=2,
+        redis_url=redis_url,
+        key_prefix=prefix,
+        log_dir=tmp_path_factory.mktemp("stack"),
+        extra_env=FAST_FAILOVER,
     )
     try:
         with LocalStack(config) as running:
@@ -86,6 +92,7 @@ def single_process_replay(job_spec: JobSpec) -> dict[str, np.ndarray]:
     """Plain SGD in this process on the minibatch sequence the scheduler hands out."""
     net, optimizer = build_training(job_spec)
     t, d = job_spec.training, job_spec.dataset
+    assert d.name is not None, "a built-in dataset"
     split = prepare(d.name, d.samples, d.holdout, t.seed)
     init_rng, batch_rng = job_rngs(t.seed)
     params = net.init(init_rng)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from chainrule.data import GENERATORS
+from chainrule.data import CLASSES, FEATURES, GENERATED, make_dataset
+from chainrule.data import DATASETS as REGISTRY_DATASETS
 from chainrule.nn import SGD, Adam
-from chainrule.spec import DATASETS, JobSpec, build_training
+from chainrule.spec import DATASETS, UPLOADS, DatasetInfo, JobSpec, build_training, total_steps
 from tests.examples import example_spec
 
 EXAMPLE: dict[str, Any] = example_spec("xor")
@@ -68,7 +69,8 @@ def test_defaults_fill_what_is_left_out() -> None:
         }
     )
     assert spec.training.mode == "sync" and spec.training.workers == 1
-    assert (spec.training.batch_size, spec.training.steps, spec.training.seed) == (32, 1000, 0)
+    assert (spec.training.batch_size, spec.training.seed) == (32, 0)
+    assert spec.training.steps is None and spec.training.total_steps(800) == 1000
     assert spec.dataset.holdout == 0.2 and spec.model.activation == "tanh"
     assert build_training(spec)[1] == Adam()
 
@@ -116,11 +118,13 @@ def test_two_class_sets_take_one_unit_or_one_per_class(
         (("training", "batch_size"), 65537, ("training", "batch_size"), "between 1 and 65536"),
         (("training", "eval_every"), 0, ("training", "eval_every"), "between 1 and"),
         (("training", "seed"), -1, ("training", "seed"), "seed must be between 0 and"),
-        (("training", "mode"), "async", ("training", "mode"),
-         "mode 'async' is not supported yet; only 'sync' is"),
-        (("training", "mode"), "ssp", ("training", "mode"), "'ssp' is not supported yet"),
+        (("training", "mode"), "ssp", ("training", "max_staleness"),
+         "mode 'ssp' needs max_staleness (an integer >= 0)"),
+        (("training", "max_staleness"), 2, ("training", "max_staleness"),
+         "max_staleness applies to mode 'ssp' only; mode is 'sync'"),
+        (("training", "epochs"), 3, ("training", "epochs"), "give steps or epochs, not both"),
         (("training", "mode"), "eventual", ("training", "mode"),
-         "unknown mode 'eventual'; expected one of: sync"),
+         "unknown mode 'eventual'; expected one of: sync, async, ssp"),
         (("training", "optimizer", "lr"), 0, ("training", "optimizer", "lr"),
          "lr must be a finite number > 0; got 0"),
         (("training", "optimizer", "lr"), math.inf, ("training", "optimizer", "lr"), "got inf"),
@@ -154,7 +158,8 @@ def test_two_class_sets_take_one_unit_or_one_per_class(
          "layers[2] is 3 output units but dataset 'xor' has 2 classes; with loss 'bce' "
          "expected 1 or 2"),
         (("dataset", "name"), "mnist", ("dataset", "name"),
-         "unknown dataset 'mnist'; expected one of: xor, moons, spirals, digits"),
+         "unknown dataset 'mnist'; expected one of: xor, moons, spirals, circles, blobs, "
+         "linear, digits, iris, breast_cancer"),
         (("dataset", "holdout"), 0.0, ("dataset", "holdout"),
          "holdout must lie in (0, 0.9]; got 0.0"),
         (("dataset", "holdout"), 0.95, ("dataset", "holdout"), "got 0.95"),
@@ -219,18 +224,149 @@ def test_every_field_error_is_reported_at_once() -> None:
     assert locs == {("training", "steps"), ("model", "activation")}
 
 
-@pytest.mark.parametrize("name", sorted(GENERATORS))
+@pytest.mark.parametrize("name", GENERATED)
 def test_generated_sets_have_the_shape_the_spec_expects(name: str) -> None:
-    X, y = GENERATORS[name](50, np.random.default_rng(0))
-    assert X.shape[1] == DATASETS[name].features
-    assert set(np.unique(y)) <= set(range(DATASETS[name].classes))
-    assert DATASETS[name].samples is None
+    X, y = make_dataset(name, 50, np.random.default_rng(0))
+    info = DATASETS[name]
+    assert X.shape == (50, info.features) and info.samples is None
+    if info.classes is None:
+        assert name == "linear" and y.dtype == np.float32
+    else:
+        assert set(np.unique(y)) <= set(range(info.classes)) and y.dtype == np.int64
 
 
-def test_digits_matches_scikit_learn_bundled_set() -> None:
-    from sklearn.datasets import load_digits
+@pytest.mark.parametrize(
+    ("name", "loader"),
+    [("digits", "load_digits"), ("iris", "load_iris"), ("breast_cancer", "load_breast_cancer")],
+)
+def test_bundled_sets_match_scikit_learn(name: str, loader: str) -> None:
+    from sklearn import datasets
 
-    digits = load_digits()
-    assert DATASETS["digits"].samples == digits.data.shape[0] == 1797
-    assert DATASETS["digits"].features == digits.data.shape[1] == 64
-    assert DATASETS["digits"].classes == len(np.unique(digits.target)) == 10
+    bundled = getattr(datasets, loader)()
+    info = DATASETS[name]
+    assert info.samples == bundled.data.shape[0]
+    assert info.features == bundled.data.shape[1]
+    assert info.classes == len(np.unique(bundled.target))
+
+
+def test_the_spec_and_the_registry_agree_on_every_dataset() -> None:
+    assert tuple(DATASETS) == REGISTRY_DATASETS
+    for name, info in DATASETS.items():
+        assert (info.features, info.classes) == (FEATURES[name], CLASSES[name])
+
+
+# -- datasets: name or uploaded id, regression ---------------------------------------------
+
+LINEAR_MODEL = {"layers": [4, 8, 1], "output": "identity", "loss": "mse"}
+UPLOADED = DatasetInfo(features=3, classes=4, samples=100)
+
+
+def upload_spec(**dataset: object) -> dict[str, Any]:
+    model = {"layers": [3, 8, 4], "output": "softmax", "loss": "cross_entropy"}
+    return {**EXAMPLE, "dataset": {"id": "3f9a2c71d04e8b15", **dataset}, "model": model}
+
+
+def with_upload(spec: dict[str, Any], info: DatasetInfo = UPLOADED) -> JobSpec:
+    return JobSpec.model_validate(spec, context={UPLOADS: {"3f9a2c71d04e8b15": info}})
+
+
+def test_linear_is_a_regression_set_for_an_identity_unit_under_mse() -> None:
+    spec = JobSpec.model_validate({**EXAMPLE, "dataset": {"name": "linear"}, "model": LINEAR_MODEL})
+    assert spec.dataset.info.task == "regression"
+
+    loc, message = refusal({**EXAMPLE, "dataset": {"name": "linear"},
+                            "model": {**LINEAR_MODEL, "output": "sigmoid"}})  # fmt: skip
+    assert loc == ("model", "output")
+    assert message == (
+        "dataset 'linear' is a regression set (real-valued targets), so the model needs loss "
+        "'mse', output 'identity' and one output unit; got loss 'mse' with output 'sigmoid'"
+    )
+    loc, message = refusal({**EXAMPLE, "dataset": {"name": "linear"},
+                            "model": {"layers": [4, 8, 1], "output": "sigmoid", "loss": "bce"}})  # fmt: skip
+    assert loc == ("model", "loss") and "got loss 'bce' with output 'sigmoid'" in message
+    loc, message = refusal({**EXAMPLE, "dataset": {"name": "linear"},
+                            "model": {**LINEAR_MODEL, "layers": [4, 8, 2]}})  # fmt: skip
+    assert loc == ("model", "layers", 2)
+    assert "layers[2] is 2 output units but dataset 'linear' is a regression set" in message
+
+
+@pytest.mark.parametrize(
+    ("dataset", "loc", "message"),
+    [
+        ({}, ("dataset",), "dataset needs a name (a built-in set: xor, moons"),
+        ({"name": "xor", "id": "abc"}, ("dataset",),
+         "dataset takes a name or an id, not both; got name 'xor' and id 'abc'"),
+        ({"id": "../etc"}, ("dataset", "id"),
+         "dataset id '../etc' must be 1 to 64 letters, digits, '_' or '-'"),
+        ({"id": "abc", "n_samples": 100}, ("dataset", "n_samples"),
+         "an uploaded dataset has the rows it was uploaded with, so leave n_samples out"),
+        ({"name": "xor", "standardize": "yes"}, ("dataset", "standardize"), "valid boolean"),
+    ],
+)  # fmt: skip
+def test_a_dataset_is_a_name_or_an_upload_id(
+    dataset: dict[str, Any], loc: tuple[str, ...], message: str
+) -> None:
+    got_loc, got_message = refusal({**EXAMPLE, "dataset": dataset})
+    assert got_loc == loc and message in got_message
+
+
+def test_an_upload_validated_without_its_shape_skips_the_shape_checks() -> None:
+    spec = JobSpec.model_validate(upload_spec())  # as a job record is read back
+
+    assert spec.dataset.id == "3f9a2c71d04e8b15" and spec.dataset.known_info is None
+    assert total_steps(spec) == 2000  # steps need no row count
+    with pytest.raises(ValueError, match="shape of uploaded dataset '3f9a2c71d04e8b15'"):
+        spec.dataset.split_sizes()
+
+
+def test_an_upload_validated_with_its_shape_is_checked_like_a_builtin_set() -> None:
+    spec = with_upload(upload_spec(holdout=0.25, standardize=True))
+    assert spec.dataset.info == UPLOADED and spec.dataset.split_sizes() == (75, 25)
+    assert spec.dataset.standardize is True
+
+    with pytest.raises(ValidationError) as caught:
+        with_upload({**upload_spec(), "model": {**upload_spec()["model"], "layers": [2, 8, 4]}})
+    error = caught.value.errors()[0]
+    assert error["loc"] == ("model", "layers", 0)
+    assert error["msg"] == (
+        "layers[0] is 2 but uploaded dataset '3f9a2c71d04e8b15' has 3 input features; "
+        "set layers[0] to 3"
+    )
+    with pytest.raises(ValidationError) as caught:
+        with_upload({**upload_spec(), "model": {**upload_spec()["model"], "layers": [3, 8, 5]}})
+    error = caught.value.errors()[0]
+    assert error["loc"] == ("model", "layers", 2)
+    assert "uploaded dataset '3f9a2c71d04e8b15' has 4 classes" in error["msg"]
+
+
+def test_an_upload_missing_from_the_known_uploads_is_refused_at_its_id() -> None:
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate(upload_spec(), context={UPLOADS: {}})
+    error = caught.value.errors()[0]
+    assert error["loc"] == ("dataset", "id")
+    assert error["msg"].startswith("no uploaded dataset '3f9a2c71d04e8b15'; upload one with")
+
+
+def test_epochs_over_an_upload_count_its_training_rows() -> None:
+    spec = upload_spec()
+    spec["training"] = {**spec["training"], "steps": None, "epochs": 2, "workers": 2,
+                        "batch_size": 10}  # fmt: skip
+    bound = with_upload(spec)  # 100 rows, 80 for training: 2 epochs of 20 rows per step
+    assert total_steps(bound) == 8
+
+    unbound = JobSpec.model_validate(spec)
+    assert total_steps(unbound, train_rows=80) == 8
+    with pytest.raises(ValueError, match="not known to this spec"):
+        total_steps(unbound)
+
+
+def test_a_regression_upload_needs_the_regression_model() -> None:
+    regression = DatasetInfo(features=3, classes=None, samples=50)
+    model = {"layers": [3, 8, 1], "output": "identity", "loss": "mse"}
+    assert with_upload({**upload_spec(), "model": model}, regression).model.layers == [3, 8, 1]
+
+    with pytest.raises(ValidationError) as caught:
+        with_upload(upload_spec(), regression)
+    error = caught.value.errors()[0]
+    assert error["loc"] == ("model", "loss")
+    assert "uploaded dataset '3f9a2c71d04e8b15' is a regression set" in error["msg"]

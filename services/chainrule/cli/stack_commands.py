@@ -18,6 +18,9 @@ DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 
 def up(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")] = 2,
+    paramservers: Annotated[
+        int, typer.Option(min=1, max=16, help="Parameter-server shards to split θ over.")
+    ] = 1,
     redis_url: Annotated[
         str | None,
         typer.Option(envvar="CHAINRULE_REDIS_URL", help="External Redis; embedded when unset."),
@@ -36,13 +39,20 @@ def up(
         ".chainrule/logs"
     ),
 ) -> None:
-    """Start Redis (embedded unless CHAINRULE_REDIS_URL is set), the parameter server,
-    the scheduler, N workers and the gateway; stop them all on Ctrl-C or SIGTERM."""
+    """Start Redis (embedded unless CHAINRULE_REDIS_URL is set), the parameter server
+    (K shards), the scheduler, N workers and the gateway; stop them all on Ctrl-C or SIGTERM."""
     console = Console()
-    config = StackConfig(workers=workers, redis_url=redis_url, gateway_port=port, log_dir=log_dir)
+    config = StackConfig(
+        workers=workers,
+        paramservers=paramservers,
+        redis_url=redis_url,
+        gateway_port=port,
+        log_dir=log_dir,
+    )
     stack = LocalStack(config)
     stop = shutdown_event()
-    console.print(f"starting {workers} workers, logs in {log_dir}/ ...")
+    shards = f", {paramservers} parameter-server shards" if paramservers > 1 else ""
+    console.print(f"starting {workers} workers{shards}, logs in {log_dir}/ ...")
     with stack:
         where = redis_url or "embedded Redis"
         console.print(

@@ -1,15 +1,43 @@
-"""Datasets: seeded synthetic generators and bundled sets, by name."""
+"""Datasets: seeded synthetic generators, bundled sets and uploads, by name or id."""
 
-from chainrule.data.registry import CLASSES, DATASETS, FEATURES, Split, prepare, targets
-from chainrule.data.synthetic import GENERATORS, make_dataset
+from chainrule.data.evaluation import evaluate
+from chainrule.data.registry import (
+    BUNDLED,
+    CLASSES,
+    DATASETS,
+    FEATURES,
+    Split,
+    prepare,
+    prepare_dataset,
+    standardize,
+    targets,
+)
+from chainrule.data.synthetic import GENERATED, GENERATORS, make_dataset
+from chainrule.data.uploads import (
+    DatasetError,
+    DatasetTooLargeError,
+    ParsedDataset,
+    parse_csv,
+    parse_npz,
+)
 
 __all__ = [
+    "BUNDLED",
     "CLASSES",
     "DATASETS",
     "FEATURES",
+    "GENERATED",
     "GENERATORS",
+    "DatasetError",
+    "DatasetTooLargeError",
+    "ParsedDataset",
     "Split",
+    "evaluate",
     "make_dataset",
+    "parse_csv",
+    "parse_npz",
     "prepare",
+    "prepare_dataset",
+    "standardize",
     "targets",
 ]

@@ -1,34 +1,82 @@
-"""Datasets by name, split into training and holdout rows, deterministically by seed.
+"""Datasets by name or upload id, split into training and holdout rows, deterministically
+by seed.
 
-Generated sets (``xor``, ``moons``, ``spirals``) come from :mod:`chainrule.data.synthetic`;
-``digits`` is the 8×8 handwritten-digits set bundled with scikit-learn (1,797 samples,
-64 features scaled to [0, 1], 10 classes), read from the package, never downloaded.
+Generated sets (``xor``, ``moons``, ``spirals``, ``circles``, ``blobs``; ``linear`` for
+regression) come from :mod:`chainrule.data.synthetic`. Bundled sets ship with
+scikit-learn and are read from the package, never downloaded:
+
+- ``digits``: 1,797 8×8 handwritten digits, 64 features scaled to [0, 1], 10 classes;
+- ``iris``: 150 flowers, 4 measurements in cm (0.1 to 7.9, left as they are), 3 classes;
+- ``breast_cancer``: 569 tumours, 30 measurements in their own units (from 0 to
+  4,254), 2 classes. Left raw, as the features of an uploaded CSV are: set the dataset's
+  ``standardize`` option, or tanh and sigmoid units saturate on the large ones.
+
+Uploaded sets (:mod:`chainrule.data.uploads`) come through the ``fetch_upload`` callable
+of :func:`prepare_dataset`. ``standardize`` rescales every feature to mean 0 and standard
+deviation 1 with statistics of the *training* rows only, so nothing about the holdout
+leaks into training.
+
+A :class:`Split` holds int64 class labels for classification and float32 targets for
+regression; ``y.dtype`` is how everyone tells the two apart (:attr:`Split.task`).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.data.synthetic import GENERATORS, make_dataset
+from chainrule.data.synthetic import GENERATED, make_dataset
+from chainrule.data.uploads import Labels, ParsedDataset
 
-BUNDLED = ("digits",)
-DATASETS = (*GENERATORS, *BUNDLED)
-FEATURES = {"xor": 2, "moons": 2, "spirals": 2, "digits": 64}
-CLASSES = {"xor": 2, "moons": 2, "spirals": 2, "digits": 10}
+if TYPE_CHECKING:
+    from chainrule.spec import DatasetSpec
+
+BUNDLED = ("digits", "iris", "breast_cancer")
+DATASETS = (*GENERATED, *BUNDLED)
+FEATURES = {
+    "xor": 2,
+    "moons": 2,
+    "spirals": 2,
+    "circles": 2,
+    "blobs": 2,
+    "linear": 4,
+    "digits": 64,
+    "iris": 4,
+    "breast_cancer": 30,
+}
+# classes per set; None for regression (real-valued targets)
+CLASSES: dict[str, int | None] = {
+    "xor": 2,
+    "moons": 2,
+    "spirals": 2,
+    "circles": 2,
+    "blobs": 3,
+    "linear": None,
+    "digits": 10,
+    "iris": 3,
+    "breast_cancer": 2,
+}
 
 
 @dataclass(frozen=True)
 class Split:
-    """Training and holdout rows: float32 features, int64 class labels."""
+    """Training and holdout rows: float32 features; int64 class labels, or float32
+    targets for a regression set."""
 
     X_train: NDArray[np.float32]
-    y_train: NDArray[np.int64]
+    y_train: Labels
     X_test: NDArray[np.float32]
-    y_test: NDArray[np.int64]
+    y_test: Labels
+
+    @property
+    def task(self) -> str:
+        """``"regression"`` when the targets are floats, else ``"classification"``."""
+        return "regression" if np.issubdtype(self.y_train.dtype, np.floating) else "classification"
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` image: how a prepared dataset travels through Redis."""
@@ -48,18 +96,23 @@ class Split:
             return cls(z["X_train"], z["y_train"], z["X_test"], z["y_test"])
 
 
-def load(
-    name: str, n_samples: int, rng: np.random.Generator
-) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+def load(name: str, n_samples: int, rng: np.random.Generator) -> tuple[NDArray[np.float32], Labels]:
     """All rows of dataset ``name`` (``n_samples`` only applies to generated sets)."""
-    if name == "digits":
-        from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
-
-        digits = load_digits()
-        return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
-    if name not in GENERATORS:
+    if name in BUNDLED:
+        return _bundled(name)
+    if name not in GENERATED:
         raise ValueError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
     return make_dataset(name, n_samples, rng)
+
+
+def _bundled(name: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    from sklearn import datasets  # bundled with scikit-learn, no download
+
+    if name == "digits":
+        digits = datasets.load_digits()
+        return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    loaded = datasets.load_iris() if name == "iris" else datasets.load_breast_cancer()
+    return loaded.data.astype(np.float32), loaded.target.astype(np.int64)
 
 
 def prepare(name: str, n_samples: int, holdout: float, seed: int) -> Split:
@@ -68,10 +121,46 @@ def prepare(name: str, n_samples: int, holdout: float, seed: int) -> Split:
     Everything is drawn from ``np.random.default_rng(seed)``: the same seed gives the
     same rows in the same split on every machine.
     """
-    if not 0.0 < holdout < 1.0:
-        raise ValueError(f"holdout must lie in (0, 1); got {holdout!r}")
+    _check_holdout(holdout)
     rng = np.random.default_rng(seed)
     X, y = load(name, n_samples, rng)
+    return split_rows(X, y, holdout, rng)
+
+
+def prepare_dataset(dataset: DatasetSpec, seed: int, fetch_upload: Callable[[str], bytes]) -> Split:
+    """The split a job trains on: a built-in set by ``dataset.name`` (as :func:`prepare`
+    makes it), or the upload ``dataset.id``, whose stored bytes ``fetch_upload(id)``
+    returns (it raises ``KeyError`` or ``ValueError`` when there is no such upload).
+    With ``dataset.standardize`` the features are standardized by :func:`standardize`.
+    A service passes ``DatasetStore(binary_client(url), prefix).data`` as ``fetch_upload``.
+
+    Raises ``ValueError`` for anything that makes the data unusable.
+    """
+    if dataset.id is not None:
+        _check_holdout(dataset.holdout)
+        try:
+            data = fetch_upload(dataset.id)
+        except KeyError:
+            raise ValueError(f"no uploaded dataset {dataset.id!r}; was it deleted?") from None
+        try:
+            parsed = ParsedDataset.from_bytes(data)
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(
+                f"the stored data of upload {dataset.id!r} is unreadable: {exc}"
+            ) from None
+        split = split_rows(parsed.X, parsed.y, dataset.holdout, np.random.default_rng(seed))
+    elif dataset.name is not None:
+        split = prepare(dataset.name, dataset.samples, dataset.holdout, seed)
+    else:  # the spec refuses this; a hand-built object might not
+        raise ValueError("the dataset needs a name (a built-in set) or an id (an upload)")
+    return standardize(split) if dataset.standardize else split
+
+
+def split_rows(
+    X: NDArray[np.float32], y: Labels, holdout: float, rng: np.random.Generator
+) -> Split:
+    """A random ``holdout`` share of the rows (at least one) for evaluation, the rest for
+    training; the order comes from ``rng``."""
     n_test = max(1, round(holdout * len(X)))
     if n_test >= len(X):
         raise ValueError(f"holdout {holdout} of {len(X)} rows leaves no training rows")
@@ -80,11 +169,39 @@ def prepare(name: str, n_samples: int, holdout: float, seed: int) -> Split:
     return Split(X[train], y[train], X[test], y[test])
 
 
-def targets(labels: NDArray[np.int64], outputs: int, loss: str) -> NDArray[np.generic]:
-    """What the network is trained against: the class index for ``cross_entropy``, the
-    0/1 label for a single output unit, otherwise the one-hot row."""
+def standardize(split: Split) -> Split:
+    """Every feature shifted and scaled to mean 0 and standard deviation 1 over the
+    training rows; the holdout rows get the same shift and scale (their own statistics
+    are never looked at). A feature constant over the training rows is only centred."""
+    train = split.X_train.astype(np.float64)
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[std == 0] = 1.0
+
+    def scaled(X: NDArray[np.float32]) -> NDArray[np.float32]:
+        standardized: NDArray[np.float64] = (X.astype(np.float64) - mean) / std
+        return standardized.astype(np.float32)
+
+    return Split(scaled(split.X_train), split.y_train, scaled(split.X_test), split.y_test)
+
+
+def targets(labels: Labels, outputs: int, loss: str) -> NDArray[np.generic]:
+    """What the network is trained against: a regression set's float targets as they
+    are; otherwise the class index for ``cross_entropy``, the 0/1 label for a single
+    output unit, and the one-hot row for the rest."""
+    if np.issubdtype(labels.dtype, np.floating):
+        if outputs != 1:
+            raise ValueError(
+                f"regression targets need exactly 1 output unit; the network has {outputs}"
+            )
+        return labels.astype(np.float32)
     if loss == "cross_entropy":
         return labels
     if outputs == 1:
         return labels.astype(np.float32)
     return np.eye(outputs, dtype=np.float32)[labels]
+
+
+def _check_holdout(holdout: float) -> None:
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must lie in (0, 1); got {holdout!r}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 from chainrule.nn import Params
 from chainrule.rpc import codec
+from chainrule.rpc.retry import with_retries
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
@@ -32,6 +34,11 @@ class ParamServerClient:
     def close(self) -> None:
         self._channel.close()
 
+    def _call(self, method: str, request: Any) -> Any:
+        """One RPC, retried through transient failures (all of these RPCs are idempotent)."""
+        rpc = getattr(self._stub, method)
+        return with_retries(lambda: rpc(request, timeout=self.timeout))
+
     def create_job(
         self,
         job_id: str,
@@ -41,23 +48,22 @@ class ParamServerClient:
         flags: Mapping[str, bool] | None = None,
     ) -> tuple[int, bool]:
         cfg = pb.OptimizerConfig(name=optimizer, hyper=dict(hyper or {}), flags=dict(flags or {}))
-        reply = self._stub.CreateJob(
+        reply = self._call(
+            "CreateJob",
             pb.CreateJobRequest(job_id=job_id, params=codec.encode_all(params), optimizer=cfg),
-            timeout=self.timeout,
         )
         return reply.version, reply.created
 
     def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
         """(version, θ) or (version, None) when ``have_version`` is current."""
-        reply = self._stub.Pull(
-            pb.PullRequest(job_id=job_id, have_version=have_version), timeout=self.timeout
-        )
+        reply = self._call("Pull", pb.PullRequest(job_id=job_id, have_version=have_version))
         return reply.version, (codec.decode_all(reply.params) if reply.params else None)
 
     def push(
         self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
     ) -> bool:
-        reply = self._stub.Push(
+        reply = self._call(
+            "Push",
             pb.PushRequest(
                 job_id=job_id,
                 task_id=task_id,
@@ -66,7 +72,6 @@ class ParamServerClient:
                 samples=samples,
                 loss=loss,
             ),
-            timeout=self.timeout,
         )
         return bool(reply.duplicate)
 
@@ -87,29 +92,27 @@ class ParamServerClient:
             checkpoint=checkpoint,
             scheduler_state=scheduler_state,
         )
-        reply = self._stub.Apply(request, timeout=self.timeout)
+        reply = self._call("Apply", request)
         return reply.version, reply.duplicate
 
     def discard(self, job_id: str, task_ids: list[str]) -> int:
-        reply = self._stub.Discard(
-            pb.DiscardRequest(job_id=job_id, task_ids=task_ids), timeout=self.timeout
-        )
+        reply = self._call("Discard", pb.DiscardRequest(job_id=job_id, task_ids=task_ids))
         return int(reply.discarded)
 
     def status(self, job_id: str) -> JobStatus:
         """Version and latest checkpoint (restoring the job from it if this server had lost it)."""
-        reply = self._stub.Status(pb.StatusRequest(job_id=job_id), timeout=self.timeout)
+        reply = self._call("Status", pb.StatusRequest(job_id=job_id))
         return JobStatus(
             reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored
         )
 
     def restore(self, job_id: str) -> JobStatus:
         """Reload the latest checkpoint, throwing away later steps."""
-        reply = self._stub.Restore(pb.StatusRequest(job_id=job_id), timeout=self.timeout)
+        reply = self._call("Restore", pb.StatusRequest(job_id=job_id))
         return JobStatus(
             reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored
         )
 
     def drop_job(self, job_id: str) -> bool:
-        reply = self._stub.DropJob(pb.DropJobRequest(job_id=job_id), timeout=self.timeout)
+        reply = self._call("DropJob", pb.DropJobRequest(job_id=job_id))
         return bool(reply.dropped)

@@ -44,6 +44,10 @@ VERSION_SETTLE_SECONDS = 2.0
 """How long a pull waits for shards behind the others: an Apply reaches the shards in
 parallel, so a pull racing it may see them one version apart for a moment."""
 
+SHARD_WAIT_FACTOR = 12
+"""A safety net against a hung thread, in client timeouts: every shard call ends by its
+own gRPC deadline, and the single-server client retries a transient failure ten times."""
+
 REMEMBERED_LAYOUTS = 256
 """How many jobs' tensor names, shapes and dtypes a client keeps to check pushes against."""
 
@@ -69,8 +73,18 @@ def assign_shards(shapes: Mapping[str, tuple[int, ...]], k: int) -> dict[str, in
     return {name: placed[name] for name in shapes}
 
 
-class ShardsOutOfStepError(RuntimeError):
-    """The shards hold a job at different versions; ``restore()`` resynchronises them."""
+class ShardsOutOfStepError(RuntimeError, grpc.RpcError):  # type: ignore[misc]
+    """The shards hold a job at different versions; ``restore()`` resynchronises them.
+
+    Also a gRPC error with FAILED_PRECONDITION, the status one server gives when θ is not
+    at the version the caller expects (it was restored from a checkpoint), so callers
+    that resynchronise on that status handle this the same way."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.FAILED_PRECONDITION
+
+    def details(self) -> str:
+        return str(self)
 
 
 class RejectedError(grpc.RpcError):  # type: ignore[misc]
@@ -205,12 +219,13 @@ class ShardedParamServerClient(ParamServerClient):
         self, call: Callable[[int, ParamServerClient], T], shards: Sequence[int] | None = None
     ) -> list[T]:
         """``call(i, client)`` for each shard in parallel; every call has ended before this
-        returns or raises (the first shard's error, in shard order)."""
+        returns or raises (the first shard's error, in shard order), bar a hung thread."""
         indices = range(len(self.clients)) if shards is None else shards
         futures = [self._pool.submit(call, i, self.clients[i]) for i in indices]
-        _, pending = wait(futures, timeout=self.timeout + 10)
-        if pending:  # each call has its own gRPC deadline: only a hung thread lands here
-            raise TimeoutError(f"parameter server shards did not answer within {self.timeout} s")
+        limit = SHARD_WAIT_FACTOR * self.timeout + 30
+        _, pending = wait(futures, timeout=limit)
+        if pending:
+            raise TimeoutError(f"parameter server shards did not answer within {limit:.0f} s")
         for future in futures:
             error = future.exception()
             if error is not None:

@@ -67,6 +67,7 @@ class ParameterStore:
 
     def __init__(self, checkpoints: Checkpoints | None = None) -> None:
         self._jobs: dict[str, JobState] = {}
+        self._dropped: set[str] = set()  # ended here: never brought back from a checkpoint
         self._lock = threading.Lock()
         self.checkpoints = checkpoints
 
@@ -81,6 +82,8 @@ class ParameterStore:
     def restore(self, job_id: str, only_if_missing: bool = False) -> tuple[JobState, bool]:
         """Replace the job's in-memory state by its latest checkpoint. Returns the job and
         whether a checkpoint was loaded (not when ``only_if_missing`` and it is held)."""
+        if job_id in self._dropped:
+            raise JobNotFoundError(f"job {job_id!r} was dropped from this parameter server")
         checkpoint = self.checkpoints.load(job_id) if self.checkpoints else None
         with self._lock:
             if only_if_missing and job_id in self._jobs:
@@ -127,6 +130,7 @@ class ParameterStore:
             if self.checkpoints is not None:  # version 0: a job can always be rolled back
                 self._checkpoint(job_id, job, "")
             self._jobs[job_id] = job
+            self._dropped.discard(job_id)
             return 0, True
 
     def push(
@@ -224,4 +228,5 @@ class ParameterStore:
 
     def drop(self, job_id: str) -> bool:
         with self._lock:
+            self._dropped.add(job_id)
             return self._jobs.pop(job_id, None) is not None

@@ -17,23 +17,36 @@ def start_server(
     service_names: list[str],
     address: str,
     max_workers: int = 16,
+    health_servicer: health.HealthServicer | None = None,
 ) -> tuple[grpc.Server, int]:
     """Start a server on ``address`` (``host:0`` picks a free port); returns it and its port.
 
     ``register`` adds the servicers; the health service reports SERVING for each name in
-    ``service_names`` and for the whole server ("").
+    ``service_names`` and for the whole server (""), unless the caller passes its own
+    ``health_servicer`` to set when it is ready.
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=GRPC_OPTIONS)
     register(server)
-    health_servicer = health.HealthServicer()
+    own_health = health_servicer is None
+    health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")
     server.start()
-    for name in ["", *service_names]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    if own_health:
+        set_serving(health_servicer, service_names, True)
     return server, port
+
+
+def set_serving(health_servicer: health.HealthServicer, names: list[str], serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ["", *names]:
+        health_servicer.set(name, status)
 
 
 def channel(target: str) -> grpc.Channel:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import threading
+import time
+import uuid
+from typing import Any
 
-import redis
+from grpc_health.v1 import health
 
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
-from chainrule.rpc.server import start_server
+from chainrule.rpc.server import set_serving, start_server
 from chainrule.rpc.v1 import scheduler_pb2, scheduler_pb2_grpc
 from chainrule.scheduler.core import SchedulerCore
+from chainrule.scheduler.leader import LeaderLease, leader_key
 from chainrule.scheduler.servicer import SchedulerServicer
 from chainrule.scheduler.settings import SchedulerSettings
 from chainrule.signals import shutdown_event
-from chainrule.store import connect
+from chainrule.store import binary_client, connect
 from chainrule.store.blobs import BlobStore
+from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.jobs import JobStore
 from chainrule.store.queue import JobQueue
@@ -33,7 +38,8 @@ def main() -> None:
     paramserver = connect_paramservers(settings.paramservers)
     core = SchedulerCore(
         JobStore(client, prefix=settings.key_prefix),
-        BlobStore(redis.Redis.from_url(settings.redis_url)),  # binary values: no decoding
+        BlobStore(binary_client(settings.redis_url)),
+        DatasetStore(binary_client(settings.redis_url), settings.key_prefix),
         DiagnosticsStore(client, settings.key_prefix),
         paramserver,
         settings.key_prefix,
@@ -42,13 +48,43 @@ def main() -> None:
         log,
     )
     servicer = SchedulerServicer(core)
+    health_servicer = health.HealthServicer()
     server, port = start_server(
         lambda s: scheduler_pb2_grpc.add_SchedulerServicer_to_server(servicer, s),
         [SERVICE_NAME],
         settings.scheduler_listen,
         max_workers=64,
+        health_servicer=health_servicer,
     )
-    log.info("serving", listen=settings.scheduler_listen, port=port)
+    set_serving(health_servicer, [SERVICE_NAME], False)
+    lease = LeaderLease(
+        client,
+        leader_key(settings.key_prefix),
+        f"{settings.scheduler_id}-{uuid.uuid4().hex[:8]}",
+        settings.leader_ttl_s,
+    )
+    log.info("standing by for the leader lease", listen=settings.scheduler_listen, port=port)
+    while not stop.is_set() and not lease.acquire():
+        stop.wait(settings.leader_ttl_s / 4)
+    if not stop.is_set():
+        core.leading = True
+        set_serving(health_servicer, [SERVICE_NAME], True)
+        lead(core, queue, lease, stop, settings.leader_ttl_s, log)
+    server.stop(grace=2).wait()
+    lease.release()
+    log.info("stopped")
+
+
+def lead(
+    core: SchedulerCore,
+    queue: JobQueue,
+    lease: LeaderLease,
+    stop: threading.Event,
+    ttl: float,
+    log: Any,
+) -> None:
+    """Run as the active scheduler until asked to stop, or until the lease is lost."""
+    log.info("leading")
 
     def housekeeping() -> None:
         while not stop.is_set():
@@ -59,14 +95,18 @@ def main() -> None:
             stop.wait(0.2)
 
     threading.Thread(target=housekeeping, name="tick", daemon=True).start()
-    for message_id, job_id in queue.recover():
+    for message_id, job_id in queue.recover(claim_idle_ms=0):  # everything: we lead now
         core.admit(job_id, message_id)
+    renewed = time.monotonic()
     while not stop.is_set():
         for message_id, job_id in queue.read(block_ms=500):
             log.info("job received", job_id=job_id)
             core.admit(job_id, message_id)
-    server.stop(grace=2).wait()
-    log.info("stopped")
+        if time.monotonic() - renewed > ttl / 3:
+            if not lease.renew():
+                log.error("lost the leader lease to another scheduler; exiting")
+                raise SystemExit(1)
+            renewed = time.monotonic()
 
 
 if __name__ == "__main__":

@@ -38,13 +38,15 @@ from typing import Any, Protocol
 import grpc
 import numpy as np
 
-from chainrule.data import prepare, targets
+from chainrule.data.evaluation import evaluate
+from chainrule.data.registry import prepare_dataset
 from chainrule.nn import Params
-from chainrule.nn.train import accuracy
+from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Task
 from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
+from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
 
 __all__ = ["Completion", "SchedulerCore", "Task"]
@@ -106,6 +108,7 @@ class SchedulerCore:
         self,
         jobs: Jobs,
         blobs: BlobStore,
+        datasets: DatasetStore,
         diagnostics: DiagnosticsStore,
         paramserver: ParamServer,
         prefix: str,
@@ -114,12 +117,13 @@ class SchedulerCore:
         log: Any = None,
     ) -> None:
         self.jobs, self.blobs, self.paramserver = jobs, blobs, paramserver
-        self.diagnostics = diagnostics
+        self.diagnostics, self.datasets = diagnostics, datasets
         self.prefix, self.ack, self.lease_seconds, self.log = prefix, ack, lease_seconds, log
         self.cond = threading.Condition()
         self.workers: dict[str, Worker] = {}
         self.pending: dict[str, str] = {}  # job id -> queue message id
         self.active: dict[str, ActiveJob] = {}
+        self.leading = False  # a standby scheduler refuses workers until it leads
 
     # -- membership -----------------------------------------------------------------------
 
@@ -186,14 +190,17 @@ class SchedulerCore:
                 if live >= spec.training.workers:
                     del self.pending[job_id]
                     ready.append((job_id, spec, message_id))
+        failed: list[BaseException] = []
         for job_id, spec, message_id in ready:
             try:
                 self._start(job_id, spec, message_id)
-            except Exception:  # the paramserver or Redis is not reachable yet: retry
+            except Exception as e:  # the paramserver or Redis is not reachable yet: retry
                 with self.cond:
                     self.active.pop(job_id, None)
                     self.pending[job_id] = message_id
-                raise
+                failed.append(e)
+        if failed:
+            raise failed[0]
 
     def _requeue(self, lost: Callable[[Task], bool]) -> None:
         """Put handed-out tasks matching ``lost`` back in their job's queue (lock held)."""
@@ -206,16 +213,17 @@ class SchedulerCore:
         self.cond.notify_all()
 
     def _start(self, job_id: str, spec: JobSpec, message_id: str) -> None:
-        self.jobs.set_phase(job_id, "preparing", message=f"preparing dataset {spec.dataset.name!r}")
+        self.jobs.set_phase(job_id, "preparing", message=f"preparing {spec.dataset.described}")
         t = spec.training
         try:
-            split = prepare(spec.dataset.name, spec.dataset.samples, spec.dataset.holdout, t.seed)
-        except (ValueError, OSError) as e:
+            split = prepare_dataset(spec.dataset, t.seed, self.datasets.data)
+        except (ValueError, KeyError, OSError) as e:
             self._end(job_id, message_id, "FAILED", reason=f"bad dataset: {e}")
             return
         net = build_mlp(spec.model)
         key = dataset_key(self.prefix, job_id)
-        job = ActiveJob(job_id, spec, net, split, t.schedule(), message_id, key, total_steps(spec))
+        steps = total_steps(spec, train_rows=len(split.X_train))
+        job = ActiveJob(job_id, spec, net, split, t.schedule(), message_id, key, steps)
         job.seed_batches()
         self.blobs.put(key, split.to_bytes())
         self._install_theta(job)
@@ -311,10 +319,16 @@ class SchedulerCore:
         self, job: ActiveJob, task: Task, done: Completion
     ) -> Callable[[ActiveJob, Task, Completion], None]:
         """What to do with a completion (called with the lock held)."""
-        if done.error.startswith("parameter server said") and any(
-            code.name in done.error for code in RESYNC_CODES
-        ):
-            return lambda j, t, d: self._resync(j)
+        if done.error.startswith("parameter server said"):
+            if any(code.name in done.error for code in RESYNC_CODES):
+                return lambda j, t, d: self._resync(j)
+            if any(code.name in done.error for code in TRANSIENT):  # try the task again
+                task.worker_id, task.deadline = None, float("inf")
+                job.open[task.task_id] = task
+                job.queue.appendleft(task.task_id)
+                job.reassigned += 1
+                self.cond.notify_all()
+                return lambda j, t, d: None
         failure = _failure(done)
         if failure:
             self.active.pop(job.job_id, None)
@@ -404,15 +418,15 @@ class SchedulerCore:
         version, _ = self.paramserver.apply(
             job.job_id, job.version, task_ids, lr, checkpoint, state
         )
+        with self.cond:
+            live = len(self.live_workers())
         point: dict[str, Any] = {
             "step": version,
             "time": time.time(),
             "loss": loss,
             "lr": lr,
             "samples_per_s": samples_per_s,
-            "active_workers": len({d.worker_id for d in done})
-            if job.mode == "sync"
-            else len(self.live_workers()),
+            "active_workers": len({d.worker_id for d in done}) if job.mode == "sync" else live,
             **job.counters(),
         }
         if staleness is not None:
@@ -478,12 +492,7 @@ class SchedulerCore:
     def _evaluate(self, job: ActiveJob) -> dict[str, float]:
         _, params = self.paramserver.pull(job.job_id, -1)
         assert params is not None
-        split, net = job.split, job.net
-        y = targets(split.y_test, net.layers[-1], net.head.loss)
-        return {
-            "eval_loss": float(net.objective(params, split.X_test, y)),
-            "eval_accuracy": accuracy(net, params, split.X_test, split.y_test),
-        }
+        return evaluate(job.net, params, job.split)
 
     def _end(
         self,
@@ -525,8 +534,11 @@ def _failure(done: Completion) -> str:
 
 
 def _with_accuracy(message: str, point: dict[str, Any]) -> str:
-    acc = point.get("eval_accuracy")
-    return f"{message}; holdout accuracy {acc:.4f}" if acc is not None else message
+    if point.get("eval_accuracy") is not None:
+        return f"{message}; holdout accuracy {point['eval_accuracy']:.4f}"
+    if point.get("eval_r2") is not None:
+        return f"{message}; holdout R² {point['eval_r2']:.4f}, MSE {point['eval_mse']:.4g}"
+    return message
 
 
 def _npz(params: Params) -> bytes:

@@ -45,20 +45,29 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):  # type: ignore[m
     def __init__(self, core: SchedulerCore) -> None:
         self.core = core
 
+    def _standby(self, context: grpc.ServicerContext) -> None:
+        if not self.core.leading:
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE, "this scheduler is on standby; try the leader"
+            )
+
     def Register(
         self, request: pb.RegisterRequest, context: grpc.ServicerContext
     ) -> pb.RegisterReply:
+        self._standby(context)
         if not request.worker_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
         self.core.register(request.worker_id, request.host)
         return pb.RegisterReply(lease_seconds=self.core.lease_seconds)
 
     def NextTask(self, request: pb.NextTaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:
+        self._standby(context)
         if not request.worker_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
         return task_reply(self.core.next_task(request.worker_id, request.wait_seconds))
 
     def Complete(self, request: pb.CompleteRequest, context: grpc.ServicerContext) -> pb.TaskReply:
+        self._standby(context)
         if not request.worker_id or not request.task_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id and task_id must be set")
         self.core.complete(

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chainrule.spec import TrainingSpec
+from chainrule.spec import TARGET_METRICS, TrainingSpec
 
 EXPLODE_FACTOR = 1e4
 EXPLODE_FLOOR = 1e3
@@ -73,8 +73,9 @@ def _target_reached(training: TrainingSpec, point: dict[str, Any]) -> str:
         value = point.get(name)
         if value is None:
             continue
-        if (name == "eval_loss" and value <= goal) or (name != "eval_loss" and value >= goal):
-            relation = "<=" if name == "eval_loss" else ">="
+        lower_is_better = TARGET_METRICS[name] == "at most"
+        if (value <= goal) if lower_is_better else (value >= goal):
+            relation = "<=" if lower_is_better else ">="
             return f"{name} {value:.4g} {relation} {goal:g}"
     return ""
 

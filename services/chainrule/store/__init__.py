@@ -1,13 +1,15 @@
-"""Redis access: job records and queue, metric series.
+"""Redis access: job records and queue, metric series, uploaded datasets.
 
 Objects take a ``redis.Redis`` client in ``__init__``; :func:`connect` makes one from a
-URL (``redis://host:6379/0``, or ``unix:///path/redis.sock`` for an embedded server).
+URL (``redis://host:6379/0``, or ``unix:///path/redis.sock`` for an embedded server),
+:func:`binary_client` one for binary values (datasets, blobs).
 """
 
 from __future__ import annotations
 
 import redis
 
+from chainrule.store.datasets import DatasetMeta, DatasetNotFoundError, DatasetStore
 from chainrule.store.jobs import (
     TERMINAL,
     JobNotFoundError,
@@ -21,12 +23,16 @@ from chainrule.store.metrics import METRIC_FIELDS, MetricPoint
 __all__ = [
     "METRIC_FIELDS",
     "TERMINAL",
+    "DatasetMeta",
+    "DatasetNotFoundError",
+    "DatasetStore",
     "JobNotFoundError",
     "JobRecord",
     "JobStatus",
     "JobStore",
     "MetricPoint",
     "StatusTransition",
+    "binary_client",
     "connect",
 ]
 
@@ -41,3 +47,8 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url, decode_responses=True, socket_connect_timeout=5.0, health_check_interval=30
     )
+
+
+def binary_client(url: str) -> redis.Redis:
+    """Like :func:`connect`, but replies stay bytes: for binary values such as datasets."""
+    return redis.Redis.from_url(url, socket_connect_timeout=5.0, health_check_interval=30)

@@ -32,12 +32,14 @@ class JobQueue:
             if "BUSYGROUP" not in str(e):
                 raise
 
-    def recover(self) -> list[tuple[str, str]]:
+    def recover(self, claim_idle_ms: int | None = None) -> list[tuple[str, str]]:
         """Messages this consumer read before and never acknowledged, plus those
-        claimed from consumers idle for longer than ``claim_idle_ms``."""
+        claimed from consumers idle for longer than ``claim_idle_ms`` (0: all of them,
+        for a scheduler that has just become the leader)."""
+        idle = self.claim_idle_ms if claim_idle_ms is None else claim_idle_ms
         own = self.client.xreadgroup(GROUP, self.consumer, {self.key: "0"})
         claimed = self.client.xautoclaim(
-            self.key, GROUP, self.consumer, min_idle_time=self.claim_idle_ms, start_id="0-0"
+            self.key, GROUP, self.consumer, min_idle_time=idle, start_id="0-0"
         )
         unique = dict(_entries(own) + _pairs(claimed[1]))  # own messages may come back twice
         return list(unique.items())

@@ -6,8 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
@@ -20,21 +19,6 @@ from chainrule.store.blobs import BlobStore
 from chainrule.worker.compute import JobCache, build_cache, task_gradient
 
 MAX_CACHED_JOBS = 4
-TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-T = TypeVar("T")
-
-
-def with_retries(call: Callable[[], T], attempts: int = 4, pause: float = 0.25) -> T:
-    """``call()``, again after a growing pause while it fails transiently (the parameter
-    server restarting, a dropped connection); a push is idempotent, so a retry is safe."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except grpc.RpcError as e:
-            if e.code() not in TRANSIENT or attempt == attempts - 1:
-                raise
-            time.sleep(pause * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 class Worker:
@@ -50,8 +34,12 @@ class Worker:
         task_delay_s: float = 0.0,
     ) -> None:
         self.worker_id = worker_id
-        self._channel = channel(scheduler_target)
-        self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channel)
+        # one or more schedulers, comma-separated: a standby answers UNAVAILABLE, so the
+        # worker moves on to the next until it finds the leader
+        self.scheduler_targets = [t.strip() for t in scheduler_target.split(",") if t.strip()]
+        self._target = -1
+        self._channel: grpc.Channel | None = None
+        self._next_scheduler()
         self.paramserver, self.blobs, self.stop = paramserver, blobs, stop
         self.poll_seconds, self.log, self.task_delay_s = poll_seconds, log, task_delay_s
         self.cache: dict[str, JobCache] = {}
@@ -80,9 +68,18 @@ class Worker:
                 self.stop.wait(0.5)
                 if e.code() == grpc.StatusCode.UNAVAILABLE:
                     self._register()
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
+
+    def _next_scheduler(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._target = (self._target + 1) % len(self.scheduler_targets)
+        self._channel = channel(self.scheduler_targets[self._target])
+        self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channel)
 
     def _register(self) -> None:
+        """Register with the first scheduler that leads (trying each in turn)."""
         while not self.stop.is_set():
             try:
                 self.scheduler.Register(
@@ -91,7 +88,8 @@ class Worker:
                 )
                 return
             except grpc.RpcError:
-                self.stop.wait(0.5)
+                self._next_scheduler()
+                self.stop.wait(0.25)
 
     def _do(self, task: pb.Task) -> pb.TaskReply:
         """Compute and push one task; complete it (with an error if it could not be done)."""
@@ -114,9 +112,7 @@ class Worker:
         t0 = time.perf_counter()
         cache = self._job(task)
         if cache.version != task.base_version:
-            version, params = with_retries(
-                lambda: self.paramserver.pull(task.job_id, cache.version)
-            )
+            version, params = self.paramserver.pull(task.job_id, cache.version)
             if params is not None:
                 cache.params = params
             cache.version = version
@@ -128,15 +124,13 @@ class Worker:
         if not np.isfinite(result.loss) or bad:
             done.error = f"diverged: loss {result.loss}, non-finite gradient in {bad or 'none'}"
             return
-        with_retries(
-            lambda: self.paramserver.push(
-                task.job_id,
-                task.task_id,
-                task.base_version,
-                result.grads,
-                result.samples,
-                result.loss,
-            )
+        self.paramserver.push(
+            task.job_id,
+            task.task_id,
+            task.base_version,
+            result.grads,
+            result.samples,
+            result.loss,
         )
         t3 = time.perf_counter()
         done.pull_seconds, done.compute_seconds, done.push_seconds = t1 - t0, t2 - t1, t3 - t2

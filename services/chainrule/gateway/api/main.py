@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from chainrule.gateway.api.routes import jobs
+from chainrule.gateway.api.routes import datasets, jobs
 
 api_router = APIRouter()
 api_router.include_router(jobs.router)
+api_router.include_router(datasets.router)

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from chainrule.gateway.api.deps import JobStoreDep
+from chainrule.gateway.api.deps import DatasetStoreDep, JobStoreDep
+from chainrule.gateway.api.routes.datasets import check_job_dataset
 from chainrule.gateway.schemas import (
     JobDetail,
     JobsPublic,
@@ -26,10 +27,15 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def submit_job(
-    spec: JobSpec, store: JobStoreDep, request: Request, response: Response
+    spec: JobSpec,
+    store: JobStoreDep,
+    datasets: DatasetStoreDep,
+    request: Request,
+    response: Response,
 ) -> JobDetail:
-    """Validate the spec, store the job as PENDING and queue it for the scheduler."""
-    record = store.submit(spec)
+    """Validate the spec (against the uploaded dataset it names, if any), store the job as
+    PENDING and queue it for the scheduler."""
+    record = store.submit(check_job_dataset(spec, datasets))
     response.headers["Location"] = str(request.url_for("get_job", job_id=record.id))
     return JobDetail.from_parts(record, latest=None)
 

@@ -1,0 +1,953 @@
+"""The scheduler's state machine, driven step by step with simulated workers.
+
+The core gets in-memory collaborators: job records that follow JobStore's lifecycle
+rules, the real ParameterStore (θ, buffers, the sample-weighted Apply, checkpoints)
+behind the ParamServer protocol, raising gRPC status codes as ParamServerClient does,
+and dict-backed blob and diagnostics stores. Workers are simulated in the test's thread:
+they take tasks, compute real gradients with the worker's own code, push them to the
+parameter store and complete the task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from chainrule.data import Split, prepare, targets
+from chainrule.nn import Params, make_optimizer
+from chainrule.nn.train import accuracy
+from chainrule.paramserver.client import JobStatus as ParamServerStatus
+from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFound
+from chainrule.paramserver.state import OutOfOrderError, ParameterStore
+from chainrule.scheduler import core as core_module
+from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
+from chainrule.scheduler.core import Completion, SchedulerCore, Task
+from chainrule.spec import JobSpec, ModelSpec, build_mlp, total_steps
+from chainrule.store.blobs import BlobStore, dataset_key, model_key
+from chainrule.store.checkpoints import Checkpoint
+from chainrule.store.datasets import DatasetStore
+from chainrule.store.diagnostics import DiagnosticsStore
+from chainrule.store.jobs import (
+    DEFAULT_PHASES,
+    TERMINAL,
+    TRANSITIONS,
+    JobNotFoundError,
+    JobRecord,
+    JobStatus,
+    StatusTransition,
+)
+from chainrule.store.metrics import MetricPoint, decode_point, encode_point
+from chainrule.worker.compute import Gradient, JobCache, build_cache, task_gradient
+from tests.examples import example_spec
+
+PREFIX = "test"
+
+# -- in-memory collaborators ----------------------------------------------------------
+
+
+class FakeJobs:
+    """Job records in a dict, with JobStore's lifecycle rules and real JobRecords."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, JobRecord] = {}
+        self.points: dict[str, list[MetricPoint]] = {}
+
+    def add(self, spec: JobSpec) -> str:
+        job_id = f"job{len(self.records) + 1}"
+        now = datetime.now(UTC)
+        phase = DEFAULT_PHASES[JobStatus.PENDING]
+        self.records[job_id] = JobRecord(
+            id=job_id,
+            name=spec.name,
+            status=JobStatus.PENDING,
+            phase=phase,
+            message="",
+            failure_reason=None,
+            step=0,
+            total_steps=total_steps(spec),
+            created_at=now,
+            started_at=None,
+            ended_at=None,
+            spec=spec,
+            status_transitions=(StatusTransition(JobStatus.PENDING, phase, "", None, now),),
+        )
+        self.points[job_id] = []
+        return job_id
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def record(self, job_id: str) -> JobRecord:
+        record = self.records.get(job_id)
+        if record is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return record
+
+    def set_status(
+        self,
+        job_id: str,
+        status: str,
+        phase: str | None = None,
+        message: str | None = None,
+        reason: str | None = None,
+    ) -> JobRecord:
+        target = JobStatus(status)
+        if target is JobStatus.FAILED and not reason:
+            raise ValueError("a FAILED job needs a reason")
+        if reason is not None and target is not JobStatus.FAILED:
+            raise ValueError(f"only FAILED takes a reason; got reason {reason!r} for {target}")
+        return self._move(job_id, target, phase, message, reason)
+
+    def set_phase(self, job_id: str, phase: str, message: str | None = None) -> JobRecord:
+        return self._move(job_id, None, phase, message, None)
+
+    def _move(
+        self,
+        job_id: str,
+        target: JobStatus | None,
+        phase: str | None,
+        message: str | None,
+        reason: str | None,
+    ) -> JobRecord:
+        old = self.record(job_id)
+        new = old.status if target is None else target
+        if new not in TRANSITIONS.get(old.status, ()):
+            raise ValueError(f"job {job_id} is {old.status}; it cannot move to {new}")
+        now = datetime.now(UTC)
+        if phase is None:
+            phase = old.phase if new is old.status else DEFAULT_PHASES[new]
+        started = now if new is JobStatus.RUNNING and old.started_at is None else old.started_at
+        record = dataclasses.replace(
+            old,
+            status=new,
+            phase=phase,
+            message=message or "",
+            failure_reason=reason if reason is not None else old.failure_reason,
+            started_at=started,
+            ended_at=now if new in TERMINAL else old.ended_at,
+            status_transitions=(
+                *old.status_transitions,
+                StatusTransition(new, phase, message or "", reason, now),
+            ),
+        )
+        self.records[job_id] = record
+        return record
+
+    def set_progress(self, job_id: str, step: int) -> None:
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"step must be an integer >= 0; got {step!r}")
+        record = self.record(job_id)
+        if record.status is not JobStatus.RUNNING:
+            raise ValueError(f"job {job_id} is {record.status}; progress only while RUNNING")
+        if step > record.total_steps:
+            raise ValueError(f"step must lie in [0, {record.total_steps}]; got {step}")
+        self.records[job_id] = dataclasses.replace(record, step=step)
+
+    def append_metrics(self, job_id: str, point: Mapping[str, object]) -> str:
+        fields = encode_point(point, time.time())  # the store's own validation
+        self.record(job_id)
+        self.points[job_id].append(decode_point(fields))
+        return f"{len(self.points[job_id])}-0"
+
+
+class FakeRpcError(grpc.RpcError):  # type: ignore[misc]
+    def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@contextmanager
+def rpc_errors() -> Iterator[None]:
+    """The parameter server's domain errors as the client sees them (its servicer's map)."""
+    try:
+        yield
+    except ParamServerJobNotFound as e:
+        raise FakeRpcError(grpc.StatusCode.NOT_FOUND, str(e)) from e
+    except OutOfOrderError as e:
+        raise FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from e
+    except ValueError as e:
+        raise FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from e
+
+
+class FakeCheckpoints:
+    """Checkpoints kept as the bytes CheckpointStore would SET, keyed by job."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, bytes] = {}
+
+    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
+        self.saved[job_id] = checkpoint.to_bytes()
+
+    def load(self, job_id: str) -> Checkpoint | None:
+        data = self.saved.get(job_id)
+        return None if data is None else Checkpoint.from_bytes(data)
+
+
+class FakeParamServer:
+    """The real ParameterStore behind the ParamServer protocol, with errors as gRPC
+    status codes the way ParamServerClient raises them, minus the network."""
+
+    def __init__(self) -> None:
+        self.checkpoints = FakeCheckpoints()
+        self.store = ParameterStore(self.checkpoints)
+        self.applied: list[tuple[str, int, list[str], float]] = []
+        self.final: dict[str, Params] = {}  # θ as it was when the job was dropped
+        self.create_failures: list[Exception] = []
+        self.apply_failure: Exception | None = None
+        self.drop_failure: Exception | None = None
+
+    def create_job(
+        self,
+        job_id: str,
+        params: Params,
+        optimizer: str,
+        hyper: dict[str, float] | None = None,
+        flags: dict[str, bool] | None = None,
+    ) -> tuple[int, bool]:
+        if self.create_failures:
+            raise self.create_failures.pop(0)
+        with rpc_errors():
+            options = {**(hyper or {}), **(flags or {})}
+            return self.store.create(job_id, params, optimizer, options)
+
+    def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
+        with rpc_errors():
+            job = self.store.job(job_id)
+            with job.lock:
+                if have_version == job.version:
+                    return job.version, None
+                return job.version, {k: v.copy() for k, v in job.params.items()}
+
+    def push(
+        self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
+    ) -> bool:
+        with rpc_errors():
+            return self.store.push(job_id, task_id, base_version, grads, samples, loss)
+
+    def apply(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+    ) -> tuple[int, bool]:
+        if self.apply_failure is not None:
+            raise self.apply_failure
+        with rpc_errors():
+            version, duplicate = self.store.apply(
+                job_id, step, task_ids, lr, checkpoint, scheduler_state
+            )
+        self.applied.append((job_id, step, list(task_ids), lr))
+        return version, duplicate
+
+    def discard(self, job_id: str, task_ids: list[str]) -> int:
+        with rpc_errors():
+            return self.store.discard(job_id, task_ids)
+
+    def status(self, job_id: str) -> ParamServerStatus:
+        with rpc_errors():
+            return _status(*self.store.restore(job_id, only_if_missing=True))
+
+    def restore(self, job_id: str) -> ParamServerStatus:
+        with rpc_errors():
+            return _status(*self.store.restore(job_id))
+
+    def drop_job(self, job_id: str) -> bool:
+        if self.drop_failure is not None:
+            raise self.drop_failure
+        if self.has_job(job_id):
+            self.final[job_id] = self.theta(job_id)[1]
+        return self.store.drop(job_id)
+
+    def has_job(self, job_id: str) -> bool:
+        """Whether θ of the job is held in memory (asking through pull would restore it
+        from its checkpoint)."""
+        return job_id in self.store._jobs
+
+    def theta(self, job_id: str) -> tuple[int, Params]:
+        version, params = self.pull(job_id, -1)
+        assert params is not None
+        return version, params
+
+
+def _status(job: Any, restored: bool) -> ParamServerStatus:
+    with job.lock:
+        return ParamServerStatus(job.version, job.checkpoint_version, job.scheduler_state, restored)
+
+
+class FakeBlobs(BlobStore):
+    def __init__(self) -> None:  # no Redis client
+        self.values: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.values[key] = bytes(data)
+
+    def get(self, key: str) -> bytes:
+        if key not in self.values:
+            raise KeyError(f"nothing stored at {key!r}")
+        return self.values[key]
+
+
+class FakeDiagnostics(DiagnosticsStore):
+    def __init__(self) -> None:  # no Redis client
+        self.entries: dict[str, list[dict[str, Any]]] = {}
+
+    def append(self, job_id: str, step: int, layers: Sequence[dict[str, Any]]) -> None:
+        self.entries.setdefault(job_id, []).append({"step": step, "layers": list(layers)})
+
+    def series(self, job_id: str) -> list[dict[str, Any]]:
+        return list(self.entries.get(job_id, []))
+
+
+class FakeDatasets(DatasetStore):
+    def __init__(self) -> None:  # no Redis client; no uploads in these tests
+        pass
+
+    def data(self, dataset_id: str) -> bytes:
+        raise KeyError(f"no uploaded dataset {dataset_id!r}")
+
+
+@dataclass
+class Stack:
+    core: SchedulerCore
+    jobs: FakeJobs
+    ps: FakeParamServer
+    blobs: FakeBlobs
+    diagnostics: FakeDiagnostics
+    acks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SimWorker:
+    """A worker in the test's thread: next_task, pull, compute, push, complete."""
+
+    stack: Stack
+    worker_id: str
+    caches: dict[str, JobCache] = field(default_factory=dict)
+
+    def register(self) -> SimWorker:
+        self.stack.core.register(self.worker_id, "testhost")
+        return self
+
+    def take(self) -> Task | None:
+        return self.stack.core.next_task(self.worker_id, 0)
+
+    def compute(self, task: Task) -> Gradient:
+        """Compute and push ``task``'s gradient, as the worker loop does before completing."""
+        cache = self.caches.get(task.job_id)
+        if cache is None:
+            dataset = self.stack.blobs.get(task.dataset_key)
+            cache = self.caches[task.job_id] = build_cache(task.model_json, dataset)
+        if cache.version != task.base_version:
+            version, params = self.stack.ps.pull(task.job_id, cache.version)
+            if params is not None:
+                cache.params = params
+            cache.version = version
+        gradient = task_gradient(cache, task.indices)
+        self.stack.ps.push(
+            task.job_id,
+            task.task_id,
+            task.base_version,
+            gradient.grads,
+            gradient.samples,
+            gradient.loss,
+        )
+        return gradient
+
+    def complete(self, task: Task, gradient: Gradient) -> None:
+        self.stack.core.complete(
+            Completion(
+                worker_id=self.worker_id,
+                task_id=task.task_id,
+                job_id=task.job_id,
+                step=task.step,
+                loss=gradient.loss,
+                samples=gradient.samples,
+                layers=[d.to_dict() for d in gradient.layers],
+            )
+        )
+
+    def fail(self, task: Task, loss: float = 0.0, samples: int = 0, error: str = "") -> None:
+        self.stack.core.complete(
+            Completion(self.worker_id, task.task_id, task.job_id, task.step, loss, samples, error)
+        )
+
+    def run(self, task: Task) -> Gradient:
+        gradient = self.compute(task)
+        self.complete(task, gradient)
+        return gradient
+
+
+@pytest.fixture
+def stack() -> Stack:
+    return make_stack()
+
+
+def make_stack(lease_seconds: float = 10.0) -> Stack:
+    jobs, ps = FakeJobs(), FakeParamServer()
+    blobs, diagnostics = FakeBlobs(), FakeDiagnostics()
+    acks: list[str] = []
+    core = SchedulerCore(
+        jobs, blobs, FakeDatasets(), diagnostics, ps, PREFIX, acks.append, lease_seconds
+    )
+    return Stack(core, jobs, ps, blobs, diagnostics, acks)
+
+
+def job_spec(samples: int = 200, **training: Any) -> JobSpec:
+    """examples/xor.json (two task slots), made small: 200 rows, 4 steps."""
+    return JobSpec.model_validate(
+        example_spec(
+            dataset={"n_samples": samples},
+            training={"steps": 4, "eval_every": 2, "batch_size": 16, **training},
+        )
+    )
+
+
+def workers(stack: Stack, n: int) -> list[SimWorker]:
+    return [SimWorker(stack, f"w{i + 1}").register() for i in range(n)]
+
+
+def start(stack: Stack, spec: JobSpec, message_id: str = "m1") -> tuple[str, list[SimWorker]]:
+    """A job admitted and started, with ``training.workers`` workers registered."""
+    team = workers(stack, spec.training.workers)
+    job_id = stack.jobs.add(spec)
+    stack.core.admit(job_id, message_id)
+    stack.core.tick()
+    assert stack.jobs.record(job_id).status is JobStatus.RUNNING
+    return job_id, team
+
+
+def take_all(team: list[SimWorker]) -> list[tuple[SimWorker, Task]]:
+    taken = [(w, w.take()) for w in team]
+    return [(w, t) for w, t in taken if t is not None]
+
+
+def run_to_end(stack: Stack, job_id: str, team: list[SimWorker], max_rounds: int = 500) -> None:
+    for _ in range(max_rounds):
+        if job_id not in stack.core.active:
+            return
+        for worker, task in take_all(team):
+            worker.run(task)
+    raise AssertionError(f"job {job_id} did not end within {max_rounds} rounds")
+
+
+def load_npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {name: z[name] for name in z.files}
+
+
+def expected_split(spec: JobSpec) -> Split:
+    """The rows a single process would prepare from the spec's seed."""
+    name = spec.dataset.name
+    assert name is not None
+    return prepare(name, spec.dataset.samples, spec.dataset.holdout, spec.training.seed)
+
+
+# -- waiting for workers, starting ------------------------------------------------------
+
+
+def test_a_job_waits_until_enough_workers_are_live(stack: Stack) -> None:
+    spec = job_spec()  # training.workers = 2
+    job_id = stack.jobs.add(spec)
+    (first,) = workers(stack, 1)
+    stack.core.admit(job_id, "m1")
+    stack.core.tick()
+    stack.core.tick()
+
+    record = stack.jobs.record(job_id)
+    assert (record.status, record.phase) == (JobStatus.PENDING, "waiting_for_workers")
+    assert not stack.ps.has_job(job_id)
+    assert first.take() is None
+    assert stack.acks == []
+
+    SimWorker(stack, "w2").register()
+    stack.core.tick()
+
+    record = stack.jobs.record(job_id)
+    assert (record.status, record.phase) == (JobStatus.RUNNING, "training")
+    assert record.message == "training (sync) with 2 task slots"
+    assert record.started_at is not None
+    assert stack.ps.theta(job_id)[0] == 0
+
+
+def test_workers_whose_lease_ran_out_do_not_count_towards_starting(stack: Stack) -> None:
+    workers(stack, 2)
+    stack.core.workers["w2"].last_seen -= 60  # silent for longer than the 10 s lease
+    job_id = stack.jobs.add(job_spec())
+    stack.core.admit(job_id, "m1")
+    stack.core.tick()
+    assert stack.jobs.record(job_id).status is JobStatus.PENDING
+    assert stack.core.live_workers() == {"w1"}
+
+
+def test_starting_installs_seeded_theta_and_data_and_queues_one_task_per_slot(
+    stack: Stack,
+) -> None:
+    spec = job_spec(samples=300, workers=3, batch_size=20, seed=9)
+    job_id, team = start(stack, spec)
+
+    # θ₀, the data and the step-0 rows are what a single process with the seed computes
+    init_rng, batch_rng = job_rngs(9)
+    version, theta = stack.ps.theta(job_id)
+    assert version == 0
+    for name, p in build_mlp(spec.model).init(init_rng).items():
+        np.testing.assert_array_equal(theta[name], p)
+    split = Split.from_bytes(stack.blobs.get(dataset_key(PREFIX, job_id)))
+    want = expected_split(spec)
+    np.testing.assert_array_equal(split.X_train, want.X_train)
+    np.testing.assert_array_equal(split.y_test, want.y_test)
+    step0 = step_batches(make_shards(len(want.X_train), 3, batch_rng), 20, batch_rng)
+
+    tasks = [t for _, t in take_all(team)]
+    assert len(tasks) == 3
+    for task, rows in zip(tasks, step0, strict=True):
+        assert (task.job_id, task.step, task.base_version) == (job_id, 0, 0)
+        assert task.dataset_key == dataset_key(PREFIX, job_id)
+        assert ModelSpec.model_validate_json(task.model_json) == spec.model
+        np.testing.assert_array_equal(task.indices, rows)
+
+
+def test_a_pending_job_admitted_twice_is_started_once(stack: Stack) -> None:
+    team = workers(stack, 3)
+    job_id = stack.jobs.add(job_spec())
+    stack.core.admit(job_id, "m1")
+    stack.core.admit(job_id, "m1")
+    stack.core.tick()
+    stack.core.tick()
+    assert len(take_all(team)) == 2  # one task per slot, not per admission
+
+
+# -- handing out tasks ------------------------------------------------------------------
+
+
+def test_each_task_is_handed_out_once(stack: Stack) -> None:
+    _, team = start(stack, job_spec())
+    third = SimWorker(stack, "w3").register()
+    first, second = team[0].take(), team[1].take()
+    assert first is not None and second is not None
+    assert first.task_id != second.task_id
+    assert (first.worker_id, second.worker_id) == ("w1", "w2")
+    assert not set(first.indices.tolist()) & set(second.indices.tolist())
+    assert third.take() is None
+
+
+def test_next_task_without_waiting_returns_none_at_once_when_nothing_is_queued(
+    stack: Stack,
+) -> None:
+    t0 = time.monotonic()
+    assert stack.core.next_task("w1", 0) is None
+    assert time.monotonic() - t0 < 0.5
+    assert "w1" in stack.core.workers  # asking for work counts as a heartbeat
+
+
+# -- closing a step ---------------------------------------------------------------------
+
+
+def test_a_step_closes_only_when_all_of_its_tasks_have_completed(stack: Stack) -> None:
+    # 10 rows, 8 for training in shards of 3, 3 and 2: tasks of unequal size
+    spec = job_spec(samples=10, workers=3, batch_size=8, steps=3, eval_every=10)
+    job_id, team = start(stack, spec)
+    taken = take_all(team)
+    gradients = [worker.compute(task) for worker, task in taken]
+    assert sorted(g.samples for g in gradients) == [2, 3, 3]
+
+    for (worker, task), gradient in zip(taken[:2], gradients[:2], strict=True):
+        worker.complete(task, gradient)
+        assert stack.ps.applied == []
+        assert stack.jobs.points[job_id] == []
+        assert stack.jobs.record(job_id).step == 0
+        assert stack.ps.theta(job_id)[0] == 0
+        assert all(w.take() is None for w in team)  # no step-1 task before step 0 closes
+
+    worker, task = taken[2]
+    worker.complete(task, gradients[2])
+
+    assert len(stack.ps.applied) == 1
+    _, step, task_ids, lr = stack.ps.applied[0]
+    assert (step, sorted(task_ids), lr) == (0, sorted(t.task_id for _, t in taken), 0.5)
+    assert stack.ps.theta(job_id)[0] == 1
+    assert stack.jobs.record(job_id).step == 1
+    (point,) = stack.jobs.points[job_id]
+    weighted = sum(g.loss * g.samples for g in gradients) / sum(g.samples for g in gradients)
+    assert point["step"] == 1
+    assert point["loss"] == pytest.approx(weighted, rel=1e-12)
+    assert point["loss"] != pytest.approx(np.mean([g.loss for g in gradients]), rel=1e-9)
+    assert point["active_workers"] == 3
+    assert point["lr"] == 0.5
+    assert "eval_loss" not in point
+    next_tasks = [t for _, t in take_all(team)]
+    assert [(t.step, t.base_version) for t in next_tasks] == [(1, 1)] * 3
+
+
+def test_one_sync_step_is_one_sgd_step_on_the_union_of_the_task_rows(stack: Stack) -> None:
+    spec = job_spec(samples=10, workers=3, batch_size=8, steps=3, eval_every=10)
+    job_id, team = start(stack, spec)
+    _, theta0 = stack.ps.theta(job_id)
+    taken = take_all(team)
+    union = np.concatenate([task.indices for _, task in taken])
+    for worker, task in taken:
+        worker.run(task)
+
+    net, split = build_mlp(spec.model), expected_split(spec)
+    y = targets(split.y_train[union], net.layers[-1], net.head.loss)
+    loss, grads = net.loss_and_grad(theta0, split.X_train[union], y)
+    opt = make_optimizer("sgd", momentum=0.9)
+    want = {k: v.copy() for k, v in theta0.items()}
+    opt.update_(want, grads, opt.init(want), 0.5)
+
+    _, theta1 = stack.ps.theta(job_id)
+    for name in want:
+        np.testing.assert_allclose(theta1[name], want[name], rtol=1e-5, atol=1e-6)
+    assert stack.jobs.points[job_id][0]["loss"] == pytest.approx(loss, rel=1e-5)
+
+
+def test_unknown_and_repeated_completions_change_nothing(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec())
+    (w1, t1), (w2, t2) = take_all(team)
+    g1 = w1.run(t1)
+
+    w1.complete(t1, g1)  # the same completion again
+    w1.complete(dataclasses.replace(t1, task_id=f"{job_id}:0:9:abcdef"), g1)  # never issued
+    w1.complete(dataclasses.replace(t1, job_id="job99"), g1)  # no such job
+    assert stack.ps.applied == []
+    assert stack.jobs.points[job_id] == []
+    assert stack.jobs.record(job_id).status is JobStatus.RUNNING
+
+    g2 = w2.run(t2)
+    assert [sorted(ids) for _, _, ids, _ in stack.ps.applied] == [sorted([t1.task_id, t2.task_id])]
+    w2.complete(t2, g2)  # a repeat of the completion that closed step 0
+    assert len(stack.ps.applied) == 1
+    assert [p["step"] for p in stack.jobs.points[job_id]] == [1]
+
+
+# -- ending -----------------------------------------------------------------------------
+
+
+def test_a_job_succeeds_after_its_steps_and_its_model_is_saved(stack: Stack) -> None:
+    spec = job_spec(steps=5, eval_every=2)
+    job_id, team = start(stack, spec, message_id="m7")
+    run_to_end(stack, job_id, team)
+
+    record = stack.jobs.record(job_id)
+    assert (record.status, record.phase, record.failure_reason) == (
+        JobStatus.SUCCEEDED,
+        "ended",
+        None,
+    )
+    assert record.step == 5
+    assert record.ended_at is not None
+    assert [s for _, s, _, _ in stack.ps.applied] == [0, 1, 2, 3, 4]
+    assert stack.acks == ["m7"]
+    assert not stack.ps.has_job(job_id)
+    assert all(w.take() is None for w in team)
+
+    # the saved model is θ after the last Apply, and the last evaluation is of it
+    saved = load_npz(stack.blobs.get(model_key(PREFIX, job_id)))
+    assert saved.keys() == stack.ps.final[job_id].keys()
+    for name, p in stack.ps.final[job_id].items():
+        np.testing.assert_array_equal(saved[name], p)
+    last = stack.jobs.points[job_id][-1]
+    net, split = build_mlp(spec.model), expected_split(spec)
+    y_test = targets(split.y_test, net.layers[-1], net.head.loss)
+    assert last["eval_loss"] == pytest.approx(float(net.objective(saved, split.X_test, y_test)))
+    assert last["eval_accuracy"] == accuracy(net, saved, split.X_test, split.y_test)
+    assert record.message == f"trained 5 steps; holdout accuracy {last['eval_accuracy']:.4f}"
+
+    assert [p["step"] for p in stack.jobs.points[job_id]] == [1, 2, 3, 4, 5]
+    assert [e["step"] for e in stack.diagnostics.series(job_id)] == [1, 2, 3, 4, 5]
+    layers = stack.diagnostics.series(job_id)[0]["layers"]
+    assert [(d["layer"], d["activation"]) for d in layers] == [
+        ("dense1", "tanh"),
+        ("dense2", "sigmoid"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("steps", "eval_every", "evaluated"),
+    [(5, 2, [2, 4, 5]), (4, 2, [2, 4]), (3, 5, [3]), (3, 1, [1, 2, 3])],
+)
+def test_evaluation_every_eval_every_steps_and_at_the_end(
+    stack: Stack, steps: int, eval_every: int, evaluated: list[int]
+) -> None:
+    job_id, team = start(stack, job_spec(steps=steps, eval_every=eval_every))
+    run_to_end(stack, job_id, team)
+    points = stack.jobs.points[job_id]
+    assert [p["step"] for p in points if "eval_loss" in p] == evaluated
+    assert [p["step"] for p in points if "eval_accuracy" in p] == evaluated
+    for p in points:
+        if "eval_loss" in p:
+            assert math.isfinite(p["eval_loss"]) and p["eval_loss"] > 0
+            assert 0.0 <= p["eval_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan], ids=str)
+@pytest.mark.parametrize("at_step", [0, 2])
+def test_a_non_finite_loss_fails_the_job_as_diverged(
+    stack: Stack, bad: float, at_step: int
+) -> None:
+    job_id, team = start(stack, job_spec(steps=5))
+    for _ in range(at_step):
+        for worker, task in take_all(team):
+            worker.run(task)
+    (w1, t1), (w2, t2) = take_all(team)
+    assert t1.step == at_step
+
+    w1.fail(t1, loss=bad, samples=len(t1.indices))
+
+    record = stack.jobs.record(job_id)
+    assert record.status is JobStatus.FAILED and record.phase == "ended"
+    assert record.failure_reason is not None
+    assert record.failure_reason.startswith(f"diverged: loss became {bad} at step {at_step}")
+    assert record.message == record.failure_reason
+    assert stack.acks == ["m1"]
+    assert not stack.ps.has_job(job_id)
+    assert model_key(PREFIX, job_id) not in stack.blobs.values
+    w2.fail(t2, loss=0.69, samples=len(t2.indices))  # the other task, late: ignored
+    assert stack.jobs.record(job_id) == record
+    assert len(stack.ps.applied) == at_step
+    assert all(w.take() is None for w in team)
+
+
+def test_a_divergence_a_worker_reports_fails_the_job_with_its_reason(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec())
+    (w1, t1), _ = take_all(team)
+    error = "diverged: loss 0.71, non-finite gradient in ['dense1.W']"
+    w1.fail(t1, loss=0.71, samples=16, error=error)
+    record = stack.jobs.record(job_id)
+    assert record.status is JobStatus.FAILED
+    assert record.failure_reason == f"{error} at step 0"
+    assert stack.acks == ["m1"]
+
+
+def test_a_task_a_worker_could_not_compute_fails_the_job_naming_the_worker(
+    stack: Stack,
+) -> None:
+    job_id, team = start(stack, job_spec())
+    _, (w2, t2) = take_all(team)
+    w2.fail(t2, error="nothing stored at 'test:job:job1:data'")
+    record = stack.jobs.record(job_id)
+    assert record.status is JobStatus.FAILED
+    assert record.failure_reason == (
+        "worker w2 could not compute step 0: nothing stored at 'test:job:job1:data'"
+    )
+    assert stack.acks == ["m1"]
+    assert not stack.ps.has_job(job_id)
+
+
+def test_a_step_whose_apply_is_refused_as_out_of_order_is_queued_again(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec())
+    for worker, task in take_all(team):
+        worker.run(task)
+    (w1, t1), (w2, t2) = take_all(team)
+    w1.run(t1)
+    # a gradient the parameter server does not have (it restarted and lost its buffers)
+    w2.complete(t2, Gradient(loss=0.5, grads={}, samples=len(t2.indices)))
+
+    assert stack.jobs.record(job_id).status is JobStatus.RUNNING
+    assert [step for _, step, _, _ in stack.ps.applied] == [0]
+    again = take_all(team)
+    assert [(t.step, t.base_version) for _, t in again] == [(1, 1), (1, 1)]
+    assert not {t.task_id for _, t in again} & {t1.task_id, t2.task_id}
+    for worker, task in again:
+        worker.run(task)
+    assert [step for _, step, _, _ in stack.ps.applied] == [0, 1]
+    assert stack.ps.theta(job_id)[0] == 2
+
+
+def test_a_step_that_fails_to_apply_otherwise_fails_the_job_instead_of_hanging(
+    stack: Stack,
+) -> None:
+    job_id, team = start(stack, job_spec())
+    for worker, task in take_all(team):
+        worker.run(task)
+    stack.ps.apply_failure = RuntimeError("checkpoint store unreachable")
+    for worker, task in take_all(team):
+        worker.run(task)
+
+    record = stack.jobs.record(job_id)
+    assert record.status is JobStatus.FAILED
+    assert record.failure_reason == (
+        "could not complete step 1: RuntimeError: checkpoint store unreachable"
+    )
+    assert stack.acks == ["m1"]
+    assert not stack.ps.has_job(job_id)
+    assert all(w.take() is None for w in team)
+
+
+def test_a_parameter_server_gone_at_the_end_does_not_keep_the_job_open(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec())
+    (w1, t1), _ = take_all(team)
+    stack.ps.drop_failure = FakeRpcError(grpc.StatusCode.UNAVAILABLE)
+    w1.fail(t1, loss=math.inf, samples=16)
+    assert stack.jobs.record(job_id).status is JobStatus.FAILED
+    assert stack.acks == ["m1"]
+
+
+def test_a_dataset_that_cannot_be_prepared_fails_the_job(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(*args: object) -> Split:
+        raise OSError("digits: file is truncated")
+
+    monkeypatch.setattr(core_module, "prepare_dataset", unreadable)
+    job_id, _ = stack.jobs.add(job_spec()), workers(stack, 2)
+    stack.core.admit(job_id, "m1")
+    stack.core.tick()
+    record = stack.jobs.record(job_id)
+    assert record.status is JobStatus.FAILED
+    assert record.failure_reason == "bad dataset: digits: file is truncated"
+    assert stack.acks == ["m1"]
+    assert not stack.ps.has_job(job_id)
+
+
+# -- lost workers -----------------------------------------------------------------------
+
+
+def test_the_task_of_a_worker_whose_lease_ran_out_goes_to_another_worker(
+    stack: Stack,
+) -> None:
+    job_id, team = start(stack, job_spec())
+    spare = SimWorker(stack, "w3").register()
+    (_, t1), (w2, t2) = take_all(team)
+    assert spare.take() is None
+
+    stack.core.workers["w1"].last_seen -= 60  # silent for longer than the 10 s lease
+    stack.core.tick()
+
+    assert "w1" not in stack.core.workers
+    retried = spare.take()
+    assert retried is not None
+    assert (retried.task_id, retried.worker_id) == (t1.task_id, "w3")
+    np.testing.assert_array_equal(retried.indices, t1.indices)
+    assert spare.take() is None  # w2's task is still w2's
+    spare.run(retried)
+    w2.run(t2)
+    assert [sorted(ids) for _, _, ids, _ in stack.ps.applied] == [sorted([t1.task_id, t2.task_id])]
+    point = stack.jobs.points[job_id][0]
+    assert (point["active_workers"], point.get("reassigned")) == (2, 1)
+
+
+def test_a_lease_expires_in_real_time() -> None:
+    stack = make_stack(lease_seconds=0.5)
+    _, team = start(stack, job_spec())
+    (_, t1), (w2, _) = take_all(team)
+    time.sleep(0.6)
+    assert w2.take() is None  # w2 stays in touch; w1 does not  # w2 stays in touch; w1 does not
+    stack.core.tick()
+    assert set(stack.core.workers) == {"w2"}
+    retried = w2.take()
+    assert retried is not None and retried.task_id == t1.task_id
+
+
+# -- admission of jobs that ended or that a dead scheduler was running ------------------
+
+
+def test_an_ended_job_read_again_is_acknowledged_and_skipped(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec(steps=3))
+    run_to_end(stack, job_id, team)
+    applied = len(stack.ps.applied)
+
+    stack.core.admit(job_id, "m2")
+    stack.core.tick()
+
+    assert stack.acks == ["m1", "m2"]
+    assert stack.jobs.record(job_id).status is JobStatus.SUCCEEDED
+    assert not stack.ps.has_job(job_id)
+    assert all(w.take() is None for w in team)
+    assert len(stack.ps.applied) == applied
+
+
+@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.STOPPED])
+def test_failed_stopped_and_unknown_jobs_are_acknowledged_and_skipped(
+    stack: Stack, status: JobStatus
+) -> None:
+    team = workers(stack, 2)
+    job_id = stack.jobs.add(job_spec())
+    reason = "no workers" if status is JobStatus.FAILED else None
+    stack.jobs.set_status(job_id, status, reason=reason)
+    stack.core.admit(job_id, "m1")
+    stack.core.admit("nosuchjob", "m2")
+    stack.core.tick()
+    assert stack.acks == ["m1", "m2"]
+    assert stack.jobs.record(job_id).status is status
+    assert not stack.ps.has_job(job_id)
+    assert all(w.take() is None for w in team)
+
+
+def test_a_job_a_dead_scheduler_was_running_resumes_from_its_checkpoint(stack: Stack) -> None:
+    spec = job_spec(steps=6, checkpoint_every=2)
+    job_id, team = start(stack, spec)
+    rows: list[list[np.ndarray]] = []
+    theta: list[Params] = []
+    for _ in range(3):  # θ versions 1, 2 (checkpointed), 3
+        taken = take_all(team)
+        rows.append([task.indices for _, task in taken])
+        theta.append(stack.ps.theta(job_id)[1])
+        for worker, task in taken:
+            worker.run(task)
+    assert len(take_all(team)) == 2  # step 3 in flight when the scheduler dies
+
+    # the scheduler dies; a new one reads the job's message again
+    acks: list[str] = []
+    core = SchedulerCore(
+        stack.jobs, stack.blobs, FakeDatasets(), stack.diagnostics, stack.ps, PREFIX, acks.append
+    )
+    restarted = Stack(core, stack.jobs, stack.ps, stack.blobs, stack.diagnostics, acks)
+    new_team = workers(restarted, 2)
+    core.admit(job_id, "m1")
+    record = stack.jobs.record(job_id)
+    assert (record.status, record.phase) == (JobStatus.RUNNING, "restoring")
+
+    core.tick()
+    assert stack.jobs.record(job_id).phase == "training"
+    version, resumed = stack.ps.theta(job_id)
+    assert version == 2
+    for name, p in theta[2].items():
+        np.testing.assert_array_equal(resumed[name], p)
+    taken = take_all(new_team)
+    assert [(t.step, t.base_version) for _, t in taken] == [(2, 2), (2, 2)]
+    for (_, task), want in zip(taken, rows[2], strict=True):
+        np.testing.assert_array_equal(task.indices, want)  # the minibatches it would have drawn
+
+    for worker, task in taken:
+        worker.run(task)
+    run_to_end(restarted, job_id, new_team)
+    assert stack.jobs.record(job_id).status is JobStatus.SUCCEEDED
+    assert acks == ["m1"]
+    steps = [(p["step"], p.get("restored_from")) for p in stack.jobs.points[job_id]]
+    assert steps == [(1, None), (2, None), (3, None), (3, 2), (4, None), (5, None), (6, None)]
+
+
+def test_a_job_whose_start_failed_is_started_on_a_later_tick(stack: Stack) -> None:
+    stack.ps.create_failures.append(FakeRpcError(grpc.StatusCode.UNAVAILABLE))
+    team = workers(stack, 2)
+    job_id = stack.jobs.add(job_spec())
+    stack.core.admit(job_id, "m1")
+
+    with pytest.raises(FakeRpcError):
+        stack.core.tick()
+    assert stack.jobs.record(job_id).status is JobStatus.PENDING
+    assert all(w.take() is None for w in team)
+
+    stack.core.tick()
+    assert stack.jobs.record(job_id).status is JobStatus.RUNNING
+    assert len(take_all(team)) == 2
