@@ -318,13 +318,6 @@ def test_a_two_shard_stack_trains_to_the_theta_of_a_one_shard_stack(
         np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="worker/loop.py Worker._do catches RuntimeError before grpc.RpcError, so a pull "
-    "that finds the shards out of step (ShardsOutOfStepError is both) fails the job instead "
-    "of reporting FAILED_PRECONDITION, on which the scheduler resynchronises; about half "
-    "the runs hit that pull",
-)
 def test_a_job_resumes_from_its_checkpoint_when_one_shard_is_killed(
     redis_url: str, tmp_path: Path
 ) -> None:

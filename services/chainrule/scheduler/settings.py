@@ -9,7 +9,7 @@ class SchedulerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
 
     scheduler_listen: str = "127.0.0.1:50052"  # CHAINRULE_SCHEDULER_LISTEN
-    paramservers: str = "127.0.0.1:50051"  # CHAINRULE_PARAMSERVERS (one for now)
+    paramservers: str = "127.0.0.1:50051"  # CHAINRULE_PARAMSERVERS (comma-separated: shards)
     redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL
     key_prefix: str = "chainrule"  # CHAINRULE_KEY_PREFIX
     scheduler_id: str = socket.gethostname()  # CHAINRULE_SCHEDULER_ID: the consumer name

@@ -98,10 +98,11 @@ class Worker:
         )
         try:
             self._compute_and_push(task, done)
+        except grpc.RpcError as e:  # first: some gRPC errors are RuntimeErrors too
+            # after retries, or a refusal; the scheduler resyncs or fails the job by code
+            done.error = f"parameter server said {e.code().name}: {e.details()}"
         except (ValueError, KeyError, RuntimeError) as e:
             done.error = str(e)
-        except grpc.RpcError as e:  # after retries, or a refusal: the job cannot go on
-            done.error = f"parameter server said {e.code().name}: {e.details()}"
         # asked only now, so that a SIGTERM that came mid-task is honoured: -1 = no next task
         done.wait_seconds = -1 if self.stop.is_set() else self.poll_seconds
         return self._complete(done)
