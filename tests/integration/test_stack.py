@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import redis
 
-from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.cli.stack import LocalStack, StackConfig, free_port
 from chainrule.data import prepare, targets
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
 from chainrule.spec import JobSpec, build_training
@@ -251,3 +251,33 @@ def test_cli_submit_watch_exit_code_follows_the_job(stack: LocalStack, tmp_path:
     failed = subprocess.run([*cli, str(bad)], capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "FAILED" in failed.stdout and "diverged" in failed.stdout
+
+
+def test_a_standby_scheduler_takes_over_when_the_leader_is_killed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Two schedulers, one leading through its Redis lease; SIGKILL the leader and do not
+    restart it: the standby takes the lease, claims the job and resumes it from its
+    checkpoint; the workers find it through their list of schedulers."""
+    prefix = unique_prefix()
+    config = StackConfig.on_free_ports(
+        workers=2,
+        redis_url=redis_url,
+        key_prefix=prefix,
+        log_dir=tmp_path,
+        extra_env=FAST_FAILOVER,
+    )
+    config.standby_scheduler_port = free_port()
+    try:
+        with LocalStack(config) as stack:
+            job_spec = spec(training={"steps": 400, "checkpoint_every": 50})
+            job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
+            stack.processes["scheduler"].kill()
+            job = run_job_to_end(stack.gateway_url, job_id)
+            assert job["status"] == "SUCCEEDED", (job, stack.log("scheduler-standby")[-3000:])
+            assert job["step"] == 400
+            points = metric_series(stack.gateway_url, job_id)
+            assert [p["restored_from"] for p in points if p.get("restored_from") is not None]
+            assert "leading" in stack.log("scheduler-standby")
+    finally:
+        delete_prefixed(redis.Redis.from_url(redis_url), prefix)

@@ -59,6 +59,7 @@ class StackConfig:
     paramserver_port: int = 50051  # the first shard's
     more_paramserver_ports: list[int] = field(default_factory=list)  # shards 1 .. K-1
     scheduler_port: int = 50052
+    standby_scheduler_port: int | None = None  # a second scheduler, on standby
     gateway_port: int = 8000
     log_dir: Path | None = None  # None: a temporary directory
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -122,6 +123,9 @@ class LocalStack:
         c = self.config
         paramservers = [self.paramserver_target(n) for n in c.paramserver_names]
         scheduler = f"{HOST}:{c.scheduler_port}"
+        schedulers = [scheduler]
+        if c.standby_scheduler_port is not None:
+            schedulers.append(f"{HOST}:{c.standby_scheduler_port}")
         return {
             **os.environ,
             "CHAINRULE_REDIS_URL": self.redis_url,
@@ -129,7 +133,7 @@ class LocalStack:
             "CHAINRULE_PARAMSERVER_LISTEN": paramservers[0],
             "CHAINRULE_PARAMSERVERS": ",".join(paramservers),
             "CHAINRULE_SCHEDULER_LISTEN": scheduler,
-            "CHAINRULE_SCHEDULER": scheduler,
+            "CHAINRULE_SCHEDULER": ",".join(schedulers),
             "CHAINRULE_GATEWAY_HOST": HOST,
             "CHAINRULE_GATEWAY_PORT": str(c.gateway_port),
             **c.extra_env,
@@ -148,6 +152,13 @@ class LocalStack:
             for name in self.config.paramserver_names:
                 self._wait_grpc(name, self.paramserver_target(name), timeout)
             self._wait_grpc("scheduler", f"{HOST}:{self.config.scheduler_port}", timeout)
+            if self.config.standby_scheduler_port is not None:  # after the leader has led
+                port = self.config.standby_scheduler_port
+                self._spawn(
+                    "scheduler-standby",
+                    _MODULES["scheduler"],
+                    {"CHAINRULE_SCHEDULER_LISTEN": f"{HOST}:{port}"},
+                )
             self._wait_http("gateway", f"{self.gateway_url}/healthz", timeout)
         except BaseException:
             self.stop()
