@@ -614,6 +614,11 @@ class TrainingSpec(BaseModel):
         AfterValidator(_positive_seconds("max_runtime_s")),
     ] = None
     early_stopping: EarlyStoppingSpec | None = None
+    pending_timeout_s: Annotated[
+        float | None,
+        Field(description="end FAILED if the job cannot start (too few workers) this long"),
+        AfterValidator(_positive_seconds("pending_timeout_s")),
+    ] = 600.0
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingSpec:

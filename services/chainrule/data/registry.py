@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -72,11 +72,26 @@ class Split:
     y_train: Labels
     X_test: NDArray[np.float32]
     y_test: Labels
+    # set by standardize(): what new rows need before prediction (not sent to workers)
+    feature_mean: NDArray[np.float64] | None = None
+    feature_std: NDArray[np.float64] | None = None
 
     @property
     def task(self) -> str:
         """``"regression"`` when the targets are floats, else ``"classification"``."""
         return "regression" if np.issubdtype(self.y_train.dtype, np.floating) else "classification"
+
+    def preprocess_bytes(self, classes: list[str] | None = None) -> bytes:
+        """An ``.npz`` of what turns a raw row into the network's input, and its outputs
+        into class names: ``feature_mean``/``feature_std`` and ``classes`` when known."""
+        arrays: dict[str, NDArray[Any]] = {}
+        if self.feature_mean is not None and self.feature_std is not None:
+            arrays["feature_mean"], arrays["feature_std"] = self.feature_mean, self.feature_std
+        if classes:
+            arrays["classes"] = np.array(classes, dtype=np.str_)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` image: how a prepared dataset travels through Redis."""
@@ -182,7 +197,9 @@ def standardize(split: Split) -> Split:
         standardized: NDArray[np.float64] = (X.astype(np.float64) - mean) / std
         return standardized.astype(np.float32)
 
-    return Split(scaled(split.X_train), split.y_train, scaled(split.X_test), split.y_test)
+    return Split(
+        scaled(split.X_train), split.y_train, scaled(split.X_test), split.y_test, mean, std
+    )
 
 
 def targets(labels: Labels, outputs: int, loss: str) -> NDArray[np.generic]:

@@ -45,12 +45,13 @@ from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Task
 from chainrule.spec import JobSpec, build_mlp, total_steps
-from chainrule.store.blobs import BlobStore, dataset_key, model_key
+from chainrule.store.blobs import BlobStore, dataset_key, model_key, preprocess_key
 from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
 
 __all__ = ["Completion", "SchedulerCore", "Task"]
 RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
+LOST_WORKERS_SHOWN_S = 600.0
 
 
 class Jobs(Protocol):
@@ -68,6 +69,8 @@ class Jobs(Protocol):
     def set_phase(self, job_id: str, phase: str, message: str | None = None) -> Any: ...
     def set_progress(self, job_id: str, step: int) -> Any: ...
     def append_metrics(self, job_id: str, point: dict[str, Any]) -> Any: ...
+    def stop_requested(self, job_id: str) -> bool: ...
+    def set_workers(self, job_id: str, active: int, lost: int) -> Any: ...
 
 
 class ParamServer(Protocol):
@@ -115,6 +118,7 @@ class SchedulerCore:
         ack: Callable[[str], None],
         lease_seconds: float = 10.0,
         log: Any = None,
+        registry: Any = None,
     ) -> None:
         self.jobs, self.blobs, self.paramserver = jobs, blobs, paramserver
         self.diagnostics, self.datasets = diagnostics, datasets
@@ -122,6 +126,9 @@ class SchedulerCore:
         self.cond = threading.Condition()
         self.workers: dict[str, Worker] = {}
         self.pending: dict[str, str] = {}  # job id -> queue message id
+        self.pending_since: dict[str, float] = {}  # job id -> monotonic time admitted
+        self.lost: dict[str, tuple[Worker, float]] = {}  # recently lost workers, for /workers
+        self.registry = registry
         self.active: dict[str, ActiveJob] = {}
         self.leading = False  # a standby scheduler refuses workers until it leads
 
@@ -159,6 +166,7 @@ class SchedulerCore:
             if job_id in self.active or job_id in self.pending:
                 return
             self.pending[job_id] = message_id
+            self.pending_since.setdefault(job_id, time.monotonic())
         if record.status == "RUNNING":
             self.jobs.set_phase(job_id, "restoring", message="scheduler restarted; resuming")
         else:
@@ -167,29 +175,29 @@ class SchedulerCore:
             )
 
     def tick(self) -> None:
-        """Housekeeping: expire silent workers, reassign overdue tasks, start jobs."""
+        """Housekeeping: expire silent workers, reassign overdue tasks, honour stop
+        requests and pending timeouts, start jobs that can start."""
         with self.cond:
             now = time.monotonic()
             expired = {
                 w for w, info in self.workers.items() if now - info.last_seen > self.lease_seconds
             }
             for w in expired:
-                del self.workers[w]
+                self.lost[w] = (self.workers.pop(w), time.time())
+                for job in self.active.values():
+                    if w in job.recent_workers:
+                        job.lost_workers += 1
+                        del job.recent_workers[w]
             if expired:
                 self._requeue(lambda t: t.worker_id in expired)
             self._requeue(lambda t: t.worker_id is not None and now > t.deadline)
             live = len(self.live_workers())
-            ready = []
-            for job_id, message_id in list(self.pending.items()):
-                record = self.jobs.get(job_id)
-                if record is None:
-                    del self.pending[job_id]
-                    self.ack(message_id)
-                    continue
-                spec = JobSpec.model_validate(record.spec)
-                if live >= spec.training.workers:
-                    del self.pending[job_id]
-                    ready.append((job_id, spec, message_id))
+            pending = list(self.pending.items())
+            active = list(self.active.values())
+        ready = self._pending_to_start(pending, live, now)
+        for job in active:
+            if hasattr(self.jobs, "stop_requested") and self.jobs.stop_requested(job.job_id):  # TEMP
+                self._stop(job)
         failed: list[BaseException] = []
         for job_id, spec, message_id in ready:
             try:
@@ -201,6 +209,92 @@ class SchedulerCore:
                 failed.append(e)
         if failed:
             raise failed[0]
+
+    def _pending_to_start(
+        self, pending: list[tuple[str, str]], live: int, now: float
+    ) -> list[tuple[str, JobSpec, str]]:
+        """The pending jobs that can start now; stopped, vanished and timed-out ones end."""
+        ready = []
+        for job_id, message_id in pending:
+            record = self.jobs.get(job_id)
+            if record is None or record.status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                self._forget_pending(job_id)
+                self.ack(message_id)
+                continue
+            spec = JobSpec.model_validate(record.spec)
+            waited = now - self.pending_since.get(job_id, now)
+            timeout = spec.training.pending_timeout_s
+            if live >= spec.training.workers:
+                self._forget_pending(job_id)
+                ready.append((job_id, spec, message_id))
+            elif timeout is not None and waited > timeout:
+                self._forget_pending(job_id)
+                reason = (
+                    f"no workers: the job needs {spec.training.workers} and only {live} "
+                    f"registered within pending_timeout_s={timeout:g}"
+                )
+                self._end(job_id, message_id, "FAILED", reason=reason)
+        return ready
+
+    def _forget_pending(self, job_id: str) -> None:
+        with self.cond:
+            self.pending.pop(job_id, None)
+            self.pending_since.pop(job_id, None)
+
+    def _stop(self, job: ActiveJob) -> None:
+        """A stop request for a running job: it ends STOPPED, keeping θ as its model."""
+        with self.cond:
+            if self.active.pop(job.job_id, None) is None:
+                return
+        with job.apply_lock:  # not in the middle of an Apply
+            message = f"stopped by request at step {job.version}"
+            self._end(job.job_id, job.message_id, "STOPPED", message=message)
+
+    def publish_workers(self) -> None:
+        """Write the membership (live and recently lost workers) and per-job worker
+        counts to Redis for the API; called about once a second."""
+        with self.cond:
+            now, wall = time.monotonic(), time.time()
+            holding = {
+                t.worker_id: job.job_id
+                for job in self.active.values()
+                for t in job.open.values()
+                if t.worker_id
+            }
+            rows = [
+                {
+                    "id": w.worker_id,
+                    "host": w.host,
+                    "state": "busy" if w.worker_id in holding else "idle",
+                    "current_job": holding.get(w.worker_id),
+                    "last_heartbeat": wall - (now - w.last_seen),
+                    "tasks_done": w.tasks_done,
+                }
+                for w in self.workers.values()
+            ]
+            rows += [
+                {
+                    "id": w.worker_id,
+                    "host": w.host,
+                    "state": "lost",
+                    "current_job": None,
+                    "last_heartbeat": lost_at,
+                    "tasks_done": w.tasks_done,
+                }
+                for w, lost_at in self.lost.values()
+                if wall - lost_at < LOST_WORKERS_SHOWN_S
+            ]
+            counts = {
+                job.job_id: (
+                    sum(now - seen <= self.lease_seconds for seen in job.recent_workers.values()),
+                    job.lost_workers,
+                )
+                for job in self.active.values()
+            }
+        if self.registry is not None:
+            self.registry.write(rows, LOST_WORKERS_SHOWN_S)
+        for job_id, (active_count, lost_count) in counts.items():
+            self.jobs.set_workers(job_id, active_count, lost_count)
 
     def _requeue(self, lost: Callable[[Task], bool]) -> None:
         """Put handed-out tasks matching ``lost`` back in their job's queue (lock held)."""
@@ -226,17 +320,32 @@ class SchedulerCore:
         job = ActiveJob(job_id, spec, net, split, t.schedule(), message_id, key, steps)
         job.seed_batches()
         self.blobs.put(key, split.to_bytes())
+        self.blobs.put(
+            preprocess_key(self.prefix, job_id), split.preprocess_bytes(self._classes(spec))
+        )
         self._install_theta(job)
         message = f"training ({t.mode}) with {t.workers} task slots"
-        if self.jobs.get(job_id).status == "RUNNING":
-            self.jobs.set_phase(job_id, "training", message=message)
-        else:
-            self.jobs.set_status(job_id, "RUNNING", phase="training", message=message)
+        try:
+            if self.jobs.get(job_id).status == "RUNNING":
+                self.jobs.set_phase(job_id, "training", message=message)
+            else:
+                self.jobs.set_status(job_id, "RUNNING", phase="training", message=message)
+        except ValueError:  # stopped while it was being prepared
+            self.paramserver.drop_job(job_id)
+            self.ack(message_id)
+            return
         with self.cond:
             self.active[job_id] = job
             if job.mode == "sync":
                 job.queue_step()
             self.cond.notify_all()
+
+    def _classes(self, spec: JobSpec) -> list[str] | None:
+        """Class names of an uploaded dataset (built-in sets have none beyond indices)."""
+        if spec.dataset.id is None:
+            return None
+        meta = self.datasets.get(spec.dataset.id)
+        return list(meta.classes) if meta is not None and meta.classes else None
 
     def _install_theta(self, job: ActiveJob) -> None:
         """Create θ on the parameter server, or resume from the job's checkpoint if the
@@ -309,6 +418,7 @@ class SchedulerCore:
             if done.task_id in job.queue:
                 job.queue.remove(done.task_id)
             job.clocks[done.worker_id] = job.clocks.get(done.worker_id, 0) + 1
+            job.recent_workers[done.worker_id] = time.monotonic()
             worker = self.workers.get(done.worker_id)
             if worker:
                 worker.tasks_done += 1

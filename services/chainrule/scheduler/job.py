@@ -76,6 +76,8 @@ class ActiveJob:
     reassigned: int = 0
     restored_from: int | None = None  # reported with the next metric point
     stop: StopState = field(default_factory=lambda: StopState(time.monotonic()))
+    recent_workers: dict[str, float] = field(default_factory=dict)  # id -> last completion
+    lost_workers: int = 0  # workers whose lease ran out while they worked on this job
     apply_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

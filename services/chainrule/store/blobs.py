@@ -13,6 +13,11 @@ def model_key(prefix: str, job_id: str) -> str:
     return f"{prefix}:job:{job_id}:model"
 
 
+def preprocess_key(prefix: str, job_id: str) -> str:
+    """An .npz with ``feature_mean``/``feature_std`` and ``classes`` when the job has them."""
+    return f"{prefix}:job:{job_id}:preprocess"
+
+
 class BlobStore:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
