@@ -153,7 +153,9 @@ def test_the_api_shows_what_the_scheduler_writes(gateway: Gateway) -> None:
     optional = {k: None for k, f in MetricPointOut.model_fields.items() if not f.is_required()}
     expected = [optional | p for p in points]
     expected[2]["loss"] = None
-    assert series == {"job_id": job_id, "count": 3, "points": expected}
+    assert {k: series[k] for k in ("job_id", "count", "points")} == {
+        "job_id": job_id, "count": 3, "points": expected}  # fmt: skip
+    assert series["latest"] == expected[2] and series["next_start_step"] is None
     assert (job["status"], job["phase"], job["step"]) == ("RUNNING", "training", 3)
     assert job["started_at"] is not None and job["latest_metrics"] == expected[2]
     assert [t["status"] for t in job["status_transitions"]] == ["PENDING", "RUNNING"]

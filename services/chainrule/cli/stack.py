@@ -63,6 +63,7 @@ class StackConfig:
     gateway_port: int = 8000
     log_dir: Path | None = None  # None: a temporary directory
     extra_env: dict[str, str] = field(default_factory=dict)
+    metrics_ports: bool = False  # each service its own free CHAINRULE_METRICS_PORT
 
     def __post_init__(self) -> None:
         if self.paramservers < 1:
@@ -109,6 +110,7 @@ class LocalStack:
         self._embedded: Any = None
         self._worker_count = 0
         self.redis_url = config.redis_url or ""
+        self.metrics_ports: dict[str, int] = {}  # process name -> its metrics port
 
     @property
     def gateway_url(self) -> str:
@@ -227,6 +229,8 @@ class LocalStack:
         env = {**self.env(), **(extra_env or {})}
         if name.startswith("worker"):
             env["CHAINRULE_WORKER_ID"] = f"{socket.gethostname()}-{name}"
+        if self.config.metrics_ports and name != "gateway":  # the gateway has /metrics
+            env["CHAINRULE_METRICS_PORT"] = str(self.metrics_ports.setdefault(name, free_port()))
         if name in self.config.paramserver_names:
             env["CHAINRULE_PARAMSERVER_LISTEN"] = self.paramserver_target(name)
             env["CHAINRULE_PARAMSERVER_SHARD"] = str(self.config.paramserver_names.index(name))

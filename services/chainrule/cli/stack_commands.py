@@ -1,31 +1,97 @@
-"""``chainrule up`` and ``chainrule submit``: run the local stack, send it jobs."""
+"""``chainrule up``, ``run`` and ``submit``: run the local stack, send it jobs.
+
+``up`` guards the stack's gateway with an API token: a random one, unless
+CHAINRULE_API_TOKENS is set. It writes a generated token to ``.chainrule/token``
+(mode 0600) where the other commands find it, and removes the file when it stops.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
+from rich.markup import escape
 
-from chainrule.cli.jobs import GatewayClient, GatewayError, load_spec, report, watch
+from chainrule.cli.client import TOKEN_FILE, GatewayClient, GatewayError
+from chainrule.cli.job_commands import INTERRUPTED, follow
+from chainrule.cli.jobs import SpecError, load_spec, report, watch
+from chainrule.cli.options import (
+    DEFAULT_GATEWAY,
+    GatewayOption,
+    JsonOption,
+    TokenOption,
+    fail,
+    gateway,
+)
+from chainrule.cli.output import print_json, stderr_console, stdout_console
 from chainrule.cli.stack import LocalStack, StackConfig
 from chainrule.signals import shutdown_event
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+SpecPath = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, help="Job spec (.json or .yaml).")
+]
+Workers = Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")]
+Paramservers = Annotated[
+    int, typer.Option(min=1, max=16, help="Parameter-server shards to split θ over.")
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(envvar="CHAINRULE_REDIS_URL", help="External Redis; embedded when unset."),
+]
+Port = Annotated[int, typer.Option(min=1, max=65535, help="Gateway HTTP port.")]
+LogDir = Annotated[Path, typer.Option(help="Where each process writes its log.")]
+FreePorts = Annotated[
+    bool,
+    typer.Option(
+        "--free-ports",
+        help="Put the scheduler and parameter servers on free ports, not 50052 and 50051+.",
+    ),
+]
+ApiTokens = Annotated[
+    str | None,
+    typer.Option(
+        envvar="CHAINRULE_API_TOKENS",
+        show_default=False,
+        help=f"Tokens the gateway accepts, comma-separated; when unset, a random one, "
+        f"written to {TOKEN_FILE} for the other commands.",
+    ),
+]
+
+
+@dataclass
+class StackOptions:
+    workers: int = 2
+    paramservers: int = 1
+    redis_url: str | None = None
+    port: int = 8000
+    log_dir: Path = Path(".chainrule/logs")
+    free_ports: bool = False
+    api_tokens: str | None = None
+
+    def config(self, tokens: str) -> StackConfig:
+        settings: dict[str, Any] = {
+            "workers": self.workers,
+            "paramservers": self.paramservers,
+            "redis_url": self.redis_url,
+            "gateway_port": self.port,
+            "log_dir": self.log_dir,
+            "extra_env": {"CHAINRULE_API_TOKENS": tokens},
+        }
+        if self.free_ports:
+            return StackConfig.on_free_ports(**settings)
+        return StackConfig(**settings)
 
 
 def up(
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")] = 2,
-    paramservers: Annotated[
-        int, typer.Option(min=1, max=16, help="Parameter-server shards to split θ over.")
-    ] = 1,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(envvar="CHAINRULE_REDIS_URL", help="External Redis; embedded when unset."),
-    ] = None,
-    port: Annotated[int, typer.Option(help="Gateway HTTP port.")] = 8000,
+    workers: Workers = 2,
+    paramservers: Paramservers = 1,
+    redis_url: RedisUrl = None,
+    port: Port = 8000,
     submit_spec: Annotated[
         Path | None,
         typer.Option(
@@ -35,77 +101,179 @@ def up(
             help="Submit this job, follow it, stop the stack when it ends.",
         ),
     ] = None,
-    log_dir: Annotated[Path, typer.Option(help="Where each process writes its log.")] = Path(
-        ".chainrule/logs"
-    ),
+    log_dir: LogDir = Path(".chainrule/logs"),
+    free_ports: FreePorts = False,
+    api_tokens: ApiTokens = None,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="JSON only: one object when the stack is ready (with --submit: the final job).",
+        ),
+    ] = False,
 ) -> None:
-    """Start Redis (embedded unless CHAINRULE_REDIS_URL is set), the parameter server
-    (K shards), the scheduler, N workers and the gateway; stop them all on Ctrl-C or SIGTERM."""
-    console = Console()
-    config = StackConfig(
-        workers=workers,
-        paramservers=paramservers,
-        redis_url=redis_url,
-        gateway_port=port,
-        log_dir=log_dir,
-    )
-    stack = LocalStack(config)
+    """Start the whole stack as local processes; stop it with Ctrl-C or SIGTERM.
+
+    Redis (embedded unless CHAINRULE_REDIS_URL is set), the parameter server (K shards),
+    the scheduler, N workers and the gateway, whose API token goes to .chainrule/token."""
+    options = StackOptions(workers, paramservers, redis_url, port, log_dir, free_ports, api_tokens)
+    raise typer.Exit(run_stack(options, submit_spec, json_output))
+
+
+def run(
+    spec: SpecPath,
+    workers: Workers = 2,
+    paramservers: Paramservers = 1,
+    redis_url: RedisUrl = None,
+    port: Port = 8000,
+    log_dir: LogDir = Path(".chainrule/logs"),
+    free_ports: FreePorts = False,
+    api_tokens: ApiTokens = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Start the local stack, train SPEC, stop the stack: `up --submit SPEC`.
+
+    Shows a progress bar; exits 0 only if the job SUCCEEDED."""
+    options = StackOptions(workers, paramservers, redis_url, port, log_dir, free_ports, api_tokens)
+    raise typer.Exit(run_stack(options, spec, json_output))
+
+
+def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool) -> int:
+    """Run the stack until SIGINT/SIGTERM, or until the submitted job ends; the exit code."""
+    info = stderr_console() if json_output else stdout_console()
+    info.soft_wrap = True  # a URL split over two lines cannot be copied
+    generated = not options.api_tokens
+    tokens = options.api_tokens or secrets.token_urlsafe(32)
     stop = shutdown_event()
-    shards = f", {paramservers} parameter-server shards" if paramservers > 1 else ""
-    console.print(f"starting {workers} workers{shards}, logs in {log_dir}/ ...")
-    with stack:
-        where = redis_url or "embedded Redis"
-        console.print(
-            f"[bold]gateway listening on {stack.gateway_url}[/] ({where}); "
-            f"API docs at {stack.gateway_url}/docs"
+    stack = LocalStack(options.config(tokens))
+    shards = f", {options.paramservers} parameter-server shards" if options.paramservers > 1 else ""
+    info.print(f"starting {options.workers} workers{shards}, logs in {options.log_dir}/ ...")
+    try:
+        stack.start()
+    except (RuntimeError, TimeoutError, OSError) as err:  # start() stops what it began
+        fail(f"the local stack did not start: {err}")
+    token_file = write_token_file(TOKEN_FILE, tokens) if generated else None
+    try:
+        where = options.redis_url or "embedded Redis"
+        info.print(
+            f"[bold]gateway listening on {stack.gateway_url}[/] ({escape(where)}); "
+            f"API docs at {stack.gateway_url}/docs",
+            highlight=False,
+        )
+        info.print(
+            f"API token in {TOKEN_FILE} (mode 0600) for chainrule commands run here"
+            if token_file
+            else "API tokens from CHAINRULE_API_TOKENS",
+            highlight=False,
         )
         if submit_spec is not None:
-            raise typer.Exit(_submit_and_watch(stack.gateway_url, submit_spec, console))
-        console.print("press Ctrl-C to stop")
+            first_token = tokens.split(",")[0].strip()
+            return _submit_to_stack(stack, first_token, submit_spec, stop, json_output)
+        if json_output:
+            print_json(_ready(stack, options, token_file), one_line=True)
+        info.print("press Ctrl-C to stop")
         while not stop.wait(0.5):
             pass
-    console.print("stopped")
+    finally:
+        if token_file is not None:
+            remove_token_file(token_file, tokens)
+        stack.stop()
+    info.print("stopped")
+    return 0
+
+
+def _ready(stack: LocalStack, options: StackOptions, token_file: Path | None) -> dict[str, object]:
+    return {
+        "gateway_url": stack.gateway_url,
+        "token_file": None if token_file is None else str(token_file),
+        "redis": options.redis_url or "embedded",
+        "workers": options.workers,
+        "paramservers": options.paramservers,
+        "log_dir": str(stack.log_dir),
+    }
+
+
+def _submit_to_stack(
+    stack: LocalStack, token: str, spec: Path, stop: threading.Event, json_output: bool
+) -> int:
+    console = stdout_console()
+    with GatewayClient(stack.gateway_url, token) as client:
+        try:
+            job, _ = client.submit(_spec(spec))
+            if not json_output:
+                console.print(f"submitted job {job['id']} ({escape(str(job['name']))})")
+            job = watch(client, str(job["id"]), console, stop, quiet=json_output)
+        except GatewayError as err:
+            fail(str(err))
+    if stop.is_set():
+        stderr_console().print(f"interrupted; job {job['id']} stays {job['status']} in Redis")
+        return INTERRUPTED
+    if json_output:
+        print_json(job)
+        return 0 if job["status"] == "SUCCEEDED" else 1
+    return report(job, console)
+
+
+def write_token_file(path: Path, token: str) -> Path:
+    """Write ``token`` to ``path``, readable by this user only (0600 even if the file
+    was there before with wider permissions)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(token + "\n")
+    return path
+
+
+def remove_token_file(path: Path, token: str) -> None:
+    """Remove the token file if it still holds ``token`` (another ``up`` started in the
+    same directory since keeps its own)."""
+    try:
+        if path.read_text(encoding="utf-8").strip() == token:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def submit(
-    spec: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="Job spec (.json or .yaml).")
-    ],
+    spec: SpecPath,
     watch_job: Annotated[
         bool, typer.Option("--watch", help="Follow the job; exit 0 only if it SUCCEEDED.")
     ] = False,
-    gateway: Annotated[
-        str, typer.Option(envvar="CHAINRULE_GATEWAY_URL", help="Gateway base URL.")
-    ] = DEFAULT_GATEWAY,
+    submission_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Submit idempotently: the same id and spec again returns the first job; "
+            "the same id with another spec is refused.",
+        ),
+    ] = None,
+    gateway_url: GatewayOption = DEFAULT_GATEWAY,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
 ) -> None:
-    """Submit a training job; with --watch, follow it to the end."""
-    console = Console()
+    """Submit a training job and print its id; with --watch, follow it to the end."""
+    body = _spec(spec)
+    with gateway(gateway_url, token) as client:
+        job, created = client.submit(body, submission_id)
+    if not created:
+        stderr_console().print(
+            f"submission id {escape(str(submission_id))} was used before with this spec: "
+            f"job {job['id']} ({job['status']})",
+            highlight=False,
+            soft_wrap=True,
+        )
     if watch_job:
-        raise typer.Exit(_submit_and_watch(gateway, spec, console))
-    client = GatewayClient(gateway)
+        if created and not json_output:
+            stdout_console().print(f"submitted job {job['id']} ({escape(str(job['name']))})")
+        raise typer.Exit(follow(gateway_url, token, str(job["id"]), json_output))
+    if json_output:
+        print_json(job)
+    else:
+        typer.echo(job["id"])
+
+
+def _spec(path: Path) -> dict[str, object]:
     try:
-        job = _submit(client, spec, console)
-    finally:
-        client.close()
-    console.print(job["id"])
-
-
-def _submit(client: GatewayClient, spec: Path, console: Console) -> dict[str, object]:
-    try:
-        return client.submit(load_spec(spec))
-    except (GatewayError, ValueError) as e:
-        console.print(f"[red]{e}[/]")
-        raise typer.Exit(2) from None
-    except httpx.HTTPError as e:
-        console.print(f"[red]cannot reach the gateway at {client.http.base_url}: {e}[/]")
-        raise typer.Exit(2) from None
-
-
-def _submit_and_watch(gateway: str, spec: Path, console: Console) -> int:
-    client = GatewayClient(gateway)
-    try:
-        job = _submit(client, spec, console)
-        console.print(f"submitted job {job['id']} ({job['name']})")
-        return report(watch(client, str(job["id"]), console), console)
-    finally:
-        client.close()
+        return load_spec(path)
+    except SpecError as err:
+        fail(str(err))

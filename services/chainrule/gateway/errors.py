@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import redis
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from chainrule.data.uploads import DatasetError, DatasetTooLargeError
@@ -34,6 +39,27 @@ def bad_dataset(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's usual 422, but able to echo a NaN or infinite input (JSON bodies may
+    carry them, JSON replies may not): such a value is sent as its name, "nan" or "inf"."""
+    assert isinstance(exc, RequestValidationError)
+    errors = _finite_json(jsonable_encoder(exc.errors()))
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": errors}
+    )
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(redis.RedisError, redis_unavailable)
     app.add_exception_handler(DatasetError, bad_dataset)

@@ -6,18 +6,26 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import redis
 from fastapi import FastAPI
 
 from chainrule import __version__
+from chainrule.gateway.api.deps import READ_ACCESS
 from chainrule.gateway.api.main import api_router
-from chainrule.gateway.api.routes import health
+from chainrule.gateway.api.routes import health, prometheus
+from chainrule.gateway.api.routes.dashboard import router as dashboard_router
 from chainrule.gateway.errors import install_error_handlers
 from chainrule.gateway.limits import BodyLimit
+from chainrule.gateway.models import ModelSource
+from chainrule.gateway.prometheus import HttpMetrics
 from chainrule.gateway.settings import GatewaySettings
 from chainrule.store import DatasetStore, JobStore, binary_client, connect
+from chainrule.store.diagnostics import DiagnosticsStore
+from chainrule.store.workers import WorkerRegistry
 
 API_PREFIX = "/api/v1"
+SSE_READERS = 100  # event streams reading Redis at once; more wait their turn
 
 
 def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> FastAPI:
@@ -32,6 +40,10 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
         app.state.settings = settings
         app.state.job_store = JobStore(redis_client, prefix=settings.key_prefix)
         app.state.dataset_store = DatasetStore(bytes_client, prefix=settings.key_prefix)
+        app.state.diagnostics_store = DiagnosticsStore(redis_client, prefix=settings.key_prefix)
+        app.state.model_source = ModelSource(bytes_client, prefix=settings.key_prefix)
+        app.state.worker_registry = WorkerRegistry(redis_client, prefix=settings.key_prefix)
+        app.state.sse_limiter = anyio.CapacityLimiter(SSE_READERS)
         try:
             yield
         finally:
@@ -44,6 +56,13 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
     app.add_middleware(
         BodyLimit, path=f"{API_PREFIX}/datasets", max_bytes=settings.max_upload_bytes
     )
+    app.add_middleware(HttpMetrics)  # outermost: counts and times every request
     app.include_router(health.router)
-    app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(prometheus.router)
+    # with CHAINRULE_AUTH_READS, every /api/v1 route needs a token (writes need one anyway)
+    reads_guarded = settings.auth_reads and bool(settings.tokens)
+    app.include_router(
+        api_router, prefix=API_PREFIX, dependencies=READ_ACCESS if reads_guarded else []
+    )
+    app.include_router(dashboard_router)
     return app

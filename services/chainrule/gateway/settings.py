@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,3 +19,14 @@ class GatewaySettings(BaseSettings):
         default=50 * 1024 * 1024, ge=1
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # CHAINRULE_LOG_LEVEL
+    # CHAINRULE_API_TOKENS: comma-separated bearer tokens; when set, every POST and DELETE
+    # under /api/v1 (but predict) needs "Authorization: Bearer <one of them>"
+    api_tokens: SecretStr = SecretStr("")
+    auth_reads: bool = False  # CHAINRULE_AUTH_READS: true: reads and predict need one too
+    sse_ping_s: float = Field(default=10.0, gt=0, le=300)  # CHAINRULE_SSE_PING_S: keep-alive
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The accepted bearer tokens; empty when authentication is off."""
+        raw = self.api_tokens.get_secret_value()
+        return tuple(token.strip() for token in raw.split(",") if token.strip())

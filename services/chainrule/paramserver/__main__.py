@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from chainrule import telemetry
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.server import serve
 from chainrule.paramserver.settings import ParamServerSettings
@@ -16,6 +17,7 @@ def main() -> None:
     settings = ParamServerSettings()
     configure_logging()
     log = get_logger("paramserver")
+    telemetry.serve_metrics(settings.metrics_port, "paramserver")
     checkpoints = None
     if settings.redis_url:
         client = redis.Redis.from_url(settings.redis_url)  # binary values: no decoding

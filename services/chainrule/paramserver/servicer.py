@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import grpc
 
+from chainrule import telemetry
 from chainrule.paramserver.state import (
     JobNotFoundError,
     JobState,
@@ -47,17 +48,19 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
         raise AssertionError  # abort raised
 
     def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> pb.PullReply:
-        with grpc_errors(context):
+        with telemetry.paramserver_rpc("Pull", context), grpc_errors(context):
             job = self.store.job(request.job_id)
             with job.lock:  # encode under the lock: a consistent θ of one version
                 if request.have_version == job.version:
                     return pb.PullReply(version=job.version)
+                telemetry.record_params_sent(job.params)
                 return pb.PullReply(version=job.version, params=codec.encode_all(job.params))
         raise AssertionError
 
     def Push(self, request: pb.PushRequest, context: grpc.ServicerContext) -> pb.PushReply:
-        with grpc_errors(context):
+        with telemetry.paramserver_rpc("Push", context), grpc_errors(context):
             grads = codec.decode_all(request.grads)
+            telemetry.record_gradient_bytes(grads)
             duplicate = self.store.push(
                 request.job_id,
                 request.task_id,
@@ -70,7 +73,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
         raise AssertionError
 
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
-        with grpc_errors(context):
+        with telemetry.paramserver_rpc("Apply", context), grpc_errors(context):
             version, duplicate = self.store.apply(
                 request.job_id,
                 request.step,

@@ -12,3 +12,4 @@ class ParamServerSettings(BaseSettings):
     paramserver_shard: str = "0"  # CHAINRULE_PARAMSERVER_SHARD: names this shard's checkpoints
     redis_url: str | None = None  # CHAINRULE_REDIS_URL; unset: no checkpoints
     key_prefix: str = "chainrule"  # CHAINRULE_KEY_PREFIX
+    metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off

@@ -9,6 +9,7 @@ from typing import Any
 
 from grpc_health.v1 import health
 
+from chainrule import telemetry
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
 from chainrule.rpc.server import set_serving, start_server
@@ -24,6 +25,7 @@ from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.jobs import JobStore
 from chainrule.store.queue import JobQueue
+from chainrule.store.workers import WorkerRegistry
 
 SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name
 
@@ -32,6 +34,7 @@ def main() -> None:
     settings = SchedulerSettings()
     configure_logging()
     log = get_logger("scheduler", scheduler_id=settings.scheduler_id)
+    telemetry.serve_metrics(settings.metrics_port, "scheduler")
     stop = shutdown_event()
     client = connect(settings.redis_url)
     queue = JobQueue(client, settings.key_prefix, settings.scheduler_id)
@@ -46,6 +49,7 @@ def main() -> None:
         queue.ack,
         settings.worker_lease_s,
         log,
+        WorkerRegistry(client, settings.key_prefix),
     )
     servicer = SchedulerServicer(core)
     health_servicer = health.HealthServicer()
@@ -87,9 +91,13 @@ def lead(
     log.info("leading")
 
     def housekeeping() -> None:
+        published = 0.0
         while not stop.is_set():
             try:
                 core.tick()
+                if time.monotonic() - published >= 1.0:
+                    core.publish_workers()
+                    published = time.monotonic()
             except Exception:
                 log.exception("housekeeping failed; retrying")
             stop.wait(0.2)

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import grpc
 import numpy as np
 
+from chainrule import telemetry
 from chainrule.data.evaluation import evaluate
 from chainrule.data.registry import prepare_dataset
 from chainrule.nn import Params
@@ -189,14 +190,16 @@ class SchedulerCore:
                         job.lost_workers += 1
                         del job.recent_workers[w]
             if expired:
+                telemetry.record_workers_lost(len(expired))
                 self._requeue(lambda t: t.worker_id in expired)
             self._requeue(lambda t: t.worker_id is not None and now > t.deadline)
             live = len(self.live_workers())
+            telemetry.set_workers_active(live)
             pending = list(self.pending.items())
             active = list(self.active.values())
         ready = self._pending_to_start(pending, live, now)
         for job in active:
-            if hasattr(self.jobs, "stop_requested") and self.jobs.stop_requested(job.job_id):  # TEMP
+            if self.jobs.stop_requested(job.job_id):
                 self._stop(job)
         failed: list[BaseException] = []
         for job_id, spec, message_id in ready:
@@ -304,6 +307,7 @@ class SchedulerCore:
                     task.worker_id, task.deadline = None, float("inf")
                     job.queue.appendleft(task.task_id)
                     job.reassigned += 1
+                    telemetry.record_reassigned()
         self.cond.notify_all()
 
     def _start(self, job_id: str, spec: JobSpec, message_id: str) -> None:
@@ -334,6 +338,7 @@ class SchedulerCore:
             self.paramserver.drop_job(job_id)
             self.ack(message_id)
             return
+        telemetry.record_job_started(job.mode)
         with self.cond:
             self.active[job_id] = job
             if job.mode == "sync":
@@ -437,6 +442,7 @@ class SchedulerCore:
                 job.open[task.task_id] = task
                 job.queue.appendleft(task.task_id)
                 job.reassigned += 1
+                telemetry.record_reassigned()
                 self.cond.notify_all()
                 return lambda j, t, d: None
         failure = _failure(done)
@@ -452,6 +458,7 @@ class SchedulerCore:
         job.closing = True
         late = list(job.open)
         job.dropped_late += len(late)
+        telemetry.record_dropped_late(len(late))
         job.open.clear()
         job.queue.clear()
         return lambda j, t, d: self._close_step(j, late)
@@ -498,6 +505,7 @@ class SchedulerCore:
         bound = job.spec.training.max_staleness
         if job.mode == "ssp" and bound is not None and staleness > bound:
             job.rejected_stale += 1
+            telemetry.record_rejected_stale()
             self.paramserver.discard(job.job_id, [task.task_id])
             with self.cond:
                 self.cond.notify_all()
@@ -508,6 +516,7 @@ class SchedulerCore:
         now = time.monotonic()
         rate = done.samples / max(now - job.step_started, 1e-9)
         job.step_started = now
+        telemetry.record_staleness(job.mode, staleness)
         self._apply(job, [task.task_id], lr, done.loss, rate, [done], staleness)
 
     def _apply(
@@ -525,9 +534,12 @@ class SchedulerCore:
         upcoming = job.version + 1
         checkpoint = upcoming % t.checkpoint_every == 0 or upcoming >= job.total_steps
         state = job.scheduler_state() if checkpoint else ""
-        version, _ = self.paramserver.apply(
-            job.job_id, job.version, task_ids, lr, checkpoint, state
-        )
+        with telemetry.apply_timer(job.mode):
+            version, _ = self.paramserver.apply(
+                job.job_id, job.version, task_ids, lr, checkpoint, state
+            )
+        if job.mode == "sync":
+            telemetry.record_step(time.monotonic() - job.step_started)
         with self.cond:
             live = len(self.live_workers())
         point: dict[str, Any] = {
@@ -616,7 +628,7 @@ class SchedulerCore:
             self.active.pop(job_id, None)
             self.cond.notify_all()
         try:
-            if status == "SUCCEEDED":
+            if status in ("SUCCEEDED", "STOPPED"):  # θ is worth keeping
                 _, params = self.paramserver.pull(job_id, -1)
                 if params is not None:
                     self.blobs.put(model_key(self.prefix, job_id), _npz(params))
@@ -627,6 +639,7 @@ class SchedulerCore:
         self.jobs.set_status(
             job_id, status, phase="ended", message=message or reason, reason=reason
         )
+        telemetry.record_job_ended(status)
         self.ack(message_id)
         if self.log:
             self.log.info("job ended", job_id=job_id, status=status, reason=reason, message=message)

@@ -15,3 +15,4 @@ class SchedulerSettings(BaseSettings):
     scheduler_id: str = socket.gethostname()  # CHAINRULE_SCHEDULER_ID: the consumer name
     worker_lease_s: float = 10.0  # CHAINRULE_WORKER_LEASE_S
     leader_ttl_s: float = 10.0  # CHAINRULE_LEADER_TTL_S: a dead leader's lease lapses after this
+    metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off

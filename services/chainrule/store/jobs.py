@@ -2,31 +2,34 @@
 
 Keys, for ``prefix="chainrule"`` and a job id such as ``3f9a2c71d04e8b15``::
 
-    chainrule:job:{id}           hash    the record: id, name, status, phase, message,
-                                         failure_reason, step, total_steps, created_at,
-                                         started_at, ended_at (Unix seconds), spec (JSON)
-    chainrule:job:{id}:history   list    status transitions, JSON objects, oldest first
-    chainrule:job:{id}:metrics   stream  metric points (see chainrule.store.metrics)
-    chainrule:jobs               zset    job ids scored by creation time
-    chainrule:jobs:queue         stream  one {"job_id": id} entry per submitted job
+    chainrule:job:{id}            hash    the record: id, name, status, phase, message,
+                                          failure_reason, step, total_steps, created_at,
+                                          started_at, ended_at (Unix seconds), spec (JSON),
+                                          submission_id, workers_active, workers_lost,
+                                          stop_requested
+    chainrule:job:{id}:history    list    status transitions, JSON objects, oldest first
+    chainrule:job:{id}:metrics    stream  metric points (see chainrule.store.metrics)
+    chainrule:job:{id}:events     stream  status changes, metric points and the end, in
+                                          order (see chainrule.store.events)
+    chainrule:jobs                zset    job ids scored by creation time
+    chainrule:jobs:status:{S}     zset    the ids of the jobs in status S, same scores
+    chainrule:jobs:queue          stream  one {"job_id": id} entry per submitted job
+    chainrule:submission:{sid}    string  the job a client's submission_id created
 
 A submitted job is written and queued in one MULTI/EXEC transaction, so the scheduler,
 reading the queue with a consumer group, never sees a job without its record and no
-record is left without its queue entry. Status changes are checked and written under
-WATCH, so two processes racing to end a job cannot both win.
+record is left without its queue entry; a submission_id is claimed in the same
+transaction, under WATCH, so one id makes at most one job. Status changes are checked and
+written under WATCH, so two processes racing to end a job cannot both win, and each one
+writes its history entry, status index move and event in the same transaction.
 """
 
 from __future__ import annotations
 
 import builtins
-import json
-import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import redis
@@ -34,37 +37,62 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from chainrule.spec import JobSpec, total_steps
+from chainrule.store.blobs import dataset_key, model_key, preprocess_key
+from chainrule.store.checkpoints import checkpoint_key
+from chainrule.store.diagnostics import diagnostics_key
+from chainrule.store.events import (
+    JobEvent,
+    decode_entries,
+    end_fields,
+    events_key,
+    metrics_data,
+    status_fields,
+    valid_event_id,
+)
+from chainrule.store.job_records import (
+    DEFAULT_PHASES,
+    STOPPING_PHASE,
+    SUBMISSION_ID,
+    TERMINAL,
+    TRANSITIONS,
+    Change,
+    CurrentState,
+    InvalidCursorError,
+    JobActiveError,
+    JobNotFoundError,
+    JobPage,
+    JobRecord,
+    JobStatus,
+    StatusTransition,
+    SubmissionConflictError,
+    decode_cursor,
+    encode_cursor,
+    moving_to,
+    record_from_fields,
+    text,
+    text_fields,
+    transition_json,
+    valid_job_id,
+)
 from chainrule.store.metrics import MetricPoint, decode_point, encode_point
 
+__all__ = [  # the record types are defined in job_records and offered here too
+    "DEFAULT_PHASES",
+    "STOPPING_PHASE",
+    "SUBMISSION_ID",
+    "TERMINAL",
+    "TRANSITIONS",
+    "InvalidCursorError",
+    "JobActiveError",
+    "JobNotFoundError",
+    "JobPage",
+    "JobRecord",
+    "JobStatus",
+    "JobStore",
+    "StatusTransition",
+    "SubmissionConflictError",
+]
 
-class JobStatus(StrEnum):
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    STOPPED = "STOPPED"
-
-
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED})
-# status -> the statuses it may move to; staying put changes only phase and message
-TRANSITIONS: dict[JobStatus, tuple[JobStatus, ...]] = {
-    JobStatus.PENDING: (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.FAILED, JobStatus.STOPPED),
-    JobStatus.RUNNING: (
-        JobStatus.RUNNING,
-        JobStatus.SUCCEEDED,
-        JobStatus.FAILED,
-        JobStatus.STOPPED,
-    ),
-}
-# the phase a status change sets when the caller names none
-DEFAULT_PHASES: dict[JobStatus, str] = {
-    JobStatus.PENDING: "queued",
-    JobStatus.RUNNING: "running",
-    JobStatus.SUCCEEDED: "finished",
-    JobStatus.FAILED: "failed",
-    JobStatus.STOPPED: "stopped",
-}
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # never a ':', so an id cannot reach other keys
 _METRICS_PAGE = 10_000
 
 # Writes the step only while the job runs and the step is in range; returns the record's
@@ -78,47 +106,25 @@ if status == 'RUNNING' and tonumber(ARGV[1]) <= tonumber(total) then
 end
 return {status, total}
 """
-# XADD to the metrics stream only if the job exists, so no orphan streams appear
+# XADD to the metrics stream only if the job exists, so no orphan streams appear, and to
+# the events stream too unless the job has ended (its 'end' event stays the last one).
+# KEYS: record, metrics, events; ARGV: the event's JSON, then the point's field pairs.
 _APPEND_METRICS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return redis.call('XADD', KEYS[2], '*', unpack(ARGV))
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return false end
+local fields = {}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
+if status == 'PENDING' or status == 'RUNNING' then
+  redis.call('XADD', KEYS[3], '*', 'event', 'metrics', 'data', ARGV[1])
+end
+return id
 """
-
-
-class JobNotFoundError(LookupError):
-    """No job with that id."""
-
-
-@dataclass(frozen=True)
-class StatusTransition:
-    status: JobStatus
-    phase: str
-    message: str
-    reason: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A job as stored: what was asked (``spec``) and where it stands."""
-
-    id: str
-    name: str
-    status: JobStatus
-    phase: str
-    message: str
-    failure_reason: str | None
-    step: int
-    total_steps: int
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    spec: JobSpec
-    status_transitions: tuple[StatusTransition, ...]
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
+_SET_WORKERS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'workers_active', ARGV[1], 'workers_lost', ARGV[2])
+return 1
+"""
 
 
 class JobStore:
@@ -135,6 +141,7 @@ class JobStore:
         self._clock = clock
         self._set_progress = client.register_script(_SET_PROGRESS)
         self._append_metrics = client.register_script(_APPEND_METRICS)
+        self._set_workers = client.register_script(_SET_WORKERS)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -147,6 +154,9 @@ class JobStore:
         """The stream the scheduler reads submitted job ids from (field ``job_id``)."""
         return f"{self.prefix}:jobs:queue"
 
+    def status_index_key(self, status: JobStatus) -> str:
+        return f"{self.prefix}:jobs:status:{status.value}"
+
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
@@ -156,13 +166,51 @@ class JobStore:
     def metrics_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:metrics"
 
+    def events_key(self, job_id: str) -> str:
+        return events_key(self.prefix, job_id)
+
+    def submission_key(self, submission_id: str) -> str:
+        return f"{self.prefix}:submission:{submission_id}"
+
+    def owned_keys(self, job_id: str) -> builtins.list[str]:
+        """Every key a job owns, the record first; checkpoints by a SCAN of their pattern."""
+        p = self.prefix
+        pattern = checkpoint_key(p, job_id, "*")  # ids and prefixes hold no glob characters
+        checkpoints = sorted(text(k) for k in self._redis.scan_iter(match=pattern, count=500))
+        return [
+            self.job_key(job_id),
+            self.history_key(job_id),
+            self.metrics_key(job_id),
+            self.events_key(job_id),
+            diagnostics_key(p, job_id),
+            model_key(p, job_id),
+            dataset_key(p, job_id),
+            preprocess_key(p, job_id),
+            *checkpoints,
+        ]
+
     # -- records ------------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec) -> JobRecord:
-        """Store a new PENDING job and queue it, atomically; returns its record."""
+    def submit(self, spec: JobSpec, submission_id: str | None = None) -> JobRecord:
+        """Store a new PENDING job and queue it, atomically; returns its record. With a
+        ``submission_id`` already used, see :meth:`submit_once`."""
+        record, _ = self.submit_once(spec, submission_id)
+        return record
+
+    def submit_once(
+        self, spec: JobSpec, submission_id: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """(record, created): a new PENDING job, queued, unless ``submission_id`` already
+        names a job, which comes back as it is (created False) if its spec is ``spec``;
+        SubmissionConflictError if it is another spec."""
+        if submission_id is not None and not SUBMISSION_ID.fullmatch(submission_id):
+            raise ValueError(
+                f"submission_id {submission_id!r} must be 1 to 64 letters, digits, '.', '_' or '-'"
+            )
         job_id = secrets.token_hex(8)
         now = self._clock()
         phase = DEFAULT_PHASES[JobStatus.PENDING]
+        spec_json = spec.model_dump_json()
         fields: dict[FieldT, EncodableT] = {
             "id": job_id,
             "name": spec.name,
@@ -172,43 +220,141 @@ class JobStore:
             "step": "0",
             "total_steps": str(total_steps(spec)),
             "created_at": repr(now),
-            "spec": spec.model_dump_json(),
+            "spec": spec_json,
         }
-        transition = _transition_json(JobStatus.PENDING, phase, "", None, now)
-        with self._redis.pipeline(transaction=True) as pipe:
+        if submission_id is not None:
+            fields["submission_id"] = submission_id
+        transition = transition_json(JobStatus.PENDING, phase, "", None, now)
+
+        def write(pipe: Pipeline) -> str | None:
+            if submission_id is not None:
+                existing = self._claimed(pipe, submission_id, spec_json)
+                if existing is not None:
+                    return existing
+            pipe.multi()
             pipe.hset(self.job_key(job_id), mapping=fields)
             pipe.rpush(self.history_key(job_id), transition)
             pipe.zadd(self.index_key, {job_id: now})
+            pipe.zadd(self.status_index_key(JobStatus.PENDING), {job_id: now})
+            pipe.xadd(self.events_key(job_id), status_fields("PENDING", phase, "", None, 0))  # type: ignore[arg-type]
             pipe.xadd(self.queue_key, {"job_id": job_id})
-            pipe.execute()
-        return _record(fields, [transition])
+            if submission_id is not None:
+                pipe.set(self.submission_key(submission_id), job_id)
+            return None
+
+        watches = [] if submission_id is None else [self.submission_key(submission_id)]
+        existing = self._redis.transaction(write, *watches, value_from_callable=True)  # type: ignore[arg-type]
+        if isinstance(existing, str):
+            record = self.get(existing)
+            if record is not None:
+                return record, False
+            return self.submit_once(spec, submission_id)  # deleted meanwhile: submit anew
+        return record_from_fields(fields, [transition]), True
+
+    def _claimed(self, pipe: Pipeline, submission_id: str, spec_json: str) -> str | None:
+        """The live job ``submission_id`` names (watched), or None if it names none."""
+        raw = pipe.get(self.submission_key(submission_id))
+        if raw is None:
+            return None
+        existing = text(raw)
+        pipe.watch(self.job_key(existing))  # type: ignore[no-untyped-call]
+        stored = pipe.hget(self.job_key(existing), "spec")
+        if stored is None:
+            return None  # a stale claim: the job is gone, so the id is free again
+        if text(stored) != spec_json:
+            raise SubmissionConflictError(
+                f"submission_id {submission_id!r} was already used for job {existing} with a "
+                "different spec; resubmit that spec unchanged to get the job back, or use a "
+                "new submission_id for a new job",
+                existing,
+            )
+        return existing
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None if there is no job ``job_id``."""
-        if not _valid(job_id):
+        if not valid_job_id(job_id):
             return None
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self.job_key(job_id))
             pipe.lrange(self.history_key(job_id), 0, -1)
             fields, history = pipe.execute()
-        return _record(fields, history) if fields else None
+        return record_from_fields(fields, history) if fields else None
 
-    def list(self, limit: int = 50, offset: int = 0) -> list[JobRecord]:
+    def list(self, limit: int = 50, offset: int = 0) -> builtins.list[JobRecord]:
         """Up to ``limit`` jobs, newest first, skipping the ``offset`` newest."""
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
-        ids = [_text(i) for i in self._redis.zrevrange(self.index_key, offset, offset + limit - 1)]
+        ids = [text(i) for i in self._redis.zrevrange(self.index_key, offset, offset + limit - 1)]
+        return self._records(ids)
+
+    def page(
+        self, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Up to ``limit`` jobs (in ``status``, if given), newest first, after ``cursor``
+        (a :attr:`JobPage.next_cursor`). Jobs submitted between pages do not shift the
+        later ones; InvalidCursorError for a cursor this store did not make."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1; got {limit}")
+        key = self.index_key if status is None else self.status_index_key(status)
+        pairs: builtins.list[tuple[str, float]]
+        if cursor is None:
+            reply: Any = self._redis.zrevrange(key, 0, limit, withscores=True)
+            pairs = [(text(m), float(s)) for m, s in reply]
+        else:
+            score, last_id = decode_cursor(cursor)
+            ties = int(self._redis.zcount(key, score, score))  # order within a score: by id
+            reply = self._redis.zrevrangebyscore(
+                key, score, "-inf", start=0, num=limit + 1 + ties, withscores=True
+            )
+            pairs = [(text(m), float(s)) for m, s in reply]
+            pairs = [(m, s) for m, s in pairs if s < score or m < last_id]
+        ids = [member for member, _ in pairs[:limit]]
+        more = len(pairs) > limit
+        next_cursor = encode_cursor(pairs[limit - 1][1], ids[-1]) if more else None
+        return JobPage(self._records(ids), int(self._redis.zcard(key)), next_cursor)
+
+    def _records(self, ids: builtins.list[str]) -> builtins.list[JobRecord]:
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.job_key(job_id))
                 pipe.lrange(self.history_key(job_id), 0, -1)
             replies = pipe.execute()
         pairs = zip(replies[::2], replies[1::2], strict=True)
-        return [_record(fields, history) for fields, history in pairs if fields]
+        return [record_from_fields(fields, history) for fields, history in pairs if fields]
 
     def count(self) -> int:
         """How many jobs the index holds."""
         return int(self._redis.zcard(self.index_key))
+
+    def delete(self, job_id: str) -> None:
+        """Remove an ended job and everything it owns (record, history, metrics, events,
+        diagnostics, checkpoints, model, prepared data, preprocessing, index entries, its
+        submission_id), atomically. JobNotFoundError for an unknown job, JobActiveError
+        for a PENDING or RUNNING one."""
+        if not valid_job_id(job_id):
+            raise JobNotFoundError(f"no job {job_id!r}")
+        key = self.job_key(job_id)
+        owned = self.owned_keys(job_id)
+
+        def check_and_delete(pipe: Pipeline) -> None:
+            status, submission_id = pipe.hmget(key, ["status", "submission_id"])
+            if status is None:
+                raise JobNotFoundError(f"no job {job_id!r}")
+            current = JobStatus(text(status))
+            if current not in TERMINAL:
+                raise JobActiveError(
+                    f"job {job_id} is {current}; only an ended job (SUCCEEDED, FAILED or "
+                    "STOPPED) can be deleted, so stop it first and delete it once it has ended"
+                )
+            pipe.multi()
+            pipe.delete(*owned)
+            pipe.zrem(self.index_key, job_id)
+            for each in JobStatus:
+                pipe.zrem(self.status_index_key(each), job_id)
+            if submission_id is not None:
+                pipe.delete(self.submission_key(text(submission_id)))
+
+        self._redis.transaction(check_and_delete, key)
 
     # -- status -------------------------------------------------------------------------
 
@@ -237,177 +383,186 @@ class JobStore:
             raise ValueError("a FAILED job needs a reason (diverged, no workers, bad dataset...)")
         if reason is not None and target is not JobStatus.FAILED:
             raise ValueError(f"only FAILED takes a reason; got reason {reason!r} for {target}")
-        return self._move(job_id, target, phase, message, reason)
+        return self._move(job_id, moving_to(job_id, target, phase, message, reason))
 
     def set_phase(self, job_id: str, phase: str, message: str | None = None) -> JobRecord:
         """Change phase (and message) of a PENDING or RUNNING job, keeping its status."""
-        return self._move(job_id, None, phase, message, None)
+        return self._move(job_id, moving_to(job_id, None, phase, message, None))
 
-    def _move(
-        self,
-        job_id: str,
-        target: JobStatus | None,
-        phase: str | None,
-        message: str | None,
-        reason: str | None,
-    ) -> JobRecord:
-        if not _valid(job_id):
+    def request_stop(self, job_id: str) -> JobRecord:
+        """Stop the job: a PENDING one becomes STOPPED at once; a RUNNING one gets
+        ``stop_requested`` and phase ``stopping``, and the scheduler, which polls
+        :meth:`stop_requested`, ends it STOPPED; an ended job is left as it is."""
+
+        def decide(current: CurrentState) -> Change | None:
+            if current.status is JobStatus.PENDING:
+                return Change(
+                    JobStatus.STOPPED,
+                    DEFAULT_PHASES[JobStatus.STOPPED],
+                    "stopped before it started",
+                )
+            if current.status is JobStatus.RUNNING and not current.stop_requested:
+                message = "stop requested; the job ends after the step in progress"
+                return Change(
+                    JobStatus.RUNNING, STOPPING_PHASE, message, None, {"stop_requested": "1"}
+                )
+            return None
+
+        return self._move(job_id, decide)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        """The job's status alone (one HGET), or None if there is no such job."""
+        raw = self._redis.hget(self.job_key(job_id), "status") if valid_job_id(job_id) else None
+        return None if raw is None else JobStatus(text(raw))
+
+    def stop_requested(self, job_id: str) -> bool:
+        """Whether a stop was requested for the (RUNNING) job; False for an unknown one."""
+        if not valid_job_id(job_id):
+            return False
+        return text(self._redis.hget(self.job_key(job_id), "stop_requested") or "") == "1"
+
+    def set_workers(self, job_id: str, active: int, lost: int) -> None:
+        """Record how many workers the job has now (``active``) and has lost so far."""
+        for name, value in (("active", active), ("lost", lost)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
+        written = valid_job_id(job_id) and self._set_workers(
+            keys=[self.job_key(job_id)], args=[active, lost]
+        )
+        if not written:
+            raise JobNotFoundError(f"no job {job_id!r}")
+
+    def _move(self, job_id: str, decide: Callable[[CurrentState], Change | None]) -> JobRecord:
+        """Read the job's state under WATCH, let ``decide`` pick the change (None: none),
+        and write it with its history entry, index move and events in one transaction."""
+        if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
         key = self.job_key(job_id)
 
         def check_and_write(pipe: Pipeline) -> None:
-            raw = pipe.hmget(key, ["status", "phase", "started_at"])
+            names = ["status", "phase", "started_at", "created_at", "step", "stop_requested"]
+            raw = pipe.hmget(key, names)
             if raw[0] is None:
                 raise JobNotFoundError(f"no job {job_id!r}")
-            current = JobStatus(_text(raw[0]))
-            new = current if target is None else target
-            if new not in TRANSITIONS.get(current, ()):
-                raise ValueError(_illegal_move(job_id, current, new))
+            current = CurrentState(
+                status=JobStatus(text(raw[0])),
+                phase=None if raw[1] is None else text(raw[1]),
+                started=raw[2] is not None,
+                created_at=float(text(raw[3])),
+                step=int(raw[4] or 0),
+                stop_requested=text(raw[5] or "") == "1",
+            )
+            change = decide(current)
+            if change is None:
+                return
             now = self._clock()
-            new_phase = phase if phase is not None else _default_phase(current, new, raw[1])
             updates: dict[FieldT, EncodableT] = {
-                "status": new.value,
-                "phase": new_phase,
-                "message": message or "",
+                "status": change.status.value,
+                "phase": change.phase,
+                "message": change.message,
             }
-            if reason is not None:
-                updates["failure_reason"] = reason
-            if new is JobStatus.RUNNING and raw[2] is None:
+            updates.update(change.fields)
+            if change.reason is not None:
+                updates["failure_reason"] = change.reason
+            if change.status is JobStatus.RUNNING and not current.started:
                 updates["started_at"] = repr(now)
-            if new in TERMINAL:
+            if change.status in TERMINAL:
                 updates["ended_at"] = repr(now)
             pipe.multi()
             pipe.hset(key, mapping=updates)
-            transition = _transition_json(new, new_phase, message or "", reason, now)
+            transition = transition_json(
+                change.status, change.phase, change.message, change.reason, now
+            )
             pipe.rpush(self.history_key(job_id), transition)
+            if change.status is not current.status:
+                pipe.zrem(self.status_index_key(current.status), job_id)
+                pipe.zadd(self.status_index_key(change.status), {job_id: current.created_at})
+            event = status_fields(
+                change.status.value, change.phase, change.message, change.reason, current.step
+            )
+            pipe.xadd(self.events_key(job_id), event)  # type: ignore[arg-type]
+            if change.status in TERMINAL:
+                pipe.xadd(self.events_key(job_id), end_fields(change.status.value))  # type: ignore[arg-type]
 
         self._redis.transaction(check_and_write, key)
         record = self.get(job_id)
-        assert record is not None, "jobs are never deleted while their status changes"
+        if record is None:
+            raise JobNotFoundError(f"no job {job_id!r}")  # deleted right after the change
         return record
 
     def set_progress(self, job_id: str, step: int) -> None:
         """Record that a RUNNING job has completed ``step`` of its total_steps."""
         if not isinstance(step, int) or isinstance(step, bool) or step < 0:
             raise ValueError(f"step must be an integer >= 0; got {step!r}")
-        if not _valid(job_id):
+        if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
         reply = self._set_progress(keys=[self.job_key(job_id)], args=[step])
         if reply is None:
             raise JobNotFoundError(f"no job {job_id!r}")
-        status, total = _text(reply[0]), int(reply[1])
+        status, total = text(reply[0]), int(reply[1])
         if status != JobStatus.RUNNING:
             raise ValueError(f"job {job_id} is {status}; progress is recorded only while RUNNING")
         if step > total:
             raise ValueError(f"step must lie in [0, {total}] for job {job_id}; got {step}")
 
-    # -- metrics ------------------------------------------------------------------------
+    # -- metrics and events -------------------------------------------------------------
 
     def append_metrics(self, job_id: str, point: Mapping[str, object]) -> str:
-        """Add one point to the job's metric series; returns the stream entry id.
+        """Add one point to the job's metric series (and, while the job has not ended, to
+        its events); returns the metric stream entry id.
 
         ``point`` has step, loss, lr, samples_per_s, active_workers, optionally time
         (Unix seconds, default now), eval_loss and eval_accuracy; ValueError otherwise.
         """
         fields = encode_point(point, self._clock())
-        if not _valid(job_id):
+        if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
-        args = [item for pair in fields.items() for item in pair]
+        event = metrics_data(decode_point(fields))
+        args = [event, *(item for pair in fields.items() for item in pair)]
         entry_id = self._append_metrics(
-            keys=[self.job_key(job_id), self.metrics_key(job_id)], args=args
+            keys=[self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id)],
+            args=args,
         )
         if entry_id is None:
             raise JobNotFoundError(f"no job {job_id!r}")
-        return _text(entry_id)
+        return text(entry_id)
 
     def metrics(self, job_id: str) -> builtins.list[MetricPoint]:
         """The job's whole metric series, oldest first ([] for an unknown job)."""
-        if not _valid(job_id):
+        if not valid_job_id(job_id):
             return []
         key, start = self.metrics_key(job_id), "-"
         points: builtins.list[MetricPoint] = []
         while True:
             entries = self._redis.xrange(key, start, "+", count=_METRICS_PAGE) or []
-            points += [decode_point(_text_fields(fields or {})) for _, fields in entries]
+            points += [decode_point(text_fields(fields or {})) for _, fields in entries]
             if len(entries) < _METRICS_PAGE:
                 return points
-            start = "(" + _text(entries[-1][0])  # exclusive: after the last one read
+            start = "(" + text(entries[-1][0])  # exclusive: after the last one read
+
+    def recent_metrics(self, job_id: str, count: int) -> builtins.list[MetricPoint]:
+        """The job's ``count`` most recent metric points, oldest first."""
+        if not valid_job_id(job_id):
+            return []
+        entries = self._redis.xrevrange(self.metrics_key(job_id), "+", "-", count=count) or []
+        return [decode_point(text_fields(fields or {})) for _, fields in reversed(entries)]
 
     def latest_metrics(self, job_id: str) -> MetricPoint | None:
         """The job's most recent metric point, or None if it has none yet."""
-        if not _valid(job_id):
-            return None
-        entries = self._redis.xrevrange(self.metrics_key(job_id), "+", "-", count=1)
-        return decode_point(_text_fields(entries[0][1] or {})) if entries else None
+        recent = self.recent_metrics(job_id, 1)
+        return recent[0] if recent else None
 
-
-# -- (de)serialisation ---------------------------------------------------------------------
-
-
-def _valid(job_id: str) -> bool:
-    return bool(_JOB_ID.fullmatch(job_id))
-
-
-def _text(value: bytes | str | Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _text_fields(fields: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in fields.items()}
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(float(value), UTC)
-
-
-def _default_phase(current: JobStatus, new: JobStatus, old_phase: bytes | str | None) -> str:
-    if new is current and old_phase is not None:
-        return _text(old_phase)
-    return DEFAULT_PHASES[new]
-
-
-def _illegal_move(job_id: str, current: JobStatus, new: JobStatus) -> str:
-    if current in TERMINAL:
-        return f"job {job_id} has ended as {current}; it cannot move to {new}"
-    allowed = ", ".join(TRANSITIONS[current])
-    return f"job {job_id} is {current}; it cannot move to {new} (allowed: {allowed})"
-
-
-def _transition_json(
-    status: JobStatus, phase: str, message: str, reason: str | None, at: float
-) -> str:
-    entry = {"status": status.value, "phase": phase, "message": message, "reason": reason}
-    return json.dumps({**entry, "at": at})
-
-
-def _record(raw_fields: Mapping[Any, Any], raw_history: list[Any]) -> JobRecord:
-    fields = _text_fields(raw_fields)
-    transitions = []
-    for raw in raw_history:
-        entry = json.loads(_text(raw))
-        transitions.append(
-            StatusTransition(
-                status=JobStatus(entry["status"]),
-                phase=entry["phase"],
-                message=entry["message"],
-                reason=entry["reason"],
-                at=datetime.fromtimestamp(entry["at"], UTC),
-            )
-        )
-    created_at = _time(fields["created_at"])
-    assert created_at is not None
-    return JobRecord(
-        id=fields["id"],
-        name=fields["name"],
-        status=JobStatus(fields["status"]),
-        phase=fields["phase"],
-        message=fields["message"],
-        failure_reason=fields.get("failure_reason"),
-        step=int(fields["step"]),
-        total_steps=int(fields["total_steps"]),
-        created_at=created_at,
-        started_at=_time(fields.get("started_at")),
-        ended_at=_time(fields.get("ended_at")),
-        spec=JobSpec.model_validate_json(fields["spec"]),
-        status_transitions=tuple(transitions),
-    )
+    def events(
+        self, job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500
+    ) -> builtins.list[JobEvent]:
+        """Up to ``count`` events of the job after event id ``after`` ("0-0": from the
+        first), waiting up to ``block_ms`` for one if there is none yet (None: no wait)."""
+        if not valid_event_id(after):
+            raise ValueError(f"event id {after!r} is not of the form <ms>-<seq>")
+        if not valid_job_id(job_id):
+            return []
+        reply = self._redis.xread({self.events_key(job_id): after}, count=count, block=block_ms)
+        if not reply:
+            return []
+        streams = reply.values() if isinstance(reply, dict) else (s[1] for s in reply)
+        return [event for entries in streams for event in decode_entries(list(entries))]

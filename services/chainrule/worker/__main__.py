@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from chainrule import telemetry
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
 from chainrule.signals import shutdown_event
@@ -16,6 +17,7 @@ def main() -> None:
     settings = WorkerSettings()
     configure_logging()
     log = get_logger("worker", worker_id=settings.worker_id)
+    telemetry.serve_metrics(settings.metrics_port, "worker")
     stop = shutdown_event()
     paramserver = connect_paramservers(settings.paramservers)
     blobs = BlobStore(redis.Redis.from_url(settings.redis_url))

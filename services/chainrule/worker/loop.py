@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from chainrule import telemetry
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import scheduler_pb2 as pb
@@ -96,6 +97,7 @@ class Worker:
         done = pb.CompleteRequest(
             worker_id=self.worker_id, task_id=task.task_id, job_id=task.job_id, step=task.step
         )
+        started = time.perf_counter()
         try:
             self._compute_and_push(task, done)
         except grpc.RpcError as e:  # first: some gRPC errors are RuntimeErrors too
@@ -103,6 +105,7 @@ class Worker:
             done.error = f"parameter server said {e.code().name}: {e.details()}"
         except (ValueError, KeyError, RuntimeError) as e:
             done.error = str(e)
+        telemetry.record_task(time.perf_counter() - started, failed=bool(done.error))
         # asked only now, so that a SIGTERM that came mid-task is honoured: -1 = no next task
         done.wait_seconds = -1 if self.stop.is_set() else self.poll_seconds
         return self._complete(done)
@@ -135,6 +138,7 @@ class Worker:
         )
         t3 = time.perf_counter()
         done.pull_seconds, done.compute_seconds, done.push_seconds = t1 - t0, t2 - t1, t3 - t2
+        telemetry.record_task_stages(t1 - t0, t2 - t1, t3 - t2)
         for d in result.layers:
             done.layers.add(**{k: v for k, v in d.to_dict().items() if v is not None})
 

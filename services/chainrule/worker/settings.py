@@ -17,3 +17,4 @@ class WorkerSettings(BaseSettings):
     # CHAINRULE_TASK_DELAY_S: sleep this long before each task — a simulated straggler,
     # for testing timeouts and quorums (0 in production)
     task_delay_s: float = 0.0
+    metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off

@@ -62,6 +62,8 @@ class FakeJobs:
     def __init__(self) -> None:
         self.records: dict[str, JobRecord] = {}
         self.points: dict[str, list[MetricPoint]] = {}
+        self.stops: set[str] = set()  # jobs a user asked to stop
+        self.workers: dict[str, tuple[int, int]] = {}  # job id -> (active, lost)
 
     def add(self, spec: JobSpec) -> str:
         job_id = f"job{len(self.records) + 1}"
@@ -159,6 +161,12 @@ class FakeJobs:
         self.record(job_id)
         self.points[job_id].append(decode_point(fields))
         return f"{len(self.points[job_id])}-0"
+
+    def stop_requested(self, job_id: str) -> bool:
+        return job_id in self.stops
+
+    def set_workers(self, job_id: str, active: int, lost: int) -> None:
+        self.workers[job_id] = (active, lost)
 
 
 class FakeRpcError(grpc.RpcError):  # type: ignore[misc]
@@ -951,3 +959,44 @@ def test_a_job_whose_start_failed_is_started_on_a_later_tick(stack: Stack) -> No
     stack.core.tick()
     assert stack.jobs.record(job_id).status is JobStatus.RUNNING
     assert len(take_all(team)) == 2
+
+
+# -- stopping and membership ------------------------------------------------------------
+
+
+def test_a_stop_request_ends_a_running_job_stopped_and_keeps_its_model(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec(steps=50))
+    for worker, task in take_all(team):
+        worker.run(task)
+    stack.jobs.stops.add(job_id)
+    stack.core.tick()
+    record = stack.jobs.record(job_id)
+    assert record.status is JobStatus.STOPPED
+    assert record.message == "stopped by request at step 1"
+    assert model_key(PREFIX, job_id) in stack.blobs.values
+    assert stack.acks == ["m1"]
+    assert not stack.ps.has_job(job_id)
+
+
+def test_a_job_that_cannot_get_its_workers_fails_after_the_pending_timeout(stack: Stack) -> None:
+    job_id = stack.jobs.add(job_spec(pending_timeout_s=0.05))
+    workers(stack, 1)  # the job needs 2
+    stack.core.admit(job_id, "m1")
+    stack.core.tick()
+    assert stack.jobs.record(job_id).status is JobStatus.PENDING
+    time.sleep(0.1)
+    stack.core.tick()
+    record = stack.jobs.record(job_id)
+    assert record.status is JobStatus.FAILED
+    assert record.failure_reason == (
+        "no workers: the job needs 2 and only 1 registered within pending_timeout_s=0.05"
+    )
+    assert stack.acks == ["m1"]
+
+
+def test_membership_is_published_with_per_job_counts(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec(steps=50))
+    for worker, task in take_all(team):
+        worker.run(task)
+    stack.core.publish_workers()
+    assert stack.jobs.workers[job_id] == (2, 0)

@@ -33,8 +33,15 @@ from chainrule.data.uploads import (
     parse_csv,
     parse_npz,
 )
-from chainrule.gateway.api.deps import DatasetStoreDep, SettingsDep
-from chainrule.gateway.schemas import DatasetOut, DatasetRefusal, DatasetsPublic, Message
+from chainrule.gateway.api.deps import AUTH_ERRORS, WRITE_ACCESS, DatasetStoreDep, SettingsDep
+from chainrule.gateway.schemas import (
+    BAD_BODY,
+    DatasetOut,
+    DatasetRefusal,
+    DatasetsPublic,
+    FieldErrors,
+    Message,
+)
 from chainrule.spec import UPLOADS, JobSpec
 from chainrule.store import DatasetMeta, DatasetStore
 from chainrule.store.datasets import new_dataset_id
@@ -49,14 +56,20 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 REFUSED: dict[int | str, dict[str, Any]] = {
     413: {"model": DatasetRefusal, "description": "the file is over a size limit"},
     422: {
-        "model": DatasetRefusal,
+        "model": DatasetRefusal | FieldErrors,
         "description": "the file or a form field is not acceptable (a missing file field gets "
         "FastAPI's usual list of field errors instead)",
     },
+    **BAD_BODY,
 }
 
 
-@router.post("", status_code=http.HTTP_201_CREATED, responses=REFUSED)
+@router.post(
+    "",
+    status_code=http.HTTP_201_CREATED,
+    dependencies=WRITE_ACCESS,
+    responses={**REFUSED, **AUTH_ERRORS},
+)
 def upload_dataset(
     file: Annotated[UploadFile, File(description="the CSV or NPZ file")],
     store: DatasetStoreDep,
@@ -120,7 +133,12 @@ def get_dataset(dataset_id: str, store: DatasetStoreDep) -> DatasetOut:
     return DatasetOut.from_meta(meta)
 
 
-@router.delete("/{dataset_id}", status_code=http.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+@router.delete(
+    "/{dataset_id}",
+    status_code=http.HTTP_204_NO_CONTENT,
+    dependencies=WRITE_ACCESS,
+    responses={**NOT_FOUND, **AUTH_ERRORS},
+)
 def delete_dataset(dataset_id: str, store: DatasetStoreDep) -> None:
     """Delete the dataset. Jobs already queued on it fail with 'bad dataset' when they
     start; running jobs keep the copy they prepared."""

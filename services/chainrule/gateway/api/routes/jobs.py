@@ -1,72 +1,147 @@
-"""Submit jobs, list them, read one job's state and its metric series."""
+"""Submit jobs, list them, read one, stop one, delete one."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 
-from chainrule.gateway.api.deps import DatasetStoreDep, JobStoreDep
+from chainrule.gateway.api.deps import (
+    AUTH_ERRORS,
+    WRITE_ACCESS,
+    DatasetStoreDep,
+    JobDep,
+    JobStoreDep,
+)
 from chainrule.gateway.api.routes.datasets import check_job_dataset
 from chainrule.gateway.schemas import (
+    BAD_BODY,
+    SUBMISSION_EXAMPLES,
     JobDetail,
     JobsPublic,
+    JobSubmission,
     JobSummary,
     Message,
-    MetricSeries,
+    not_found,
 )
-from chainrule.spec import JobSpec
-from chainrule.store import JobRecord, JobStore
+from chainrule.store import JobRecord, JobStatus, JobStore
+from chainrule.store.jobs import (
+    InvalidCursorError,
+    JobActiveError,
+    JobNotFoundError,
+    SubmissionConflictError,
+)
+from chainrule.store.metrics import eta_seconds
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Message, "description": "no job with that id"}
-}
+ETA_WINDOW = 50  # the recent metric points whose rate estimates the time left
+NOT_FOUND = not_found("job")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+def job_detail(store: JobStore, record: JobRecord) -> JobDetail:
+    """The record with its latest metrics and, while it runs, the time it has left."""
+    recent = store.recent_metrics(record.id, ETA_WINDOW)
+    eta = None
+    if record.status is JobStatus.RUNNING:
+        eta = eta_seconds(recent, record.step, record.total_steps)
+    return JobDetail.from_parts(record, recent[-1] if recent else None, eta)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=WRITE_ACCESS,
+    responses={
+        200: {"model": JobDetail, "description": "submission_id already used, same spec"},
+        409: {"model": Message, "description": "submission_id already used, another spec"},
+        **BAD_BODY,
+        **AUTH_ERRORS,
+    },
+)
 def submit_job(
-    spec: JobSpec,
+    submission: Annotated[JobSubmission, Body(openapi_examples=SUBMISSION_EXAMPLES)],
     store: JobStoreDep,
     datasets: DatasetStoreDep,
     request: Request,
     response: Response,
 ) -> JobDetail:
     """Validate the spec (against the uploaded dataset it names, if any), store the job as
-    PENDING and queue it for the scheduler."""
-    record = store.submit(check_job_dataset(spec, datasets))
+    PENDING and queue it for the scheduler: 201. With a ``submission_id`` used before,
+    the job it made comes back (200) if the spec is the same, else 409."""
+    spec = check_job_dataset(submission.job_spec(), datasets)
+    try:
+        record, created = store.submit_once(spec, submission.submission_id)
+    except SubmissionConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     response.headers["Location"] = str(request.url_for("get_job", job_id=record.id))
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        return job_detail(store, record)
     return JobDetail.from_parts(record, latest=None)
 
 
 @router.get("")
 def list_jobs(
     store: JobStoreDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    status_filter: Annotated[
+        JobStatus | None, Query(alias="status", description="only jobs in this status")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="jobs per page")] = 50,
+    page_token: Annotated[
+        str | None,
+        Query(max_length=512, description="next_page_token of the previous page"),
+    ] = None,
 ) -> JobsPublic:
-    """Jobs, newest first."""
-    records = store.list(limit=limit, offset=offset)
-    return JobsPublic(data=[JobSummary.from_record(r) for r in records], count=store.count())
+    """Jobs, newest first, a page at a time; jobs submitted meanwhile do not shift the
+    later pages."""
+    try:
+        page = store.page(status_filter, limit, page_token)
+    except InvalidCursorError as exc:
+        error = {"type": "value_error", "loc": ("query", "page_token"), "msg": str(exc)}
+        raise RequestValidationError([{**error, "input": page_token}]) from None
+    return JobsPublic(
+        data=[JobSummary.from_record(r) for r in page.records],
+        count=page.total,
+        next_page_token=page.next_cursor,
+    )
 
 
 @router.get("/{job_id}", responses=NOT_FOUND)
-def get_job(job_id: str, store: JobStoreDep) -> JobDetail:
-    """Status, phase, progress, timestamps, the spec and the latest metrics of one job."""
-    record = _job_or_404(store, job_id)
-    return JobDetail.from_parts(record, store.latest_metrics(job_id))
+def get_job(job: JobDep, store: JobStoreDep) -> JobDetail:
+    """Status, phase, message, progress with an ETA, timestamps, workers, the spec, the
+    latest metrics and every status transition of one job."""
+    return job_detail(store, job)
 
 
-@router.get("/{job_id}/metrics", responses=NOT_FOUND)
-def get_metrics(job_id: str, store: JobStoreDep) -> MetricSeries:
-    """The job's whole metric series, oldest first."""
-    _job_or_404(store, job_id)
-    return MetricSeries.from_points(job_id, store.metrics(job_id))
+@router.post("/{job_id}/stop", dependencies=WRITE_ACCESS, responses={**NOT_FOUND, **AUTH_ERRORS})
+def stop_job(job: JobDep, store: JobStoreDep) -> JobDetail:
+    """Stop the job. PENDING: STOPPED at once. RUNNING: phase ``stopping`` until the
+    scheduler ends it STOPPED after the step in progress. Ended: nothing changes."""
+    try:
+        record = store.request_stop(job.id)
+    except JobNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job.id!r}") from None
+    return job_detail(store, record)
 
 
-def _job_or_404(store: JobStore, job_id: str) -> JobRecord:
-    record = store.get(job_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}")
-    return record
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITE_ACCESS,
+    responses={
+        **NOT_FOUND,
+        409: {"model": Message, "description": "the job is PENDING or RUNNING"},
+        **AUTH_ERRORS,
+    },
+)
+def delete_job(job_id: str, store: JobStoreDep) -> None:
+    """Delete an ended job with its history, metrics, events, diagnostics, checkpoints
+    and model. A PENDING or RUNNING job is refused (409): stop it first."""
+    try:
+        store.delete(job_id)
+    except JobNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}") from None
+    except JobActiveError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
