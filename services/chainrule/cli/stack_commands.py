@@ -142,6 +142,7 @@ def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool
     """Run the stack until SIGINT/SIGTERM, or until the submitted job ends; the exit code."""
     info = stderr_console() if json_output else stdout_console()
     info.soft_wrap = True  # a URL split over two lines cannot be copied
+    job_spec = None if submit_spec is None else _spec(submit_spec)  # a bad file: before starting
     generated = not options.api_tokens
     tokens = options.api_tokens or secrets.token_urlsafe(32)
     stop = shutdown_event()
@@ -166,9 +167,9 @@ def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool
             else "API tokens from CHAINRULE_API_TOKENS",
             highlight=False,
         )
-        if submit_spec is not None:
+        if job_spec is not None:
             first_token = tokens.split(",")[0].strip()
-            return _submit_to_stack(stack, first_token, submit_spec, stop, json_output)
+            return _submit_to_stack(stack, first_token, job_spec, stop, json_output)
         if json_output:
             print_json(_ready(stack, options, token_file), one_line=True)
         info.print("press Ctrl-C to stop")
@@ -194,12 +195,12 @@ def _ready(stack: LocalStack, options: StackOptions, token_file: Path | None) ->
 
 
 def _submit_to_stack(
-    stack: LocalStack, token: str, spec: Path, stop: threading.Event, json_output: bool
+    stack: LocalStack, token: str, spec: dict[str, Any], stop: threading.Event, json_output: bool
 ) -> int:
     console = stdout_console()
     with GatewayClient(stack.gateway_url, token) as client:
         try:
-            job, _ = client.submit(_spec(spec))
+            job, _ = client.submit(spec)
             if not json_output:
                 console.print(f"submitted job {job['id']} ({escape(str(job['name']))})")
             job = watch(client, str(job["id"]), console, stop, quiet=json_output)
@@ -272,7 +273,7 @@ def submit(
         typer.echo(job["id"])
 
 
-def _spec(path: Path) -> dict[str, object]:
+def _spec(path: Path) -> dict[str, Any]:
     try:
         return load_spec(path)
     except SpecError as err:

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.to_thread
 
-from chainrule.gateway.schemas import MetricPointOut
+from chainrule.gateway.schemas import MetricPointOut, StatusEventData
 from chainrule.store import JobStore
-from chainrule.store.events import END, METRICS, JobEvent
+from chainrule.store.events import END, METRICS, STATUS, JobEvent
 
 BLOCK_MS = 1000
 PING = ": ping\n\n"
@@ -30,6 +30,8 @@ def format_event(event: JobEvent) -> str:
     data = event.data
     if event.event == METRICS:
         data = MetricPointOut.model_validate_json(data).model_dump_json()
+    elif event.event == STATUS:
+        data = StatusEventData.model_validate_json(data).model_dump_json()
     return f"id: {event.id}\nevent: {event.event}\ndata: {data}\n\n"
 
 

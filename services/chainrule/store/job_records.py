@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import builtins
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -211,7 +210,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return score, job_id
 
 
-def record_from_fields(raw_fields: Mapping[Any, Any], raw_history: builtins.list[Any]) -> JobRecord:
+def record_from_fields(raw_fields: Mapping[Any, Any], raw_history: list[Any]) -> JobRecord:
     fields = text_fields(raw_fields)
     transitions = []
     for raw in raw_history:

@@ -17,6 +17,8 @@ from chainrule.store.events import (
 )
 from chainrule.store.workers import WorkerInfo
 
+pytestmark = pytest.mark.timeout(60)
+
 
 @pytest.mark.parametrize("good", ["0-0", "1-0", "1764326400123-7", f"{2**64 - 1}-{2**64 - 1}"])
 def test_stream_ids_are_recognised(good: str) -> None:

@@ -22,6 +22,8 @@ from chainrule.store.metrics import (
     thin_evenly,
 )
 
+pytestmark = pytest.mark.timeout(60)
+
 
 def point(step: int, time: float = 0.0, loss: float = 1.0, **extra: float) -> MetricPoint:
     p = MetricPoint(step=step, time=time, loss=loss, lr=0.1, samples_per_s=1.0, active_workers=1)

@@ -11,6 +11,7 @@ from chainrule.gateway.api.deps import DiagnosticsStoreDep, JobDep, JobStoreDep
 from chainrule.gateway.schemas import (
     DiagnosticsOut,
     DiagnosticsPointOut,
+    Message,
     MetricPointOut,
     MetricSeriesOut,
     MetricsOut,
@@ -58,7 +59,9 @@ def get_metrics(
 
 @router.get(
     "/{job_id}/metrics/{name}",
-    responses={404: {"description": "no such job, or the job has no metric of that name"}},
+    responses={
+        404: {"model": Message, "description": "no such job, or it has no metric of that name"}
+    },
 )
 def get_metric_series(
     job: JobDep,
