@@ -29,7 +29,6 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import Annotated, Any
 
@@ -47,6 +46,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from chainrule.data.registry import INFO, DatasetInfo
 from chainrule.nn import (
     ACTIVATIONS,
     LOSSES,
@@ -60,33 +60,7 @@ from chainrule.nn import (
 )
 from chainrule.nn.losses import Head
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """The shape of a dataset: input features, classes (None: a regression set with
-    real-valued targets), and rows if the set is fixed."""
-
-    features: int
-    classes: int | None
-    samples: int | None = None  # None: generated, ``n_samples`` rows
-
-    @property
-    def task(self) -> str:
-        return "regression" if self.classes is None else "classification"
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "xor": DatasetInfo(features=2, classes=2),
-    "moons": DatasetInfo(features=2, classes=2),
-    "spirals": DatasetInfo(features=2, classes=2),
-    "circles": DatasetInfo(features=2, classes=2),
-    "blobs": DatasetInfo(features=2, classes=3),
-    "linear": DatasetInfo(features=4, classes=None),  # y = X·w + b + noise
-    # bundled with scikit-learn
-    "digits": DatasetInfo(features=64, classes=10, samples=1797),  # 8x8 handwritten digits
-    "iris": DatasetInfo(features=4, classes=3, samples=150),
-    "breast_cancer": DatasetInfo(features=30, classes=2, samples=569),
-}
+DATASETS = INFO  # built-in datasets by name (chainrule.data.registry)
 DEFAULT_SAMPLES = 1000
 DEFAULT_STEPS = 1000
 MODES = ("sync", "async", "ssp")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from chainrule.data import CLASSES, FEATURES, GENERATED, make_dataset
 from chainrule.data import DATASETS as REGISTRY_DATASETS
+from chainrule.data import GENERATED, INFO, make_dataset
+from chainrule.data.registry import DatasetInfo
 from chainrule.nn import SGD, Adam
-from chainrule.spec import DATASETS, UPLOADS, DatasetInfo, JobSpec, build_training, total_steps
+from chainrule.spec import DATASETS, UPLOADS, JobSpec, build_training, total_steps
 from tests.examples import example_spec
 
 EXAMPLE: dict[str, Any] = example_spec("xor")
@@ -252,7 +253,7 @@ def test_bundled_sets_match_scikit_learn(name: str, loader: str) -> None:
 def test_the_spec_and_the_registry_agree_on_every_dataset() -> None:
     assert tuple(DATASETS) == REGISTRY_DATASETS
     for name, info in DATASETS.items():
-        assert (info.features, info.classes) == (FEATURES[name], CLASSES[name])
+        assert (info.features, info.classes) == (INFO[name].features, INFO[name].classes)
 
 
 # -- datasets: name or uploaded id, regression ---------------------------------------------

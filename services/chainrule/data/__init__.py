@@ -3,9 +3,9 @@
 from chainrule.data.evaluation import evaluate
 from chainrule.data.registry import (
     BUNDLED,
-    CLASSES,
     DATASETS,
-    FEATURES,
+    INFO,
+    DatasetInfo,
     Split,
     prepare,
     prepare_dataset,
@@ -23,12 +23,12 @@ from chainrule.data.uploads import (
 
 __all__ = [
     "BUNDLED",
-    "CLASSES",
     "DATASETS",
-    "FEATURES",
     "GENERATED",
     "GENERATORS",
+    "INFO",
     "DatasetError",
+    "DatasetInfo",
     "DatasetTooLargeError",
     "ParsedDataset",
     "Split",

@@ -38,29 +38,35 @@ if TYPE_CHECKING:
 
 BUNDLED = ("digits", "iris", "breast_cancer")
 DATASETS = (*GENERATED, *BUNDLED)
-FEATURES = {
-    "xor": 2,
-    "moons": 2,
-    "spirals": 2,
-    "circles": 2,
-    "blobs": 2,
-    "linear": 4,
-    "digits": 64,
-    "iris": 4,
-    "breast_cancer": 30,
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The shape of a dataset: input features, classes (None: a regression set with
+    real-valued targets), and rows if the set is fixed."""
+
+    features: int
+    classes: int | None
+    samples: int | None = None  # None: generated, ``n_samples`` rows
+
+    @property
+    def task(self) -> str:
+        return "regression" if self.classes is None else "classification"
+
+
+INFO: dict[str, DatasetInfo] = {
+    "xor": DatasetInfo(features=2, classes=2),
+    "moons": DatasetInfo(features=2, classes=2),
+    "spirals": DatasetInfo(features=2, classes=2),
+    "circles": DatasetInfo(features=2, classes=2),
+    "blobs": DatasetInfo(features=2, classes=3),
+    "linear": DatasetInfo(features=4, classes=None),  # y = X·w + b + noise
+    # bundled with scikit-learn
+    "digits": DatasetInfo(features=64, classes=10, samples=1797),  # 8x8 handwritten digits
+    "iris": DatasetInfo(features=4, classes=3, samples=150),
+    "breast_cancer": DatasetInfo(features=30, classes=2, samples=569),
 }
-# classes per set; None for regression (real-valued targets)
-CLASSES: dict[str, int | None] = {
-    "xor": 2,
-    "moons": 2,
-    "spirals": 2,
-    "circles": 2,
-    "blobs": 3,
-    "linear": None,
-    "digits": 10,
-    "iris": 3,
-    "breast_cancer": 2,
-}
+"""Every built-in dataset by name: the one table the job spec checks models against."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from chainrule.spec import DatasetInfo
+from chainrule.data.registry import DatasetInfo
 
 _DATASET_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # never a ':', so an id cannot reach other keys
 

@@ -7,10 +7,9 @@ import pytest
 from numpy.typing import NDArray
 
 from chainrule.data import (
-    CLASSES,
     DATASETS,
-    FEATURES,
     GENERATED,
+    INFO,
     Split,
     make_dataset,
     parse_csv,
@@ -41,14 +40,14 @@ def test_generated_sets_are_deterministic_in_their_seed(name: str) -> None:
     X_again, y_again = make_dataset(name, 200, np.random.default_rng(7))
     X_other, _ = make_dataset(name, 200, np.random.default_rng(8))
 
-    assert X.shape == (200, FEATURES[name]) and X.dtype == np.float32 and y.shape == (200,)
+    assert X.shape == (200, INFO[name].features) and X.dtype == np.float32 and y.shape == (200,)
     np.testing.assert_array_equal(X, X_again)
     np.testing.assert_array_equal(y, y_again)
     assert not np.array_equal(X, X_other)
-    if CLASSES[name] is None:
+    if INFO[name].classes is None:
         assert y.dtype == np.float32
     else:
-        assert y.dtype == np.int64 and set(np.unique(y)) == set(range(CLASSES[name] or 0))
+        assert y.dtype == np.int64 and set(np.unique(y)) == set(range(INFO[name].classes or 0))
 
 
 def test_circles_put_class_1_inside_class_0() -> None:
@@ -80,15 +79,15 @@ def test_bundled_sets_load_whole_and_split_by_seed(name: str, rows: int) -> None
 
     assert len(split.X_train) + len(split.X_test) == rows
     assert len(split.X_test) == round(0.2 * rows)
-    assert split.X_train.shape[1] == FEATURES[name] and split.task == "classification"
-    assert set(np.unique(np.r_[split.y_train, split.y_test])) == set(range(CLASSES[name] or 0))
+    assert split.X_train.shape[1] == INFO[name].features and split.task == "classification"
+    assert set(np.unique(np.r_[split.y_train, split.y_test])) == set(range(INFO[name].classes or 0))
     np.testing.assert_array_equal(split.X_test, again.X_test)
 
 
 def test_every_name_loads() -> None:
     for name in DATASETS:
         split = prepare(name, n_samples=40, holdout=0.25, seed=0)
-        assert split.X_train.shape[1] == FEATURES[name]
+        assert split.X_train.shape[1] == INFO[name].features
 
 
 def test_standardize_uses_the_training_rows_statistics_only() -> None:
