@@ -19,8 +19,8 @@ import redis
 from chainrule.data import ParsedDataset, parse_csv
 from chainrule.store import DatasetMeta, DatasetNotFoundError, DatasetStore, binary_client
 from tests.examples import example_spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
-from tests.integration.helpers import free_port, service_process, wait_for_health
+from tests.integration.api_support import running_gateway
+from tests.integration.conftest import delete_prefixed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,26 +108,9 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    port, prefix = free_port(), unique_prefix()
-    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    env = {
-        "CHAINRULE_REDIS_URL": redis_url,
-        "CHAINRULE_KEY_PREFIX": prefix,
-        "CHAINRULE_GATEWAY_HOST": "127.0.0.1",
-        "CHAINRULE_GATEWAY_PORT": str(port),
-        "CHAINRULE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-    }
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        with (
-            service_process("chainrule.gateway", env, str(log)) as proc,
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http,
-        ):
-            wait_for_health(http, proc, log, timeout=30.0)
-            yield Gateway(http, client, prefix)
-    finally:
-        delete_prefixed(client, prefix)
-        client.close()
+    log_dir = tmp_path_factory.mktemp("gateway")
+    with running_gateway(redis_url, log_dir, max_upload_bytes=str(MAX_UPLOAD)) as api:
+        yield Gateway(api.http, api.client, api.prefix)
 
 
 def upload(

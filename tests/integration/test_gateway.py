@@ -18,7 +18,8 @@ import redis
 from chainrule.gateway.schemas import MetricPointOut
 from chainrule.spec import JobSpec
 from chainrule.store import JobStore
-from tests.integration.conftest import delete_prefixed, example_spec, unique_prefix
+from tests.integration.api_support import running_gateway
+from tests.integration.conftest import example_spec, unique_prefix
 from tests.integration.helpers import free_port, service_process, wait_for_health
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,25 +34,8 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    port, prefix = free_port(), unique_prefix()
-    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    env = {
-        "CHAINRULE_REDIS_URL": redis_url,
-        "CHAINRULE_KEY_PREFIX": prefix,
-        "CHAINRULE_GATEWAY_HOST": "127.0.0.1",
-        "CHAINRULE_GATEWAY_PORT": str(port),
-    }
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        with (
-            service_process("chainrule.gateway", env, str(log)) as proc,
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http,
-        ):
-            wait_for_health(http, proc, log, timeout=30.0)
-            yield Gateway(http, JobStore(client, prefix=prefix), client)
-    finally:
-        delete_prefixed(client, prefix)
-        client.close()
+    with running_gateway(redis_url, tmp_path_factory.mktemp("gateway")) as api:
+        yield Gateway(api.http, api.store, api.client)
 
 
 def submit(gateway: Gateway, spec: dict[str, Any] | None = None) -> dict[str, Any]:
