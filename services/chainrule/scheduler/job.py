@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,11 @@ class ActiveJob:
     lost_workers: int = 0  # workers whose lease ran out while they worked on this job
     apply_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @cached_property
+    def model_json(self) -> str:
+        """The model section every task carries, serialised once per job."""
+        return self.spec.model.model_dump_json()
+
     @property
     def mode(self) -> str:
         return self.spec.training.mode
@@ -113,9 +119,8 @@ class ActiveJob:
 
     def _task(self, slot_rows: Indices, step: int) -> Task:
         task_id = f"{self.job_id}:{step}:{uuid.uuid4().hex[:8]}"
-        model_json = self.spec.model.model_dump_json()
         task = Task(
-            task_id, self.job_id, step, self.version, self.dataset_key, model_json, slot_rows
+            task_id, self.job_id, step, self.version, self.dataset_key, self.model_json, slot_rows
         )
         self.open[task_id] = task
         self.queue.append(task_id)
