@@ -32,7 +32,6 @@ import io
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -45,12 +44,13 @@ from chainrule.nn import Params
 from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Task
+from chainrule.scheduler.membership import EndedIncarnationError, Membership, Worker
 from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key, preprocess_key
 from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
 
-__all__ = ["Completion", "SchedulerCore", "Task"]
+__all__ = ["Completion", "EndedIncarnationError", "SchedulerCore", "Task"]
 RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 LOST_WORKERS_SHOWN_S = 600.0
 
@@ -99,14 +99,6 @@ class ParamServer(Protocol):
     def drop_job(self, job_id: str) -> bool: ...
 
 
-@dataclass
-class Worker:
-    worker_id: str
-    host: str
-    last_seen: float
-    tasks_done: int = 0
-
-
 class SchedulerCore:
     def __init__(
         self,
@@ -125,34 +117,56 @@ class SchedulerCore:
         self.diagnostics, self.datasets = diagnostics, datasets
         self.prefix, self.ack, self.lease_seconds, self.log = prefix, ack, lease_seconds, log
         self.cond = threading.Condition()
-        self.workers: dict[str, Worker] = {}
+        self.membership = Membership(lease_seconds)
         self.pending: dict[str, str] = {}  # job id -> queue message id
         self.pending_since: dict[str, float] = {}  # job id -> monotonic time admitted
-        self.lost: dict[str, tuple[Worker, float]] = {}  # recently lost workers, for /workers
         self.registry = registry
         self.active: dict[str, ActiveJob] = {}
         self.leading = False  # a standby scheduler refuses workers until it leads
 
     # -- membership -----------------------------------------------------------------------
 
-    def register(self, worker_id: str, host: str) -> None:
+    @property
+    def workers(self) -> dict[str, Worker]:
+        return self.membership.workers
+
+    @property
+    def lost(self) -> dict[str, tuple[Worker, float]]:
+        """Recently lost workers (lease expired or replaced by a new incarnation)."""
+        return self.membership.lost
+
+    def register(self, worker_id: str, host: str, incarnation: str = "") -> None:
+        """A worker process announces itself. A new incarnation of a known id ends the
+        old one at once: its tasks go back to the queue and its jobs count it lost.
+        EndedIncarnationError if ``incarnation`` itself was ended by a newer one."""
         with self.cond:
-            self.workers[worker_id] = Worker(worker_id, host, time.monotonic())
+            ended = self.membership.register(worker_id, host, incarnation)
+            if ended is not None:
+                self._workers_gone({ended.worker_id})
             self.cond.notify_all()
 
     def live_workers(self) -> set[str]:
-        now = time.monotonic()
-        return {
-            w.worker_id for w in self.workers.values() if now - w.last_seen <= self.lease_seconds
-        }
+        return self.membership.live()
 
-    def _heartbeat(self, worker_id: str) -> None:
-        worker = self.workers.get(worker_id)
-        if worker is None:
-            self.workers[worker_id] = Worker(worker_id, "", time.monotonic())
+    def _heartbeat(self, worker_id: str, incarnation: str = "") -> None:
+        """Any call from a worker (lock held); EndedIncarnationError from an ended one."""
+        known = worker_id in self.membership.workers
+        ended = self.membership.heartbeat(worker_id, incarnation)
+        if ended is not None:
+            self._workers_gone({ended.worker_id})
+        if ended is not None or not known:
             self.cond.notify_all()
-        else:
-            worker.last_seen = time.monotonic()
+
+    def _workers_gone(self, gone: set[str]) -> None:
+        """Workers presumed dead (lock held): each job they served (a recent completion
+        or a task in hand) counts them lost, and their tasks go back to the queue."""
+        for job in self.active.values():
+            holding = {t.worker_id for t in job.open.values() if t.worker_id in gone}
+            for w in gone & (set(job.recent_workers) | holding):
+                job.lost_workers += 1
+                job.recent_workers.pop(w, None)
+        telemetry.record_workers_lost(len(gone))
+        self._requeue(lambda t: t.worker_id in gone)
 
     # -- jobs arriving ----------------------------------------------------------------------
 
@@ -180,18 +194,9 @@ class SchedulerCore:
         requests and pending timeouts, start jobs that can start."""
         with self.cond:
             now = time.monotonic()
-            expired = {
-                w for w, info in self.workers.items() if now - info.last_seen > self.lease_seconds
-            }
-            for w in expired:
-                self.lost[w] = (self.workers.pop(w), time.time())
-                for job in self.active.values():
-                    if w in job.recent_workers:
-                        job.lost_workers += 1
-                        del job.recent_workers[w]
+            expired = {w.worker_id for w in self.membership.expire()}
             if expired:
-                telemetry.record_workers_lost(len(expired))
-                self._requeue(lambda t: t.worker_id in expired)
+                self._workers_gone(expired)
             self._requeue(lambda t: t.worker_id is not None and now > t.deadline)
             live = len(self.live_workers())
             telemetry.set_workers_active(live)
@@ -267,6 +272,7 @@ class SchedulerCore:
             rows = [
                 {
                     "id": w.worker_id,
+                    "incarnation": w.incarnation,
                     "host": w.host,
                     "state": "busy" if w.worker_id in holding else "idle",
                     "current_job": holding.get(w.worker_id),
@@ -278,6 +284,7 @@ class SchedulerCore:
             rows += [
                 {
                     "id": w.worker_id,
+                    "incarnation": w.incarnation,
                     "host": w.host,
                     "state": "lost",
                     "current_job": None,
@@ -285,7 +292,7 @@ class SchedulerCore:
                     "tasks_done": w.tasks_done,
                 }
                 for w, lost_at in self.lost.values()
-                if wall - lost_at < LOST_WORKERS_SHOWN_S
+                if wall - lost_at < LOST_WORKERS_SHOWN_S and w.worker_id not in self.workers
             ]
             counts = {
                 job.job_id: (
@@ -381,11 +388,11 @@ class SchedulerCore:
 
     # -- tasks ------------------------------------------------------------------------------
 
-    def next_task(self, worker_id: str, wait_seconds: float) -> Task | None:
+    def next_task(self, worker_id: str, wait_seconds: float, incarnation: str = "") -> Task | None:
         """The next task of any running job, waiting up to ``wait_seconds``."""
         deadline = time.monotonic() + max(0.0, min(wait_seconds, 30.0))
         with self.cond:
-            self._heartbeat(worker_id)
+            self._heartbeat(worker_id, incarnation)
             while True:
                 task = self._take(worker_id)
                 if task is not None:
@@ -394,7 +401,7 @@ class SchedulerCore:
                 if remaining <= 0:
                     return None
                 self.cond.wait(min(remaining, 1.0))
-                self._heartbeat(worker_id)
+                self._heartbeat(worker_id, incarnation)  # refused if replaced meanwhile
 
     def _take(self, worker_id: str) -> Task | None:
         live = self.live_workers()
@@ -415,7 +422,7 @@ class SchedulerCore:
         """Record a finished task: a sync step closes when enough are in; an async or ssp
         gradient is applied (or rejected) at once."""
         with self.cond:
-            self._heartbeat(done.worker_id)
+            self._heartbeat(done.worker_id, done.incarnation)  # an ended incarnation: refused
             job = self.active.get(done.job_id)
             task = job.open.pop(done.task_id, None) if job else None
             if job is None or task is None:

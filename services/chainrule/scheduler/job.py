@@ -50,6 +50,7 @@ class Completion:
     samples: int
     error: str = ""
     layers: list[dict[str, Any]] = field(default_factory=list)
+    incarnation: str = ""  # of the worker process that computed it
 
 
 @dataclass

@@ -6,7 +6,7 @@ import grpc
 
 from chainrule.rpc.v1 import scheduler_pb2 as pb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
-from chainrule.scheduler.core import Completion, SchedulerCore, Task
+from chainrule.scheduler.core import Completion, EndedIncarnationError, SchedulerCore, Task
 
 _LAYER_FIELDS = ("mean_abs_derivative", "saturated_fraction", "dead_fraction")
 
@@ -57,31 +57,42 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):  # type: ignore[m
         self._standby(context)
         if not request.worker_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
-        self.core.register(request.worker_id, request.host)
+        try:
+            self.core.register(request.worker_id, request.host, request.incarnation)
+        except EndedIncarnationError as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         return pb.RegisterReply(lease_seconds=self.core.lease_seconds)
 
     def NextTask(self, request: pb.NextTaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:
         self._standby(context)
         if not request.worker_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
-        return task_reply(self.core.next_task(request.worker_id, request.wait_seconds))
+        try:
+            task = self.core.next_task(request.worker_id, request.wait_seconds, request.incarnation)
+        except EndedIncarnationError as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        return task_reply(task)
 
     def Complete(self, request: pb.CompleteRequest, context: grpc.ServicerContext) -> pb.TaskReply:
         self._standby(context)
         if not request.worker_id or not request.task_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id and task_id must be set")
-        self.core.complete(
-            Completion(
-                worker_id=request.worker_id,
-                task_id=request.task_id,
-                job_id=request.job_id,
-                step=request.step,
-                loss=request.loss,
-                samples=request.samples,
-                error=request.error,
-                layers=[layer_dict(s) for s in request.layers],
-            )
+        done = Completion(
+            worker_id=request.worker_id,
+            task_id=request.task_id,
+            job_id=request.job_id,
+            step=request.step,
+            loss=request.loss,
+            samples=request.samples,
+            error=request.error,
+            layers=[layer_dict(s) for s in request.layers],
+            incarnation=request.incarnation,
         )
-        if request.wait_seconds < 0:  # the worker is shutting down
-            return task_reply(None)
-        return task_reply(self.core.next_task(request.worker_id, request.wait_seconds))
+        try:
+            self.core.complete(done)
+            if request.wait_seconds < 0:  # the worker is shutting down
+                return task_reply(None)
+            task = self.core.next_task(request.worker_id, request.wait_seconds, request.incarnation)
+        except EndedIncarnationError as e:  # its task was requeued; the late result is dropped
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        return task_reply(task)

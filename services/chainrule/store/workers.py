@@ -1,7 +1,7 @@
 """The workers the scheduler knows, as it last wrote them, for whoever shows them.
 
 One Redis hash, ``{prefix}:workers``: field = worker id, value = JSON
-``{"id", "host", "state", "current_job", "last_heartbeat", "tasks_done"}`` with
+``{"id", "incarnation", "host", "state", "current_job", "last_heartbeat", "tasks_done"}`` with
 ``state`` one of ``idle``, ``busy``, ``lost`` and ``last_heartbeat`` in Unix seconds.
 The scheduler (the leader) replaces the whole hash with :meth:`WorkerRegistry.write`;
 the gateway reads it with :meth:`WorkerRegistry.read`.
@@ -35,6 +35,7 @@ class WorkerInfo:
     current_job: str | None
     last_heartbeat: float  # Unix seconds
     tasks_done: int
+    incarnation: str = ""  # new at every start of the worker process
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> WorkerInfo:
@@ -58,7 +59,10 @@ class WorkerInfo:
             raise fail("last_heartbeat", "Unix seconds")
         if not isinstance(done, int) or isinstance(done, bool) or done < 0:
             raise fail("tasks_done", "an integer >= 0")
-        return cls(worker_id, host, str(state), job or None, float(beat), done)  # type: ignore[arg-type]
+        incarnation = raw.get("incarnation", "")
+        if not isinstance(incarnation, str) or len(incarnation) > MAX_ID:
+            raise fail("incarnation", f"a string of at most {MAX_ID} characters")
+        return cls(worker_id, host, str(state), job or None, float(beat), done, incarnation)  # type: ignore[arg-type]
 
 
 class WorkerRegistry:

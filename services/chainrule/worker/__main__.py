@@ -9,7 +9,7 @@ from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
 from chainrule.signals import shutdown_event
 from chainrule.store.blobs import BlobStore
-from chainrule.worker.loop import Worker
+from chainrule.worker.loop import Worker, WorkerReplacedError
 from chainrule.worker.settings import WorkerSettings
 
 
@@ -31,9 +31,14 @@ def main() -> None:
         log,
         settings.task_delay_s,
     )
-    log.info("started", scheduler=settings.scheduler)
-    worker.run()
-    paramserver.close()
+    log.info("started", scheduler=settings.scheduler, incarnation=worker.incarnation)
+    try:
+        worker.run()
+    except WorkerReplacedError as e:
+        log.error("replaced by a newer incarnation; exiting", reason=str(e))
+        raise SystemExit(3) from e
+    finally:
+        paramserver.close()
     log.info("stopped")
 
 

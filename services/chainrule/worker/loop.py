@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import grpc
@@ -22,6 +23,10 @@ from chainrule.worker.compute import JobCache, build_cache, task_gradient
 MAX_CACHED_JOBS = 4
 
 
+class WorkerReplacedError(RuntimeError):
+    """The scheduler ended this incarnation: another process registered the same id."""
+
+
 class Worker:
     def __init__(
         self,
@@ -35,6 +40,9 @@ class Worker:
         task_delay_s: float = 0.0,
     ) -> None:
         self.worker_id = worker_id
+        # new at every process start: a restart under the same id is a new incarnation,
+        # and the scheduler requeues whatever the old one held
+        self.incarnation = uuid.uuid4().hex[:16]
         # one or more schedulers, comma-separated: a standby answers UNAVAILABLE, so the
         # worker moves on to the next until it finds the leader
         self.scheduler_targets = [t.strip() for t in scheduler_target.split(",") if t.strip()]
@@ -54,13 +62,16 @@ class Worker:
                 if reply is None or not reply.has_task:
                     reply = self.scheduler.NextTask(
                         pb.NextTaskRequest(
-                            worker_id=self.worker_id, wait_seconds=self.poll_seconds
+                            worker_id=self.worker_id,
+                            wait_seconds=self.poll_seconds,
+                            incarnation=self.incarnation,
                         ),
                         timeout=self.poll_seconds + 10,
                     )
                     continue
                 reply = self._do(reply.task)
             except grpc.RpcError as e:
+                _raise_if_replaced(e)
                 if self.log:
                     self.log.warning(
                         "rpc failed; retrying", code=str(e.code()), details=e.details()
@@ -84,18 +95,27 @@ class Worker:
         while not self.stop.is_set():
             try:
                 self.scheduler.Register(
-                    pb.RegisterRequest(worker_id=self.worker_id, host=socket.gethostname()),
+                    pb.RegisterRequest(
+                        worker_id=self.worker_id,
+                        host=socket.gethostname(),
+                        incarnation=self.incarnation,
+                    ),
                     timeout=5,
                 )
                 return
-            except grpc.RpcError:
+            except grpc.RpcError as e:
+                _raise_if_replaced(e)
                 self._next_scheduler()
                 self.stop.wait(0.25)
 
     def _do(self, task: pb.Task) -> pb.TaskReply:
         """Compute and push one task; complete it (with an error if it could not be done)."""
         done = pb.CompleteRequest(
-            worker_id=self.worker_id, task_id=task.task_id, job_id=task.job_id, step=task.step
+            worker_id=self.worker_id,
+            incarnation=self.incarnation,
+            task_id=task.task_id,
+            job_id=task.job_id,
+            step=task.step,
         )
         started = time.perf_counter()
         try:
@@ -154,3 +174,10 @@ class Worker:
             cache = build_cache(task.model_json, self.blobs.get(task.dataset_key))
             self.cache[task.job_id] = cache
         return cache
+
+
+def _raise_if_replaced(e: grpc.RpcError) -> None:
+    """The scheduler refuses an ended incarnation with FAILED_PRECONDITION: two processes
+    share one worker id, and this one is the older; working on would only be refused."""
+    if e.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        raise WorkerReplacedError(str(e.details())) from e

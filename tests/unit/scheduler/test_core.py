@@ -351,13 +351,14 @@ class SimWorker:
     stack: Stack
     worker_id: str
     caches: dict[str, JobCache] = field(default_factory=dict)
+    incarnation: str = ""
 
     def register(self) -> SimWorker:
-        self.stack.core.register(self.worker_id, "testhost")
+        self.stack.core.register(self.worker_id, "testhost", self.incarnation)
         return self
 
     def take(self) -> Task | None:
-        return self.stack.core.next_task(self.worker_id, 0)
+        return self.stack.core.next_task(self.worker_id, 0, self.incarnation)
 
     def compute(self, task: Task) -> Gradient:
         """Compute and push ``task``'s gradient, as the worker loop does before completing."""
@@ -391,12 +392,22 @@ class SimWorker:
                 loss=gradient.loss,
                 samples=gradient.samples,
                 layers=[d.to_dict() for d in gradient.layers],
+                incarnation=self.incarnation,
             )
         )
 
     def fail(self, task: Task, loss: float = 0.0, samples: int = 0, error: str = "") -> None:
         self.stack.core.complete(
-            Completion(self.worker_id, task.task_id, task.job_id, task.step, loss, samples, error)
+            Completion(
+                self.worker_id,
+                task.task_id,
+                task.job_id,
+                task.step,
+                loss,
+                samples,
+                error,
+                incarnation=self.incarnation,
+            )
         )
 
     def run(self, task: Task) -> Gradient:

@@ -76,8 +76,13 @@ class Progress(BaseModel):
 
 
 class WorkerCounts(BaseModel):
-    active: int = Field(description="workers the scheduler counts as live for this job")
-    lost: int = Field(description="workers this job lost (lease expired) so far")
+    active: int = Field(
+        description="live workers that completed a task of this job within the last lease"
+    )
+    lost: int = Field(
+        description="worker incarnations this job lost while they served it (lease "
+        "expired, or restarted under the same id)"
+    )
 
 
 class JobSummary(BaseModel):

@@ -12,6 +12,10 @@ from chainrule.store.workers import WorkerInfo
 
 class WorkerOut(BaseModel):
     id: str
+    incarnation: str = Field(
+        description="new at every start of the worker process; a restart under the same id "
+        "is a new incarnation, and the old one counts as lost"
+    )
     host: str
     state: Literal["idle", "busy", "lost"]
     current_job: str | None = Field(description="the job of the task it holds, if any")
@@ -22,6 +26,7 @@ class WorkerOut(BaseModel):
     def from_info(cls, info: WorkerInfo) -> WorkerOut:
         return cls(
             id=info.id,
+            incarnation=info.incarnation,
             host=info.host,
             state=info.state,  # type: ignore[arg-type]  # checked against STATES on read
             current_job=info.current_job,
