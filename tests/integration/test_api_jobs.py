@@ -312,7 +312,7 @@ def test_workers_are_listed_as_the_scheduler_wrote_them(api: Api) -> None:
     now = time.time()
     workers: list[dict[str, Any]] = [
         {"id": "w-2", "host": "node-b", "state": "busy", "current_job": "3f9a2c71d04e8b15",
-         "last_heartbeat": now, "tasks_done": 12},
+         "last_heartbeat": now, "tasks_done": 12, "incarnation": "5d1e0f3a9b2c4d6e"},
         {"id": "w-1", "host": "node-a", "state": "idle", "current_job": None,
          "last_heartbeat": now - 1, "tasks_done": 0},
         {"id": "w-3", "host": "node-c", "state": "lost", "current_job": None,

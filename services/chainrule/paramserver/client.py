@@ -24,19 +24,30 @@ class JobStatus:
     restored: bool
 
 
+SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
+
+
 class ParamServerClient:
     def __init__(self, target: str, timeout: float = 30.0) -> None:
         self.target = target
         self.timeout = timeout
         self._channel: grpc.Channel = channel(target)
         self._stub = paramserver_pb2_grpc.ParamServerStub(self._channel)
+        # Push and Pull travel as frames (codec.frame): bytes in, bytes out, no copies
+        # by protobuf; the generated stub's methods would copy each tensor twice more
+        self._framed_push = self._channel.unary_unary(
+            f"/{SERVICE}/Push", response_deserializer=pb.PushReply.FromString
+        )
+        self._framed_pull = self._channel.unary_unary(
+            f"/{SERVICE}/Pull", request_serializer=pb.PullRequest.SerializeToString
+        )
 
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str | grpc.UnaryUnaryMultiCallable, request: Any) -> Any:
         """One RPC, retried through transient failures (all of these RPCs are idempotent)."""
-        rpc = getattr(self._stub, method)
+        rpc = getattr(self._stub, method) if isinstance(method, str) else method
         return with_retries(lambda: rpc(request, timeout=self.timeout))
 
     def create_job(
@@ -56,23 +67,21 @@ class ParamServerClient:
 
     def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
         """(version, θ) or (version, None) when ``have_version`` is current."""
-        reply = self._call("Pull", pb.PullRequest(job_id=job_id, have_version=have_version))
-        return reply.version, (codec.decode_all(reply.params) if reply.params else None)
+        data = self._call(
+            self._framed_pull, pb.PullRequest(job_id=job_id, have_version=have_version)
+        )
+        reply, payload = codec.unframe(data, pb.PullReply)
+        if not reply.params:
+            return reply.version, None
+        return reply.version, codec.decode_framed(reply.params, payload)
 
     def push(
         self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
     ) -> bool:
-        reply = self._call(
-            "Push",
-            pb.PushRequest(
-                job_id=job_id,
-                task_id=task_id,
-                base_version=base_version,
-                grads=codec.encode_all(grads),
-                samples=samples,
-                loss=loss,
-            ),
+        header = pb.PushRequest(
+            job_id=job_id, task_id=task_id, base_version=base_version, samples=samples, loss=loss
         )
+        reply = self._call(self._framed_push, codec.frame(header, "grads", grads))
         return bool(reply.duplicate)
 
     def apply(

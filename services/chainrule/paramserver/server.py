@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from chainrule.paramserver.servicer import ParamServerServicer
+from chainrule.paramserver.servicer import ParamServerServicer, add_to_server
 from chainrule.paramserver.state import ParameterStore
 from chainrule.rpc.server import start_server
-from chainrule.rpc.v1 import paramserver_pb2, paramserver_pb2_grpc
+from chainrule.rpc.v1 import paramserver_pb2
 
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
@@ -15,7 +15,7 @@ SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"].full_n
 def serve(address: str, store: ParameterStore | None = None) -> tuple[grpc.Server, int]:
     servicer = ParamServerServicer(store or ParameterStore())
     return start_server(
-        lambda s: paramserver_pb2_grpc.add_ParamServerServicer_to_server(servicer, s),
+        lambda s: add_to_server(servicer, s),
         [SERVICE_NAME],
         address,
     )

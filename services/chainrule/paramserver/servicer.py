@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
+from google.protobuf import message_factory
 
 from chainrule import telemetry
 from chainrule.paramserver.state import (
@@ -17,6 +18,24 @@ from chainrule.paramserver.state import (
 from chainrule.rpc import codec
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
+
+SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
+FRAMED = ("Push", "Pull")  # bytes in (Push) and bytes out (Pull): see codec.frame
+
+
+def add_to_server(servicer: ParamServerServicer, server: grpc.Server) -> None:
+    """Register every method of ``servicer``, the framed ones without protobuf
+    (de)serialization of their tensors (the generated helper would parse them)."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["ParamServer"].methods:
+        request = message_factory.GetMessageClass(method.input_type)
+        reply = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=None if method.name == "Push" else request.FromString,
+            response_serializer=None if method.name == "Pull" else reply.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
 
 @contextmanager
@@ -47,19 +66,26 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
             return pb.CreateJobReply(version=version, created=created)
         raise AssertionError  # abort raised
 
-    def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> pb.PullReply:
+    def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> bytes:
+        """A PullReply frame; θ is framed once per version, however many pull it."""
         with telemetry.paramserver_rpc("Pull", context), grpc_errors(context):
             job = self.store.job(request.job_id)
             with job.lock:  # encode under the lock: a consistent θ of one version
                 if request.have_version == job.version:
-                    return pb.PullReply(version=job.version)
+                    return bytes(pb.PullReply(version=job.version).SerializeToString())
                 telemetry.record_params_sent(job.params)
-                return pb.PullReply(version=job.version, params=codec.encode_all(job.params))
+                if job.framed_version != job.version:
+                    reply = pb.PullReply(version=job.version)
+                    job.framed = codec.frame(reply, "params", job.params)
+                    job.framed_version = job.version
+                return job.framed
         raise AssertionError
 
-    def Push(self, request: pb.PushRequest, context: grpc.ServicerContext) -> pb.PushReply:
+    def Push(self, data: bytes, context: grpc.ServicerContext) -> pb.PushReply:
+        """``data`` is a PushRequest frame; its gradients are read as views of it."""
         with telemetry.paramserver_rpc("Push", context), grpc_errors(context):
-            grads = codec.decode_all(request.grads)
+            request, payload = codec.unframe(data, pb.PushRequest)
+            grads = codec.decode_framed(request.grads, payload)
             telemetry.record_gradient_bytes(grads)
             duplicate = self.store.push(
                 request.job_id,

@@ -60,6 +60,8 @@ class JobState:
     buffers: dict[str, PushedGradient] = field(default_factory=dict)
     applied: OrderedDict[str, None] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    framed: bytes = b""  # θ as a Pull reply frame, made once per version
+    framed_version: int = -1
 
 
 class ParameterStore:

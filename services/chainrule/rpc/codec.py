@@ -98,3 +98,155 @@ def check_like(
             raise TensorError(
                 f"{what} {name!r} contains NaN or infinity; all values must be finite"
             )
+
+
+# -- frames: a protobuf header and the tensors' bytes in one contiguous field ----------
+#
+# Push and Pull move θ and gradients. Building ``Tensor(data=...)`` copies every array
+# into protobuf, and nesting it in a request copies it again. A frame instead is the
+# request message with its Tensors' ``data`` left empty, followed by two fields written
+# by hand: ``align`` (padding, so that the payload starts on an 8-byte boundary of the
+# received buffer) and ``payload`` (every tensor's bytes back to back, in the order of
+# the message's tensor list, each padded to a multiple of 8 bytes). The result is a valid
+# serialization of the very message declared in protos/, so any protobuf reader can
+# parse it; this module writes it with one copy of each array and reads it back as
+# ``np.frombuffer`` views of the received bytes, with no copy at all.
+
+ALIGN = 8
+_WIRE_VARINT, _WIRE_FIXED64, _WIRE_LEN, _WIRE_FIXED32 = 0, 1, 2, 5
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits, n = n & 0x7F, n >> 7
+        if n:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    result, shift = 0, 0
+    while True:
+        if pos >= len(buf):
+            raise TensorError("truncated frame: a varint runs past the end")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise TensorError("malformed frame: a varint longer than 10 bytes")
+
+
+def _padded(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def frame(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> bytes:
+    """``message`` (a request or reply with a ``repeated Tensor`` field named
+    ``tensors_field``, an ``align`` and a ``payload`` field) serialized with ``arrays``
+    as its tensors, their bytes in the payload. One copy of each array."""
+    chunks: list[Any] = []
+    tensors = getattr(message, tensors_field)
+    for name, array in arrays.items():
+        header = encode_meta(name, array)
+        arr = np.ascontiguousarray(array, dtype=_FROM_WIRE[header.dtype])
+        tensors.append(header)
+        chunks.append(arr.reshape(-1).view(np.uint8) if arr.size else b"")
+        pad = _padded(arr.nbytes) - arr.nbytes
+        if pad:
+            chunks.append(b"\0" * pad)
+    head = message.SerializeToString()
+    fields = message.DESCRIPTOR.fields_by_name
+    payload_len = sum(len(c) for c in chunks)
+    payload_tag = _varint(fields["payload"].number << 3 | _WIRE_LEN) + _varint(payload_len)
+    align_tag = _varint(fields["align"].number << 3 | _WIRE_LEN)
+    used = len(head) + len(align_tag) + 1 + len(payload_tag)
+    pad = -used % ALIGN  # the align field carries pad bytes (< 8, so a 1-byte length)
+    return b"".join([head, align_tag, bytes([pad]), b"\0" * pad, payload_tag, *chunks])
+
+
+def encode_meta(name: str, array: Array) -> tensor_pb2.Tensor:
+    """A Tensor naming ``array``'s name, dtype and shape, its data left to a payload."""
+    arr = np.asarray(array)
+    if arr.dtype.newbyteorder("=") not in _TO_WIRE:
+        allowed = ", ".join(str(d) for d in _TO_WIRE)
+        raise TensorError(f"tensor {name!r} has dtype {arr.dtype}; expected one of: {allowed}")
+    wire = _TO_WIRE[arr.dtype.newbyteorder("=")]
+    return tensor_pb2.Tensor(name=name, dtype=wire, shape=list(arr.shape))
+
+
+def unframe(data: bytes, message_type: Any) -> tuple[Any, memoryview]:
+    """Parse a frame (or any serialization of ``message_type``): the message without its
+    payload, and the payload as a view of ``data``. Only the small header is copied."""
+    buf = memoryview(data)
+    payload_number = message_type.DESCRIPTOR.fields_by_name["payload"].number
+    rest: list[memoryview] = []
+    payload = memoryview(b"")
+    pos = 0
+    while pos < len(buf):
+        start = pos
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == _WIRE_VARINT:
+            _, pos = _read_varint(buf, pos)
+        elif wire == _WIRE_FIXED64:
+            pos += 8
+        elif wire == _WIRE_FIXED32:
+            pos += 4
+        elif wire == _WIRE_LEN:
+            length, pos = _read_varint(buf, pos)
+            if number == payload_number:
+                payload = buf[pos : pos + length]
+                if len(payload) != length:
+                    raise TensorError("truncated frame: the payload runs past the end")
+                pos += length
+                continue
+            pos += length
+        else:
+            raise TensorError(f"malformed frame: unsupported wire type {wire}")
+        if pos > len(buf):
+            raise TensorError("truncated frame: a field runs past the end")
+        rest.append(buf[start:pos])
+    header = message_type.FromString(rest[0].tobytes() if len(rest) == 1 else b"".join(rest))
+    return header, payload
+
+
+def decode_framed(tensors: Iterable[tensor_pb2.Tensor], payload: memoryview) -> dict[str, Array]:
+    """The arrays of a frame: each a read-only ``np.frombuffer`` view of the payload (a
+    Tensor that carries its own ``data`` instead is decoded from that). Checked: names
+    unique, shapes non-negative, the payload exactly as long as the tensors need."""
+    out: dict[str, Array] = {}
+    offset = 0
+    for t in tensors:
+        if t.name in out:
+            raise TensorError(f"tensor {t.name!r} appears more than once")
+        if t.data:
+            out[t.name] = decode(t)
+            continue
+        if t.dtype not in _FROM_WIRE:
+            raise TensorError(f"tensor {t.name!r} has unknown dtype code {t.dtype}")
+        dtype = _FROM_WIRE[t.dtype]
+        shape = tuple(int(s) for s in t.shape)
+        if any(s < 0 for s in shape):
+            raise TensorError(f"tensor {t.name!r} has a negative dimension in shape {shape}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset + nbytes > len(payload):
+            raise TensorError(
+                f"tensor {t.name!r} (shape {shape} of {dtype.name}, {nbytes} bytes) runs "
+                f"past the end of the {len(payload)}-byte payload"
+            )
+        if nbytes:
+            count = nbytes // dtype.itemsize
+            arr = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
+        else:
+            arr = np.empty(0, dtype=dtype)
+        out[t.name] = arr.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+        offset += _padded(nbytes)
+    if offset != len(payload):
+        raise TensorError(f"the payload has {len(payload)} bytes; its tensors account for {offset}")
+    return out
