@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis
+from threadpoolctl import threadpool_limits
 
 from chainrule import telemetry
 from chainrule.logs import configure_logging, get_logger
@@ -15,6 +16,7 @@ from chainrule.worker.settings import WorkerSettings
 
 def main() -> None:
     settings = WorkerSettings()
+    threadpool_limits(settings.blas_threads)  # before any matrix product
     configure_logging()
     log = get_logger("worker", worker_id=settings.worker_id)
     telemetry.serve_metrics(settings.metrics_port, "worker")

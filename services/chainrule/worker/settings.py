@@ -3,6 +3,7 @@
 import os
 import socket
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,4 +18,8 @@ class WorkerSettings(BaseSettings):
     # CHAINRULE_TASK_DELAY_S: sleep this long before each task — a simulated straggler,
     # for testing timeouts and quorums (0 in production)
     task_delay_s: float = 0.0
+    # CHAINRULE_BLAS_THREADS: BLAS threads for this worker's matrix products. Workers
+    # scale by processes, one or more per core; each using every core's BLAS thread would
+    # oversubscribe the host (on 2 cores, 2 workers with 2 threads each ran 1.5x slower)
+    blas_threads: int = Field(default=1, ge=1, le=256)
     metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off
