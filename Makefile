@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_mlp.py
 	$(BIN)/python tests/benchmarks/bench_transport.py
+	$(BIN)/python tests/benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) .chainrule .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info services/*.egg-info services/chainrule/rpc/v1/*_pb2*

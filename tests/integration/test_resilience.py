@@ -100,8 +100,8 @@ def test_a_sigkilled_worker_costs_only_its_task_and_a_new_one_gets_work(make_sta
     stack = make_stack(3)
     job_spec = spec(training={"workers": 3, "steps": 1500})
     job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 100)
+    at_kill = metric_series(stack.gateway_url, job_id)[-1]["step"]  # all steps before it had 3
     stack.processes["worker-0"].kill()
-    at_kill = metric_series(stack.gateway_url, job_id)[-1]["step"]
     wait_for_step(stack.gateway_url, job_id, at_kill + 200)
     newcomer = stack.add_worker()
     job = run_job_to_end(stack.gateway_url, job_id)
@@ -109,7 +109,7 @@ def test_a_sigkilled_worker_costs_only_its_task_and_a_new_one_gets_work(make_sta
     points = metric_series(stack.gateway_url, job_id)
     assert [p["step"] for p in points] == list(range(1, 1501))  # θ's version counts steps
     active = [p["active_workers"] for p in points]
-    assert active[at_kill - 5 : at_kill] == [3] * 5
+    assert active[at_kill - 5 : at_kill] == [3] * 5, (at_kill, active[: at_kill + 20])
     assert 2 in active[at_kill:]  # the metrics show the worker leaving...
     assert active[-1] == 3, active[-20:]  # ...and the newcomer doing its share
     assert points[-1]["reassigned"] >= 1  # the dead worker's task went to another

@@ -41,6 +41,7 @@ class ParamServerClient:
         self._framed_pull = self._channel.unary_unary(
             f"/{SERVICE}/Pull", request_serializer=pb.PullRequest.SerializeToString
         )
+        self._framed_push_pull = self._channel.unary_unary(f"/{SERVICE}/PushPull")
 
     def close(self) -> None:
         self._channel.close()
@@ -65,15 +66,66 @@ class ParamServerClient:
         )
         return reply.version, reply.created
 
-    def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
-        """(version, θ) or (version, None) when ``have_version`` is current."""
-        data = self._call(
-            self._framed_pull, pb.PullRequest(job_id=job_id, have_version=have_version)
+    def pull(
+        self, job_id: str, have_version: int = -1, min_version: int = 0, wait_seconds: float = 0.0
+    ) -> tuple[int, Params | None]:
+        """(version, θ) or (version, None) when ``have_version`` is current. With
+        ``min_version``, waits up to ``wait_seconds`` for θ to get there (FAILED_PRECONDITION
+        if it does not)."""
+        request = pb.PullRequest(
+            job_id=job_id,
+            have_version=have_version,
+            min_version=min_version,
+            wait_seconds=wait_seconds,
         )
-        reply, payload = codec.unframe(data, pb.PullReply)
-        if not reply.params:
-            return reply.version, None
-        return reply.version, codec.decode_framed(reply.params, payload)
+        return _pulled(self._call(self._framed_pull, request))
+
+    def push_pull(
+        self,
+        job_id: str,
+        task_id: str,
+        base_version: int,
+        grads: Params,
+        samples: int,
+        loss: float,
+        wait_seconds: float,
+    ) -> tuple[int, Params | None]:
+        """Push a gradient of a planned step and wait up to ``wait_seconds`` for the step
+        to be applied: (version, θ) when θ moved past ``base_version``, else (version, None)."""
+        header = pb.PushRequest(
+            job_id=job_id,
+            task_id=task_id,
+            base_version=base_version,
+            samples=samples,
+            loss=loss,
+            wait_seconds=wait_seconds,
+        )
+        return _pulled(self._call(self._framed_push_pull, codec.frame(header, "grads", grads)))
+
+    def plan(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        quorum: int = 0,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+        epoch: int = 0,
+    ) -> tuple[int, bool]:
+        """Register sync step ``step``'s plan: applied by the server when its gradients are in."""
+        request = pb.PlanRequest(
+            job_id=job_id,
+            step=step,
+            task_ids=task_ids,
+            lr=lr,
+            quorum=quorum,
+            checkpoint=checkpoint,
+            scheduler_state=scheduler_state,
+            epoch=epoch,
+        )
+        reply = self._call("Plan", request)
+        return reply.version, reply.duplicate
 
     def push(
         self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
@@ -125,3 +177,10 @@ class ParamServerClient:
     def drop_job(self, job_id: str) -> bool:
         reply = self._call("DropJob", pb.DropJobRequest(job_id=job_id))
         return bool(reply.dropped)
+
+
+def _pulled(data: bytes) -> tuple[int, Params | None]:
+    reply, payload = codec.unframe(data, pb.PullReply)
+    if not reply.params:
+        return reply.version, None
+    return reply.version, codec.decode_framed(reply.params, payload)

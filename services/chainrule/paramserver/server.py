@@ -18,4 +18,5 @@ def serve(address: str, store: ParameterStore | None = None) -> tuple[grpc.Serve
         lambda s: add_to_server(servicer, s),
         [SERVICE_NAME],
         address,
+        max_workers=64,  # PushPulls wait for their step in a thread each
     )

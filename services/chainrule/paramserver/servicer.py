@@ -20,7 +20,8 @@ from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
-FRAMED = ("Push", "Pull")  # bytes in (Push) and bytes out (Pull): see codec.frame
+FRAMED_IN = ("Push", "PushPull")  # requests read with codec.unframe
+FRAMED_OUT = ("Pull", "PushPull")  # replies written with codec.frame
 
 
 def add_to_server(servicer: ParamServerServicer, server: grpc.Server) -> None:
@@ -32,8 +33,8 @@ def add_to_server(servicer: ParamServerServicer, server: grpc.Server) -> None:
         reply = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name),
-            request_deserializer=None if method.name == "Push" else request.FromString,
-            response_serializer=None if method.name == "Pull" else reply.SerializeToString,
+            request_deserializer=None if method.name in FRAMED_IN else request.FromString,
+            response_serializer=None if method.name in FRAMED_OUT else reply.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
 
@@ -71,32 +72,63 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
         with telemetry.paramserver_rpc("Pull", context), grpc_errors(context):
             job = self.store.job(request.job_id)
             with job.lock:  # encode under the lock: a consistent θ of one version
-                if request.have_version == job.version:
-                    return bytes(pb.PullReply(version=job.version).SerializeToString())
-                telemetry.record_params_sent(job.params)
-                if job.framed_version != job.version:
-                    reply = pb.PullReply(version=job.version)
-                    job.framed = codec.frame(reply, "params", job.params)
-                    job.framed_version = job.version
-                return job.framed
+                if request.min_version > job.version and not job.wait_for(
+                    request.min_version, request.wait_seconds
+                ):
+                    raise OutOfOrderError(
+                        f"job {request.job_id!r} is at version {job.version}; version "
+                        f"{request.min_version} was not reached within "
+                        f"{request.wait_seconds:g} s"
+                    )
+                return pull_reply(job, request.have_version)
+        raise AssertionError
+
+    def PushPull(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        """A Push frame in; a PullReply frame out, with θ if the push's step (or any)
+        was applied within the request's wait."""
+        with telemetry.paramserver_rpc("PushPull", context), grpc_errors(context):
+            request, _ = self._push(data)
+            job = self.store.job(request.job_id)
+            with job.lock:
+                job.wait_for(request.base_version + 1, request.wait_seconds)
+                return pull_reply(job, request.base_version)
+        raise AssertionError
+
+    def Plan(self, request: pb.PlanRequest, context: grpc.ServicerContext) -> pb.PlanReply:
+        with telemetry.paramserver_rpc("Plan", context), grpc_errors(context):
+            version, duplicate = self.store.plan(
+                request.job_id,
+                request.step,
+                list(request.task_ids),
+                request.lr,
+                quorum=request.quorum,
+                checkpoint=request.checkpoint,
+                scheduler_state=request.scheduler_state,
+                epoch=request.epoch,
+            )
+            return pb.PlanReply(version=version, duplicate=duplicate)
         raise AssertionError
 
     def Push(self, data: bytes, context: grpc.ServicerContext) -> pb.PushReply:
-        """``data`` is a PushRequest frame; its gradients are read as views of it."""
         with telemetry.paramserver_rpc("Push", context), grpc_errors(context):
-            request, payload = codec.unframe(data, pb.PushRequest)
-            grads = codec.decode_framed(request.grads, payload)
-            telemetry.record_gradient_bytes(grads)
-            duplicate = self.store.push(
-                request.job_id,
-                request.task_id,
-                request.base_version,
-                grads,
-                request.samples,
-                request.loss,
-            )
+            _, duplicate = self._push(data)
             return pb.PushReply(duplicate=duplicate)
         raise AssertionError
+
+    def _push(self, data: bytes) -> tuple[pb.PushRequest, bool]:
+        """Buffer the gradient of a PushRequest frame (read as views of ``data``)."""
+        request, payload = codec.unframe(data, pb.PushRequest)
+        grads = codec.decode_framed(request.grads, payload)
+        telemetry.record_gradient_bytes(grads)
+        duplicate = self.store.push(
+            request.job_id,
+            request.task_id,
+            request.base_version,
+            grads,
+            request.samples,
+            request.loss,
+        )
+        return request, duplicate
 
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
         with telemetry.paramserver_rpc("Apply", context), grpc_errors(context):
@@ -132,6 +164,18 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
             job, restored = self.store.restore(request.job_id)
             return status_reply(job, restored)
         raise AssertionError
+
+
+def pull_reply(job: JobState, have_version: int) -> bytes:
+    """θ as a PullReply frame, or only the version when the caller has it (lock held).
+    The frame is made once per version, however many pull it."""
+    if have_version == job.version:
+        return bytes(pb.PullReply(version=job.version).SerializeToString())
+    telemetry.record_params_sent(job.params)
+    if job.framed_version != job.version:
+        job.framed = codec.frame(pb.PullReply(version=job.version), "params", job.params)
+        job.framed_version = job.version
+    return job.framed
 
 
 def status_reply(job: JobState, restored: bool) -> pb.StatusReply:

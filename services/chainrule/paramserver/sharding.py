@@ -142,10 +142,12 @@ class ShardedParamServerClient(ParamServerClient):
             self._forget(job_id)
         return version, any(created for _, created in replies)
 
-    def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
+    def pull(
+        self, job_id: str, have_version: int = -1, min_version: int = 0, wait_seconds: float = 0.0
+    ) -> tuple[int, Params | None]:
         """(version, θ merged from every shard) or (version, None) when ``have_version``
         is current; shards behind the others get :data:`VERSION_SETTLE_SECONDS` to catch up."""
-        replies = self._each(lambda _, c: c.pull(job_id, have_version))
+        replies = self._each(lambda _, c: c.pull(job_id, have_version, min_version, wait_seconds))
         deadline = time.monotonic() + VERSION_SETTLE_SECONDS
         while True:
             newest = max(v for v, _ in replies)
@@ -176,6 +178,54 @@ class ShardedParamServerClient(ParamServerClient):
             lambda i, c: c.push(job_id, task_id, base_version, parts[i], samples, loss)
         )
         return all(duplicates)
+
+    def push_pull(
+        self,
+        job_id: str,
+        task_id: str,
+        base_version: int,
+        grads: Params,
+        samples: int,
+        loss: float,
+        wait_seconds: float,
+    ) -> tuple[int, Params | None]:
+        """Each shard's part pushed and pulled in parallel; θ only when every shard
+        applied the step (else the caller pulls, waiting for the slowest shard)."""
+        try:
+            check_like(grads, self._layout(job_id))
+        except ValueError as e:
+            raise RejectedError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        parts = self._split(grads)
+        replies = self._each(
+            lambda i, c: c.push_pull(
+                job_id, task_id, base_version, parts[i], samples, loss, wait_seconds
+            )
+        )
+        versions = {v for v, _ in replies}
+        version = min(versions)
+        if len(versions) != 1 or version <= base_version:
+            return version, None
+        return version, self._merge(job_id, [p or {} for _, p in replies])
+
+    def plan(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        quorum: int = 0,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+        epoch: int = 0,
+    ) -> tuple[int, bool]:
+        """The plan on every shard; each applies it when its own parts are in, so the
+        shards may answer one version apart: the oldest is reported."""
+        replies = self._each(
+            lambda _, c: c.plan(
+                job_id, step, task_ids, lr, quorum, checkpoint, scheduler_state, epoch
+            )
+        )
+        return min(v for v, _ in replies), all(d for _, d in replies)
 
     def apply(
         self,

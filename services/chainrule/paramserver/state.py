@@ -34,6 +34,26 @@ class OutOfOrderError(RuntimeError):
     """A request that is valid but not now (a future step, a gradient not pushed yet)."""
 
 
+MAX_PLANS = 64
+"""How many steps ahead of θ's version a job may hold plans for."""
+
+MAX_WAIT_SECONDS = 30.0
+"""The longest a Pull or PushPull waits for θ to move."""
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """A sync step as the scheduler defined it: applied by the server once ``needed`` of
+    its tasks are in."""
+
+    task_ids: tuple[str, ...]  # slot order: the order of the sum
+    lr: float
+    needed: int
+    checkpoint: bool
+    scheduler_state: str
+    epoch: int
+
+
 @dataclass
 class PushedGradient:
     grads: Params
@@ -62,6 +82,19 @@ class JobState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     framed: bytes = b""  # θ as a Pull reply frame, made once per version
     framed_version: int = -1
+    plans: dict[int, StepPlan] = field(default_factory=dict)  # step -> plan, steps >= version
+    epoch: int = 0  # the highest leader epoch seen in a plan
+    checkpoint_error: str = ""  # why the last checkpoint a plan asked for was not written
+    moved: threading.Condition = field(init=False)  # notified when the version moves
+
+    def __post_init__(self) -> None:
+        self.moved = threading.Condition(self.lock)
+
+    def wait_for(self, version: int, seconds: float) -> bool:
+        """Wait (lock held) until θ's version is at least ``version``; True if it is."""
+        return self.moved.wait_for(
+            lambda: self.version >= version, timeout=min(max(seconds, 0.0), MAX_WAIT_SECONDS)
+        )
 
 
 class ParameterStore:
@@ -159,7 +192,69 @@ class ParameterStore:
                     f"base_version {base_version} is ahead of job {job_id!r} at {job.version}"
                 )
             job.buffers[task_id] = PushedGradient(grads, samples, loss, base_version)
+            self._apply_planned(job_id, job)
             return False
+
+    def plan(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        quorum: int = 0,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+        epoch: int = 0,
+    ) -> tuple[int, bool]:
+        """Register the plan of sync step ``step`` and apply it if its gradients are in
+        already. Returns (version, duplicate: the step was applied before)."""
+        if not task_ids:
+            raise ValueError("a plan needs at least one task id")
+        if len(set(task_ids)) != len(task_ids):
+            raise ValueError(f"a plan names each task once; got {task_ids}")
+        if not 0 <= quorum <= len(task_ids):
+            raise ValueError(f"quorum must lie in [0, {len(task_ids)}]; got {quorum}")
+        if not np.isfinite(lr):
+            raise ValueError(f"lr must be finite; got {lr}")
+        job = self.job(job_id)
+        with job.lock:
+            if step < job.version:
+                return job.version, True
+            if step >= job.version + MAX_PLANS:
+                raise OutOfOrderError(
+                    f"step {step} is more than {MAX_PLANS} steps ahead of job {job_id!r} "
+                    f"at {job.version}"
+                )
+            job.epoch = max(job.epoch, epoch)
+            needed = quorum or len(task_ids)
+            job.plans[step] = StepPlan(
+                tuple(task_ids), lr, needed, checkpoint, scheduler_state, epoch
+            )
+            self._apply_planned(job_id, job)
+            return job.version, False
+
+    def _apply_planned(self, job_id: str, job: JobState) -> None:
+        """Apply every plan whose gradients are in, in step order (lock held)."""
+        while (plan := job.plans.get(job.version)) is not None:
+            arrived = [t for t in plan.task_ids if t in job.buffers]
+            if len(arrived) < plan.needed:
+                return
+            step = job.version
+            del job.plans[step]
+            self._step(job, arrived[: plan.needed], plan.lr)
+            for t in plan.task_ids:  # the rest of a quorum: late, a no-op when pushed
+                job.applied[t] = None
+            # gradients computed on θ of this step or older can never be applied now
+            for t in [t for t, g in job.buffers.items() if g.base_version <= step]:
+                del job.buffers[t]
+                job.applied[t] = None
+            self._forget_applied(job)
+            if plan.checkpoint and self.checkpoints is not None:
+                try:
+                    self._checkpoint(job_id, job, plan.scheduler_state)
+                    job.checkpoint_error = ""
+                except Exception as e:  # a Redis blip: training goes on, the next one retries
+                    job.checkpoint_error = f"{type(e).__name__}: {e}"
 
     def apply(
         self,
@@ -186,22 +281,35 @@ class ParameterStore:
             missing = [t for t in task_ids if t not in job.buffers]
             if missing:
                 raise OutOfOrderError(f"no gradient pushed for task(s) {missing} of job {job_id!r}")
-            pushed = [job.buffers[t] for t in task_ids]
-            total = sum(p.samples for p in pushed)
-            mean = {
-                name: sum((p.samples / total) * p.grads[name] for p in pushed)
-                for name in job.params
-            }
-            job.optimizer.update_(job.params, mean, job.opt_state, lr)  # type: ignore[arg-type]
-            job.version += 1
-            for t in task_ids:
-                del job.buffers[t]
-                job.applied[t] = None
-            while len(job.applied) > APPLIED_MEMORY:
-                job.applied.popitem(last=False)
+            self._step(job, task_ids, lr)
+            self._forget_applied(job)
             if checkpoint and self.checkpoints is not None:
                 self._checkpoint(job_id, job, scheduler_state)
             return job.version, False
+
+    @staticmethod
+    def _step(job: JobState, task_ids: list[str], lr: float) -> None:
+        """The sample-weighted mean of the named buffers, summed in the given order into
+        one float32 buffer per tensor, one optimizer step, version + 1 (lock held)."""
+        pushed = [job.buffers[t] for t in task_ids]
+        total = sum(p.samples for p in pushed)
+        mean: Params = {}
+        for name, param in job.params.items():
+            acc = np.multiply(pushed[0].grads[name], param.dtype.type(pushed[0].samples / total))
+            for p in pushed[1:]:
+                acc += p.grads[name] * param.dtype.type(p.samples / total)
+            mean[name] = acc
+        job.optimizer.update_(job.params, mean, job.opt_state, lr)
+        job.version += 1
+        for t in task_ids:
+            del job.buffers[t]
+            job.applied[t] = None
+        job.moved.notify_all()
+
+    @staticmethod
+    def _forget_applied(job: JobState) -> None:
+        while len(job.applied) > APPLIED_MEMORY:
+            job.applied.popitem(last=False)
 
     def _checkpoint(self, job_id: str, job: JobState, scheduler_state: str) -> None:
         """Snapshot the job (called with its lock held, so θ is of one version)."""

@@ -45,6 +45,7 @@ from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Task
 from chainrule.scheduler.membership import EndedIncarnationError, Membership, Worker
+from chainrule.scheduler.publisher import Publisher, StepPublisher
 from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key, preprocess_key
 from chainrule.store.datasets import DatasetStore
@@ -53,6 +54,18 @@ from chainrule.store.diagnostics import DiagnosticsStore
 __all__ = ["Completion", "EndedIncarnationError", "SchedulerCore", "Task"]
 RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 LOST_WORKERS_SHOWN_S = 600.0
+EVAL_WAIT_SECONDS = 10.0
+MAX_PUSH_WAIT_SECONDS = 1.0  # a PushPull's wait for its step (see _push_wait)
+
+
+class OutOfStepError(grpc.RpcError):  # type: ignore[misc]
+    """θ on the parameter server is not at the version the scheduler expects."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.FAILED_PRECONDITION
+
+    def details(self) -> str:
+        return str(self)
 
 
 class Jobs(Protocol):
@@ -83,7 +96,20 @@ class ParamServer(Protocol):
         hyper: dict[str, float] | None = None,
         flags: dict[str, bool] | None = None,
     ) -> tuple[int, bool]: ...
-    def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]: ...
+    def pull(
+        self, job_id: str, have_version: int = -1, min_version: int = 0, wait_seconds: float = 0.0
+    ) -> tuple[int, Params | None]: ...
+    def plan(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        quorum: int = 0,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+        epoch: int = 0,
+    ) -> tuple[int, bool]: ...
     def apply(
         self,
         job_id: str,
@@ -112,6 +138,7 @@ class SchedulerCore:
         lease_seconds: float = 10.0,
         log: Any = None,
         registry: Any = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.jobs, self.blobs, self.paramserver = jobs, blobs, paramserver
         self.diagnostics, self.datasets = diagnostics, datasets
@@ -123,6 +150,8 @@ class SchedulerCore:
         self.registry = registry
         self.active: dict[str, ActiveJob] = {}
         self.leading = False  # a standby scheduler refuses workers until it leads
+        self.epoch = 0  # the leader epoch, carried by every plan
+        self.publisher = publisher or StepPublisher(log)
 
     # -- membership -----------------------------------------------------------------------
 
@@ -351,6 +380,8 @@ class SchedulerCore:
             if job.mode == "sync":
                 job.queue_step()
             self.cond.notify_all()
+        if job.mode == "sync":
+            self._plan(job)
 
     def _classes(self, spec: JobSpec) -> list[str] | None:
         """Class names of an uploaded dataset (built-in sets have none beyond indices)."""
@@ -415,8 +446,23 @@ class SchedulerCore:
                 task.worker_id = worker_id
                 timeout = job.spec.training.step_timeout_s
                 task.deadline = time.monotonic() + timeout if timeout else float("inf")
+                if task.planned:
+                    task.push_wait_s = self._push_wait(job, worker_id, live)
                 return task
         return None
+
+    @staticmethod
+    def _push_wait(job: ActiveJob, worker_id: str, live: set[str]) -> float:
+        """How long the worker's PushPull should wait for the rest of the step: only
+        while other live workers, free now, can take every task still waiting; a worker
+        that will have to compute them itself (fewer workers than slots) must not wait,
+        and a step timeout bounds the wait, so that a reassigned task finds it free."""
+        holding = {t.worker_id for t in job.open.values() if t.worker_id}
+        free = len(live - holding - {worker_id})
+        if len(job.queue) > free:
+            return 0.0
+        timeout = job.spec.training.step_timeout_s
+        return min(MAX_PUSH_WAIT_SECONDS, timeout) if timeout else MAX_PUSH_WAIT_SECONDS
 
     def complete(self, done: Completion) -> None:
         """Record a finished task: a sync step closes when enough are in; an async or ssp
@@ -494,14 +540,37 @@ class SchedulerCore:
     # -- applying gradients -----------------------------------------------------------------
 
     def _close_step(self, job: ActiveJob, late: list[str]) -> None:
+        """Sync: every gradient the step's plan needed is in, so the parameter server
+        has applied it (each Complete follows its accepted PushPull); the late ones were
+        no-ops there. Record the step and hand out the next."""
         done = list(job.done.values())
-        if late:
-            self.paramserver.discard(job.job_id, late)  # a late push becomes a no-op
         samples = sum(d.samples for d in done)
         loss = sum(d.loss * d.samples for d in done) / samples
         lr = job.schedule(job.version)
         elapsed = time.monotonic() - job.step_started
-        self._apply(job, [d.task_id for d in done], lr, loss, samples / max(elapsed, 1e-9), done)
+        self._stepped(job, job.version + 1, lr, loss, samples / max(elapsed, 1e-9), done)
+
+    def _plan(self, job: ActiveJob) -> None:
+        """Register the plan of the sync step just queued, behind the step that closed
+        (the workers start on its tasks meanwhile: their pushes wait for it)."""
+        t = job.spec.training
+        step, task_ids, generation = job.version, list(job.step_tasks), job.generation
+        upcoming = step + 1
+        checkpoint = upcoming % t.checkpoint_every == 0 or upcoming >= job.total_steps
+        state = job.scheduler_state() if checkpoint else ""
+        lr, quorum = job.schedule(step), t.quorum or 0
+
+        def register() -> None:
+            if generation != job.generation or job.job_id not in self.active:
+                return  # the job was rolled back or ended since: this plan is void
+            try:
+                self.paramserver.plan(
+                    job.job_id, step, task_ids, lr, quorum, checkpoint, state, self.epoch
+                )
+            except Exception as e:  # resync or fail, off this thread (it must not wait)
+                threading.Thread(target=self._guarded, args=(job, _raiser(e)), daemon=True).start()
+
+        self.publisher.submit(register)
 
     def _apply_one(self, job: ActiveJob, task: Task, done: Completion) -> None:
         """Async/ssp: apply one gradient now, or reject it as too stale."""
@@ -536,7 +605,7 @@ class SchedulerCore:
         done: list[Completion],
         staleness: int | None = None,
     ) -> None:
-        """One Apply on the parameter server, then metrics, stop rules, the next step."""
+        """Async/ssp: one Apply on the parameter server, then record the step."""
         t = job.spec.training
         upcoming = job.version + 1
         checkpoint = upcoming % t.checkpoint_every == 0 or upcoming >= job.total_steps
@@ -545,6 +614,21 @@ class SchedulerCore:
             version, _ = self.paramserver.apply(
                 job.job_id, job.version, task_ids, lr, checkpoint, state
             )
+        self._stepped(job, version, lr, loss, samples_per_s, done, staleness)
+
+    def _stepped(
+        self,
+        job: ActiveJob,
+        version: int,
+        lr: float,
+        loss: float,
+        samples_per_s: float,
+        done: list[Completion],
+        staleness: int | None = None,
+    ) -> None:
+        """θ is at ``version``: the metric point (with a holdout evaluation when due),
+        the stop rules, the next step at once, and the Redis writes behind it."""
+        t = job.spec.training
         if job.mode == "sync":
             telemetry.record_step(time.monotonic() - job.step_started)
         with self.cond:
@@ -562,11 +646,7 @@ class SchedulerCore:
             point["staleness"] = staleness
         job.restored_from = None
         if version >= job.total_steps or version % t.eval_every == 0:
-            point.update(self._evaluate(job))
-        self.jobs.append_metrics(job.job_id, point)
-        if done[0].layers:  # the derivative diagnostics of one task's minibatch
-            self.diagnostics.append(job.job_id, version, done[0].layers)
-        self.jobs.set_progress(job.job_id, version)
+            point.update(self._evaluate(job, version))
         stop = stopping.check(t, job.total_steps, job.stop, point, time.monotonic())
         with self.cond:
             job.version = version
@@ -576,6 +656,10 @@ class SchedulerCore:
             if stop is not None:
                 self.active.pop(job.job_id, None)
             self.cond.notify_all()
+        if stop is None and job.mode == "sync":
+            self._plan(job)
+        layers = next((d.layers for d in done if d.layers), None)
+        self.publisher.submit(lambda: self._record(job, version, point, layers))
         if stop is not None:  # the final θ is kept as the job's model by _end
             reason = stop.message if stop.status == "FAILED" else None
             self._end(
@@ -585,6 +669,25 @@ class SchedulerCore:
                 reason=reason,
                 message=_with_accuracy(stop.message, point),
             )
+
+    def _record(
+        self,
+        job: ActiveJob,
+        version: int,
+        point: dict[str, Any],
+        layers: list[dict[str, Any]] | None,
+    ) -> None:
+        """A step's point, derivative diagnostics and progress, written to Redis."""
+        try:
+            self.jobs.append_metrics(job.job_id, point)
+            if layers:  # the derivative diagnostics of one task's minibatch
+                self.diagnostics.append(job.job_id, version, layers)
+            self.jobs.set_progress(job.job_id, version)
+        except ValueError:  # the job was stopped meanwhile: its record is closed
+            if self.log:
+                self.log.info("step not recorded: job ended", job_id=job.job_id, step=version)
+        except Exception as e:
+            threading.Thread(target=self._guarded, args=(job, _raiser(e)), daemon=True).start()
 
     def _resync(self, job: ActiveJob) -> None:
         """The parameter server's θ is not where this job thinks it is (it restarted):
@@ -617,10 +720,17 @@ class SchedulerCore:
             if job.mode == "sync":
                 job.queue_step()
             self.cond.notify_all()
+        if job.mode == "sync":
+            self._plan(job)
 
-    def _evaluate(self, job: ActiveJob) -> dict[str, float]:
-        _, params = self.paramserver.pull(job.job_id, -1)
-        assert params is not None
+    def _evaluate(self, job: ActiveJob, version: int) -> dict[str, float]:
+        """Holdout metrics of θ at ``version`` (a plan may still be on its way to the
+        parameter server: wait for it a while; FAILED_PRECONDITION resyncs the job)."""
+        got, params = self.paramserver.pull(
+            job.job_id, -1, min_version=version, wait_seconds=EVAL_WAIT_SECONDS
+        )
+        if got != version or params is None:
+            raise OutOfStepError(f"θ of job {job.job_id} is at version {got}, expected {version}")
         return evaluate(job.net, params, job.split)
 
     def _end(
@@ -634,6 +744,7 @@ class SchedulerCore:
         with self.cond:
             self.active.pop(job_id, None)
             self.cond.notify_all()
+        self.publisher.drain()  # the job's last points are written before its end
         try:
             if status in ("SUCCEEDED", "STOPPED"):  # θ is worth keeping
                 _, params = self.paramserver.pull(job_id, -1)
@@ -675,3 +786,12 @@ def _npz(params: Params) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **params)  # type: ignore[arg-type]
     return buffer.getvalue()
+
+
+def _raiser(error: BaseException) -> Callable[[], None]:
+    """Work that fails with ``error``: hands a background failure to ``_guarded``."""
+
+    def fail() -> None:
+        raise error
+
+    return fail

@@ -38,6 +38,9 @@ class Task:
     indices: Indices
     worker_id: str | None = None
     deadline: float = float("inf")  # monotonic; sync with step_timeout_s only
+    planned: bool = False  # sync: the step's plan is on the parameter server (PushPull)
+    diagnostics: bool = True  # compute per-layer derivative statistics
+    push_wait_s: float = 0.0  # planned: how long the PushPull may wait for the step
 
 
 @dataclass
@@ -81,6 +84,8 @@ class ActiveJob:
     recent_workers: dict[str, float] = field(default_factory=dict)  # id -> last completion
     lost_workers: int = 0  # workers whose lease ran out while they worked on this job
     apply_lock: threading.Lock = field(default_factory=threading.Lock)
+    step_tasks: list[str] = field(default_factory=list)  # sync: this step's, in slot order
+    generation: int = 0  # bumped by every rollback: plans made before it are void
 
     @cached_property
     def model_json(self) -> str:
@@ -113,15 +118,24 @@ class ActiveJob:
             self.batch_rng.bit_generator.state = saved["rng"]
             self.next_slot = int(saved["next_slot"])
         self.version = version
+        self.generation += 1
         self.open.clear()
         self.queue.clear()
         self.done.clear()
         self.closing = False
 
-    def _task(self, slot_rows: Indices, step: int) -> Task:
+    def _task(self, slot_rows: Indices, step: int, diagnostics: bool = True) -> Task:
         task_id = f"{self.job_id}:{step}:{uuid.uuid4().hex[:8]}"
         task = Task(
-            task_id, self.job_id, step, self.version, self.dataset_key, self.model_json, slot_rows
+            task_id,
+            self.job_id,
+            step,
+            self.version,
+            self.dataset_key,
+            self.model_json,
+            slot_rows,
+            planned=self.mode == "sync",
+            diagnostics=diagnostics,
         )
         self.open[task_id] = task
         self.queue.append(task_id)
@@ -132,9 +146,11 @@ class ActiveJob:
         self.done.clear()
         self.step_started = time.monotonic()
         batches = step_batches(self.shards, self.spec.training.batch_size, self.batch_rng)
-        for rows in batches:
-            if len(rows):
-                self._task(rows, self.version)
+        self.step_tasks = [
+            self._task(rows, self.version, diagnostics=slot == 0).task_id
+            for slot, rows in enumerate(batches)
+            if len(rows)
+        ]
 
     def queue_one(self) -> Task:
         """Async/ssp: one task on the current θ, for the next slot in turn."""

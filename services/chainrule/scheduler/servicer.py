@@ -24,6 +24,9 @@ def task_reply(task: Task | None) -> pb.TaskReply:
             dataset_key=task.dataset_key,
             model_json=task.model_json,
             indices=task.indices.tolist(),
+            planned=task.planned,
+            diagnostics=task.diagnostics,
+            push_wait_seconds=task.push_wait_s,
         ),
     )
 

@@ -33,8 +33,8 @@ def build_cache(model_json: str, dataset: bytes) -> JobCache:
     return JobCache(build_mlp(ModelSpec.model_validate_json(model_json)), Split.from_bytes(dataset))
 
 
-def task_gradient(cache: JobCache, indices: np.ndarray) -> Gradient:
-    """Loss, ∂J/∂θ and per-layer diagnostics on the training rows ``indices``."""
+def task_gradient(cache: JobCache, indices: np.ndarray, diagnostics: bool = True) -> Gradient:
+    """Loss, ∂J/∂θ and (if asked) per-layer diagnostics on the training rows ``indices``."""
     if cache.params is None:
         raise RuntimeError("θ has not been pulled for this job")
     n_train = len(cache.split.X_train)
@@ -43,5 +43,8 @@ def task_gradient(cache: JobCache, indices: np.ndarray) -> Gradient:
     net = cache.net
     X = cache.split.X_train[indices]
     y = targets(cache.split.y_train[indices], net.layers[-1], net.head.loss)
+    if not diagnostics:
+        loss, grads = net.loss_and_grad(cache.params, X, y)
+        return Gradient(loss, grads, len(indices))
     loss, grads, layers = net.loss_and_grad(cache.params, X, y, diagnostics=True)
     return Gradient(loss, grads, len(indices), layers)

@@ -21,6 +21,18 @@ from chainrule.store.blobs import BlobStore
 from chainrule.worker.compute import JobCache, build_cache, task_gradient
 
 MAX_CACHED_JOBS = 4
+THETA_WAIT_SECONDS = 10.0
+"""How long a pull waits for θ to reach the version a task was made for."""
+
+
+class StaleTaskError(grpc.RpcError):  # type: ignore[misc]
+    """θ moved past the version a task was made for: the scheduler resynchronises."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.FAILED_PRECONDITION
+
+    def details(self) -> str:
+        return str(self)
 
 
 class WorkerReplacedError(RuntimeError):
@@ -136,26 +148,49 @@ class Worker:
         t0 = time.perf_counter()
         cache = self._job(task)
         if cache.version != task.base_version:
-            version, params = self.paramserver.pull(task.job_id, cache.version)
+            # θ may still be one plan behind the step the scheduler handed out: wait for
+            # it (FAILED_PRECONDITION, and a resync, if it does not come)
+            version, params = self.paramserver.pull(
+                task.job_id, cache.version, task.base_version, THETA_WAIT_SECONDS
+            )
             if params is not None:
                 cache.params = params
             cache.version = version
+            if task.planned and version != task.base_version:  # stale: θ moved past it
+                raise StaleTaskError(
+                    f"task {task.task_id} is for θ version {task.base_version}; the "
+                    f"parameter server is at {version}"
+                )
         t1 = time.perf_counter()
-        result = task_gradient(cache, np.asarray(task.indices, dtype=np.int64))
+        rows = np.asarray(task.indices, dtype=np.int64)
+        result = task_gradient(cache, rows, diagnostics=task.diagnostics or not task.planned)
         t2 = time.perf_counter()
         done.loss, done.samples = result.loss, result.samples
         bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
         if not np.isfinite(result.loss) or bad:
             done.error = f"diverged: loss {result.loss}, non-finite gradient in {bad or 'none'}"
             return
-        self.paramserver.push(
-            task.job_id,
-            task.task_id,
-            task.base_version,
-            result.grads,
-            result.samples,
-            result.loss,
-        )
+        if task.planned:  # the next θ comes back in the same round trip
+            version, params = self.paramserver.push_pull(
+                task.job_id,
+                task.task_id,
+                task.base_version,
+                result.grads,
+                result.samples,
+                result.loss,
+                task.push_wait_seconds,  # the scheduler's: 0 if this worker is needed
+            )
+            if params is not None:
+                cache.params, cache.version = params, version
+        else:
+            self.paramserver.push(
+                task.job_id,
+                task.task_id,
+                task.base_version,
+                result.grads,
+                result.samples,
+                result.loss,
+            )
         t3 = time.perf_counter()
         done.pull_seconds, done.compute_seconds, done.push_seconds = t1 - t0, t2 - t1, t3 - t2
         telemetry.record_task_stages(t1 - t0, t2 - t1, t3 - t2)

@@ -14,7 +14,7 @@ import dataclasses
 import io
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ from chainrule.nn import Params, make_optimizer
 from chainrule.nn.train import accuracy
 from chainrule.paramserver.client import JobStatus as ParamServerStatus
 from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFound
-from chainrule.paramserver.state import OutOfOrderError, ParameterStore
+from chainrule.paramserver.state import OutOfOrderError, ParameterStore, StepPlan
 from chainrule.scheduler import core as core_module
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
 from chainrule.scheduler.core import Completion, SchedulerCore, Task
@@ -208,6 +208,17 @@ class FakeCheckpoints:
         return None if data is None else Checkpoint.from_bytes(data)
 
 
+class InlinePublisher:
+    """The scheduler's step publisher without its thread: work runs when submitted, so
+    a test sees plans registered and points written as soon as a step closes."""
+
+    def submit(self, work: Callable[[], None]) -> None:
+        work()
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        return True
+
+
 class FakeParamServer:
     """The real ParameterStore behind the ParamServer protocol, with errors as gRPC
     status codes the way ParamServerClient raises them, minus the network."""
@@ -235,10 +246,14 @@ class FakeParamServer:
             options = {**(hyper or {}), **(flags or {})}
             return self.store.create(job_id, params, optimizer, options)
 
-    def pull(self, job_id: str, have_version: int = -1) -> tuple[int, Params | None]:
+    def pull(
+        self, job_id: str, have_version: int = -1, min_version: int = 0, wait_seconds: float = 0.0
+    ) -> tuple[int, Params | None]:
         with rpc_errors():
             job = self.store.job(job_id)
             with job.lock:
+                if not job.wait_for(min_version, wait_seconds):
+                    raise OutOfOrderError(f"version {min_version} not reached")
                 if have_version == job.version:
                     return job.version, None
                 return job.version, {k: v.copy() for k, v in job.params.items()}
@@ -246,8 +261,45 @@ class FakeParamServer:
     def push(
         self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
     ) -> bool:
-        with rpc_errors():
+        with rpc_errors(), self._recording_plans(job_id, task_id):
             return self.store.push(job_id, task_id, base_version, grads, samples, loss)
+
+    def plan(
+        self,
+        job_id: str,
+        step: int,
+        task_ids: list[str],
+        lr: float,
+        quorum: int = 0,
+        checkpoint: bool = False,
+        scheduler_state: str = "",
+        epoch: int = 0,
+    ) -> tuple[int, bool]:
+        if self.apply_failure is not None:
+            raise self.apply_failure
+        planned = StepPlan(tuple(task_ids), lr, quorum or len(task_ids), False, "", epoch)
+        with rpc_errors(), self._recording_plans(job_id, None, planned):
+            return self.store.plan(
+                job_id, step, task_ids, lr, quorum, checkpoint, scheduler_state, epoch
+            )
+
+    @contextmanager
+    def _recording_plans(
+        self, job_id: str, task_id: str | None, planned: StepPlan | None = None
+    ) -> Iterator[None]:
+        """A plan this call lets the store apply is recorded in ``applied``, as an Apply
+        would be: (job, step, the task ids summed, lr)."""
+        job = self.store._jobs.get(job_id)
+        if job is None:
+            yield
+            return
+        version = job.version
+        plan = planned or job.plans.get(version)
+        buffered = set(job.buffers) | {task_id}
+        yield
+        if job.version > version and plan is not None:
+            arrived = [t for t in plan.task_ids if t in buffered][: plan.needed]
+            self.applied.append((job_id, version, arrived, plan.lr))
 
     def apply(
         self,
@@ -426,7 +478,15 @@ def make_stack(lease_seconds: float = 10.0) -> Stack:
     blobs, diagnostics = FakeBlobs(), FakeDiagnostics()
     acks: list[str] = []
     core = SchedulerCore(
-        jobs, blobs, FakeDatasets(), diagnostics, ps, PREFIX, acks.append, lease_seconds
+        jobs,
+        blobs,
+        FakeDatasets(),
+        diagnostics,
+        ps,
+        PREFIX,
+        acks.append,
+        lease_seconds,
+        publisher=InlinePublisher(),
     )
     return Stack(core, jobs, ps, blobs, diagnostics, acks)
 
@@ -586,15 +646,17 @@ def test_a_step_closes_only_when_all_of_its_tasks_have_completed(stack: Stack) -
     spec = job_spec(samples=10, workers=3, batch_size=8, steps=3, eval_every=10)
     job_id, team = start(stack, spec)
     taken = take_all(team)
-    gradients = [worker.compute(task) for worker, task in taken]
+    gradients = []
+    for worker, task in taken:
+        assert stack.ps.applied == []  # the plan applies when its last gradient is in
+        gradients.append(worker.compute(task))
     assert sorted(g.samples for g in gradients) == [2, 3, 3]
+    assert stack.ps.theta(job_id)[0] == 1
 
     for (worker, task), gradient in zip(taken[:2], gradients[:2], strict=True):
         worker.complete(task, gradient)
-        assert stack.ps.applied == []
         assert stack.jobs.points[job_id] == []
         assert stack.jobs.record(job_id).step == 0
-        assert stack.ps.theta(job_id)[0] == 0
         assert all(w.take() is None for w in team)  # no step-1 task before step 0 closes
 
     worker, task = taken[2]
@@ -800,12 +862,15 @@ def test_a_step_that_fails_to_apply_otherwise_fails_the_job_instead_of_hanging(
         worker.run(task)
     stack.ps.apply_failure = RuntimeError("checkpoint store unreachable")
     for worker, task in take_all(team):
-        worker.run(task)
+        worker.run(task)  # step 1 is applied; registering step 2's plan fails
 
+    deadline = time.monotonic() + 10  # the failure is handled off the closing thread
+    while stack.jobs.record(job_id).status is not JobStatus.FAILED:
+        assert time.monotonic() < deadline, stack.jobs.record(job_id)
+        time.sleep(0.01)
     record = stack.jobs.record(job_id)
-    assert record.status is JobStatus.FAILED
     assert record.failure_reason == (
-        "could not complete step 1: RuntimeError: checkpoint store unreachable"
+        "could not complete step 2: RuntimeError: checkpoint store unreachable"
     )
     assert stack.acks == ["m1"]
     assert not stack.ps.has_job(job_id)
@@ -928,7 +993,14 @@ def test_a_job_a_dead_scheduler_was_running_resumes_from_its_checkpoint(stack: S
     # the scheduler dies; a new one reads the job's message again
     acks: list[str] = []
     core = SchedulerCore(
-        stack.jobs, stack.blobs, FakeDatasets(), stack.diagnostics, stack.ps, PREFIX, acks.append
+        stack.jobs,
+        stack.blobs,
+        FakeDatasets(),
+        stack.diagnostics,
+        stack.ps,
+        PREFIX,
+        acks.append,
+        publisher=InlinePublisher(),
     )
     restarted = Stack(core, stack.jobs, stack.ps, stack.blobs, stack.diagnostics, acks)
     new_team = workers(restarted, 2)
