@@ -286,3 +286,21 @@ def test_the_store_runs_on_an_embedded_redis(tmp_path: Path, spec: JobSpec) -> N
         assert other.metrics(job_id)[0]["eval_accuracy"] == 0.5
     finally:
         embedded.shutdown(nosave=True)
+
+
+def test_a_point_can_carry_the_progress_of_a_running_job(
+    job_store: JobStore, spec: JobSpec
+) -> None:
+    """One round trip per step: the point and the job's step together; the step only
+    while the job runs and within its total."""
+    pending = job_store.submit(spec).id
+    job_store.append_metrics(pending, point(1), progress=1)
+    assert job_store.get(pending).step == 0  # PENDING: no progress
+    job_id = running(job_store, spec)
+    job_store.append_metrics(job_id, point(2), progress=2)
+    assert job_store.get(job_id).step == 2
+    job_store.append_metrics(job_id, point(3), progress=10**9)  # beyond the total of 2000
+    assert job_store.get(job_id).step == 2
+    assert [p["step"] for p in job_store.metrics(job_id)] == [2, 3]
+    with pytest.raises(ValueError, match="progress must be an integer >= 0; got -1"):
+        job_store.append_metrics(job_id, point(4), progress=-1)

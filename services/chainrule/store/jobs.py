@@ -108,15 +108,23 @@ return {status, total}
 """
 # XADD to the metrics stream only if the job exists, so no orphan streams appear, and to
 # the events stream too unless the job has ended (its 'end' event stays the last one).
-# KEYS: record, metrics, events; ARGV: the event's JSON, then the point's field pairs.
+# With a progress step, a RUNNING job's step is set too (as _SET_PROGRESS, in the same
+# round trip). KEYS: record, metrics, events; ARGV: the event's JSON, the progress step
+# ('' for none), then the point's field pairs.
 _APPEND_METRICS = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
 local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 if status == 'PENDING' or status == 'RUNNING' then
   redis.call('XADD', KEYS[3], '*', 'event', 'metrics', 'data', ARGV[1])
+end
+if ARGV[2] ~= '' and status == 'RUNNING' then
+  local total = redis.call('HGET', KEYS[1], 'total_steps')
+  if tonumber(ARGV[2]) <= tonumber(total) then
+    redis.call('HSET', KEYS[1], 'step', ARGV[2])
+  end
 end
 return id
 """
@@ -507,9 +515,12 @@ class JobStore:
 
     # -- metrics and events -------------------------------------------------------------
 
-    def append_metrics(self, job_id: str, point: Mapping[str, object]) -> str:
+    def append_metrics(
+        self, job_id: str, point: Mapping[str, object], progress: int | None = None
+    ) -> str:
         """Add one point to the job's metric series (and, while the job has not ended, to
-        its events); returns the metric stream entry id.
+        its events); returns the metric stream entry id. With ``progress``, a RUNNING
+        job's step is set to it in the same round trip (ignored if it exceeds the total).
 
         ``point`` has step, loss, lr, samples_per_s, active_workers, optionally time
         (Unix seconds, default now), eval_loss and eval_accuracy; ValueError otherwise.
@@ -518,7 +529,10 @@ class JobStore:
         if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
         event = metrics_data(decode_point(fields))
-        args = [event, *(item for pair in fields.items() for item in pair)]
+        if progress is not None and (not isinstance(progress, int) or progress < 0):
+            raise ValueError(f"progress must be an integer >= 0; got {progress!r}")
+        step = "" if progress is None else str(progress)
+        args = [event, step, *(item for pair in fields.items() for item in pair)]
         entry_id = self._append_metrics(
             keys=[self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id)],
             args=args,

@@ -156,10 +156,15 @@ class FakeJobs:
             raise ValueError(f"step must lie in [0, {record.total_steps}]; got {step}")
         self.records[job_id] = dataclasses.replace(record, step=step)
 
-    def append_metrics(self, job_id: str, point: Mapping[str, object]) -> str:
+    def append_metrics(
+        self, job_id: str, point: Mapping[str, object], progress: int | None = None
+    ) -> str:
         fields = encode_point(point, time.time())  # the store's own validation
-        self.record(job_id)
+        record = self.record(job_id)
         self.points[job_id].append(decode_point(fields))
+        running = record.status is JobStatus.RUNNING
+        if progress is not None and running and progress <= record.total_steps:
+            self.records[job_id] = dataclasses.replace(record, step=progress)  # as the script
         return f"{len(self.points[job_id])}-0"
 
     def stop_requested(self, job_id: str) -> bool:
