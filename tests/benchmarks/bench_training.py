@@ -38,6 +38,7 @@ import importlib
 import io
 import multiprocessing as mp
 import os
+import socket
 import statistics
 import sys
 import threading
@@ -109,6 +110,8 @@ class Rate:
 class Results:
     rtt_s: float = float("nan")
     echo_s: float = float("nan")
+    tcp_rtt_s: float = float("nan")
+    tcp_echo_s: float = float("nan")
     echo_bytes: int = 4_000_000
     inproc: dict[str, Rate] = field(default_factory=dict)
     inproc_diag: dict[str, Rate] = field(default_factory=dict)
@@ -127,10 +130,11 @@ def say(message: str) -> None:
 
 
 class OtherLoad:
-    """The share of the host's cores that processes other than this benchmark's (itself
-    and all its descendants: the stack, Ray, the echo server) keep busy, by phase, read
-    from /proc every second. The machines here are shared; this says when a figure is
-    low because of someone else. Linux only (elsewhere it reports nothing)."""
+    """The share of the host's cores kept busy by work other than this benchmark's
+    (itself and all its descendants: the stack, Ray, the echo server), by phase: other
+    processes, and time the hypervisor steals. Read from /proc every second. Machines
+    here are shared; this says when a figure is low because of someone else. Linux
+    only (elsewhere it reports nothing)."""
 
     def __init__(self, interval: float = 1.0) -> None:
         self.phase = "start"
@@ -157,15 +161,18 @@ class OtherLoad:
             now = self._ticks()
             if now is None or last is None:
                 return
-            busy, total, mine = (a - b for a, b in zip(now, last, strict=True))
+            # per process of the tree: a process born meanwhile counts all its ticks, one
+            # that ended meanwhile loses its last second (children's ticks are not used:
+            # reaping one would count its whole life again)
+            mine = sum(max(0, t - last[2].get(pid, 0)) for pid, t in now[2].items())
             entry = self.busy.setdefault(self.phase, [0, 0])
-            entry[0] += max(0, busy - mine)
-            entry[1] += total
+            entry[0] += max(0, now[0] - last[0] - mine)
+            entry[1] += now[1] - last[1]
             last = now
 
     @staticmethod
-    def _ticks() -> tuple[int, int, int] | None:
-        """(busy ticks of all cores, all ticks, ticks of this process tree)."""
+    def _ticks() -> tuple[int, int, dict[int, int]] | None:
+        """(busy ticks of all cores, all ticks, {pid: ticks} of this process tree)."""
         try:
             with open("/proc/stat") as f:
                 cpu = [int(v) for v in f.readline().split()[1:9]]
@@ -181,16 +188,17 @@ class OtherLoad:
                     continue
                 pid = int(entry.name)
                 parents[pid] = int(fields[1])
-                used[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+                used[pid] = int(fields[11]) + int(fields[12])  # utime + stime
         except OSError:
             return None
         children: dict[int, list[int]] = {}
         for pid, parent in parents.items():
             children.setdefault(parent, []).append(pid)
-        mine, todo = 0, [os.getpid()]
+        mine: dict[int, int] = {}
+        todo = [os.getpid()]
         while todo:
             pid = todo.pop()
-            mine += used.get(pid, 0)
+            mine[pid] = used.get(pid, 0)
             todo.extend(children.get(pid, []))
         idle = cpu[3] + cpu[4]  # idle, iowait
         return sum(cpu) - idle, sum(cpu), mine
@@ -263,8 +271,30 @@ def echo_server(ports: Any) -> None:
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port(f"{HOST}:0")
     server.start()
-    ports.put(port)
+    tcp = socket.create_server((HOST, 0))
+    threading.Thread(target=_tcp_echo, args=(tcp,), daemon=True).start()
+    ports.put((port, tcp.getsockname()[1]))
     server.wait_for_termination()
+
+
+def _tcp_echo(listener: socket.socket) -> None:
+    """Raw TCP beside it: an 8-byte length, then that many bytes, sent back."""
+    conn, _ = listener.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with conn:
+        while header := _recv_exactly(conn, 8):
+            conn.sendall(_recv_exactly(conn, int.from_bytes(header, "little")))
+
+
+def _recv_exactly(conn: socket.socket, n: int) -> bytes:
+    buffer = bytearray(n)
+    view, got = memoryview(buffer), 0
+    while got < n:
+        k = conn.recv_into(view[got:])
+        if not k:
+            return b""
+        got += k
+    return bytes(buffer)
 
 
 def median_call(call: Callable[[bytes], bytes], payload: bytes, rounds: int) -> float:
@@ -279,13 +309,13 @@ def median_call(call: Callable[[bytes], bytes], payload: bytes, rounds: int) -> 
 
 
 def bench_floor(results: Results, quick: bool) -> None:
-    say("floor: bare grpcio echo")
+    say("floor: bare grpcio and raw TCP echo")
     context = mp.get_context("spawn")
     ports = context.Queue()
     server = context.Process(target=echo_server, args=(ports,), daemon=True)
     server.start()
     try:
-        port = ports.get(timeout=60)
+        port, tcp_port = ports.get(timeout=60)
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -296,6 +326,16 @@ def bench_floor(results: Results, quick: bool) -> None:
             results.rtt_s = median_call(echo, b"x" * 16, 200 if quick else 500)
             payload = os.urandom(results.echo_bytes)
             results.echo_s = median_call(echo, payload, 10 if quick else 30)
+        with socket.create_connection((HOST, tcp_port)) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def tcp_echo(data: bytes) -> bytes:
+                conn.sendall(len(data).to_bytes(8, "little"))
+                conn.sendall(data)
+                return _recv_exactly(conn, len(data))
+
+            results.tcp_rtt_s = median_call(tcp_echo, b"x" * 16, 200 if quick else 500)
+            results.tcp_echo_s = median_call(tcp_echo, payload, 10 if quick else 30)
     finally:
         server.terminate()
         server.join(timeout=10)
@@ -318,7 +358,7 @@ def bench_in_process(model: Model, steps: int, diagnostics: bool = False) -> Rat
     def step() -> None:
         rows = rng.integers(0, len(X), size=n)
         y = targets(labels[rows], net.layers[-1], net.head.loss)
-        if diagnostics:  # what a chainrule worker computes with every gradient
+        if diagnostics:  # with the per-layer diagnostics chainrule's workers report
             _, grads, _ = net.loss_and_grad(params, X[rows], y, diagnostics=True)
         else:
             _, grads = net.loss_and_grad(params, X[rows], y)
@@ -388,6 +428,8 @@ def bench_ray(ray: Any, models: list[tuple[Model, int]], results: Results) -> No
     say("ray: starting")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
     try:
+        if __name__ != "__main__":  # imported: ship the actor classes by value, not by name
+            ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
         server_class = ray.remote(ParameterServer)
         worker_class = ray.remote(DataWorker)
         for model, steps in models:
@@ -571,13 +613,17 @@ def report(
         return "n/a" if a is None or b is None else f"{a.samples_per_s / b.samples_per_s:.2f}"
 
     rtt_us = results.rtt_s * 1e6
-    echo_gbs = results.echo_bytes / results.echo_s / 1e9
-    print("floor: bare grpcio, generic handler, raw bytes, echo server in another process")
-    print(f"  tiny RTT (16 B)                   : {rtt_us:8.1f} µs (median)")
-    print(
-        f"  4 MB echo                         : {results.echo_s * 1e3:8.2f} ms "
-        f"{echo_gbs:6.2f} GB/s (4 MB / round trip; 4 MB travels each way)"
-    )
+    mb = results.echo_bytes / 1e6
+    print(f"floor: an echo server in another process, median round trips (4 MB: {mb:.0f} MB")
+    print("each way; GB/s is 4 MB / round trip)")
+    for label, rtt, echo in (
+        ("bare grpcio, generic handler, bytes", results.rtt_s, results.echo_s),
+        ("raw loopback TCP, same payloads", results.tcp_rtt_s, results.tcp_echo_s),
+    ):
+        print(
+            f"  {label:<36}: 16 B {rtt * 1e6:7.1f} µs   4 MB {echo * 1e3:6.2f} ms "
+            f"{results.echo_bytes / echo / 1e9:5.2f} GB/s"
+        )
     print(f"BLAS threads: {', '.join(f'{k} {v}' for k, v in results.threads.items())}")
     for model, steps in models:
         name = model.name

@@ -10,6 +10,7 @@ variables that compose and Kubernetes set.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -64,6 +65,9 @@ class StackConfig:
     log_dir: Path | None = None  # None: a temporary directory
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_ports: bool = False  # each service its own free CHAINRULE_METRICS_PORT
+    # θ and gradients through a private directory in /dev/shm (CHAINRULE_SHM_DIR), as all
+    # the processes share this host; False (or no usable /dev/shm): over TCP
+    shared_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.paramservers < 1:
@@ -111,6 +115,7 @@ class LocalStack:
         self._worker_count = 0
         self.redis_url = config.redis_url or ""
         self.metrics_ports: dict[str, int] = {}  # process name -> its metrics port
+        self.shm_dir = ""  # made by start() when config.shared_memory
 
     @property
     def gateway_url(self) -> str:
@@ -138,11 +143,14 @@ class LocalStack:
             "CHAINRULE_SCHEDULER": ",".join(schedulers),
             "CHAINRULE_GATEWAY_HOST": HOST,
             "CHAINRULE_GATEWAY_PORT": str(c.gateway_port),
+            "CHAINRULE_SHM_DIR": self.shm_dir,
             **c.extra_env,
         }
 
     def start(self, timeout: float = 60.0) -> None:
         try:
+            if self.config.shared_memory and not self.shm_dir:
+                self.shm_dir = _private_shm_dir()
             if not self.redis_url:
                 self._start_embedded_redis()
             for name in self.config.paramserver_names:
@@ -205,6 +213,9 @@ class LocalStack:
         if self._embedded is not None:
             self._embedded.shutdown()
             self._embedded = None
+        if self.shm_dir:
+            shutil.rmtree(self.shm_dir, ignore_errors=True)
+            self.shm_dir = ""
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -264,6 +275,13 @@ class LocalStack:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{name} at {url} was not healthy within {timeout:.0f} s")
+
+
+def _private_shm_dir() -> str:
+    """A new directory of this user's (mode 0700) in /dev/shm, or "" where there is none."""
+    if not os.access("/dev/shm", os.W_OK):
+        return ""
+    return tempfile.mkdtemp(prefix="chainrule-", dir="/dev/shm")
 
 
 def wait_grpc_healthy(target: str, timeout: float, check_alive: Callable[[], None]) -> None:

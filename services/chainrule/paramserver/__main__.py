@@ -22,13 +22,16 @@ def main() -> None:
     if settings.redis_url:
         client = redis.Redis.from_url(settings.redis_url)  # binary values: no decoding
         checkpoints = CheckpointStore(client, settings.key_prefix, settings.paramserver_shard)
-    server, port = serve(settings.paramserver_listen, ParameterStore(checkpoints))
+    server, port = serve(
+        settings.paramserver_listen, ParameterStore(checkpoints), settings.shm_dir or None
+    )
     log.info(
         "serving",
         listen=settings.paramserver_listen,
         port=port,
         shard=settings.paramserver_shard,
         checkpoints=bool(checkpoints),
+        shm_dir=settings.shm_dir or None,
     )
     wait_for_shutdown()
     server.stop(grace=2).wait()

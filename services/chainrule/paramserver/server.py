@@ -12,8 +12,10 @@ from chainrule.rpc.v1 import paramserver_pb2
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 
-def serve(address: str, store: ParameterStore | None = None) -> tuple[grpc.Server, int]:
-    servicer = ParamServerServicer(store or ParameterStore())
+def serve(
+    address: str, store: ParameterStore | None = None, shm_dir: str | None = None
+) -> tuple[grpc.Server, int]:
+    servicer = ParamServerServicer(store or ParameterStore(), shm_dir)
     return start_server(
         lambda s: add_to_server(servicer, s),
         [SERVICE_NAME],

@@ -150,6 +150,20 @@ def frame(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> byte
     """``message`` (a request or reply with a ``repeated Tensor`` field named
     ``tensors_field``, an ``align`` and a ``payload`` field) serialized with ``arrays``
     as its tensors, their bytes in the payload. One copy of each array."""
+    chunks = describe(message, tensors_field, arrays)
+    head = message.SerializeToString()
+    fields = message.DESCRIPTOR.fields_by_name
+    payload_len = sum(len(c) for c in chunks)
+    payload_tag = _varint(fields["payload"].number << 3 | _WIRE_LEN) + _varint(payload_len)
+    align_tag = _varint(fields["align"].number << 3 | _WIRE_LEN)
+    used = len(head) + len(align_tag) + 1 + len(payload_tag)
+    pad = -used % ALIGN  # the align field carries pad bytes (< 8, so a 1-byte length)
+    return b"".join([head, align_tag, bytes([pad]), b"\0" * pad, payload_tag, *chunks])
+
+
+def describe(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> list[Any]:
+    """Add ``arrays``' names, dtypes and shapes to ``message``'s tensor list; returns the
+    payload as chunks (views of the arrays, and zero padding) to be written back to back."""
     chunks: list[Any] = []
     tensors = getattr(message, tensors_field)
     for name, array in arrays.items():
@@ -160,14 +174,7 @@ def frame(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> byte
         pad = _padded(arr.nbytes) - arr.nbytes
         if pad:
             chunks.append(b"\0" * pad)
-    head = message.SerializeToString()
-    fields = message.DESCRIPTOR.fields_by_name
-    payload_len = sum(len(c) for c in chunks)
-    payload_tag = _varint(fields["payload"].number << 3 | _WIRE_LEN) + _varint(payload_len)
-    align_tag = _varint(fields["align"].number << 3 | _WIRE_LEN)
-    used = len(head) + len(align_tag) + 1 + len(payload_tag)
-    pad = -used % ALIGN  # the align field carries pad bytes (< 8, so a 1-byte length)
-    return b"".join([head, align_tag, bytes([pad]), b"\0" * pad, payload_tag, *chunks])
+    return chunks
 
 
 def encode_meta(name: str, array: Array) -> tensor_pb2.Tensor:

@@ -22,4 +22,7 @@ class WorkerSettings(BaseSettings):
     # scale by processes, one or more per core; each using every core's BLAS thread would
     # oversubscribe the host (on 2 cores, 2 workers with 2 threads each ran 1.5x slower)
     blas_threads: int = Field(default=1, ge=1, le=256)
+    # CHAINRULE_SHM_DIR: same host only — tensor payloads through files in this private
+    # (0700) tmpfs directory instead of gRPC (chainrule up sets one); unset: TCP only
+    shm_dir: str | None = None
     metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off
