@@ -136,7 +136,7 @@ APPLY_SECONDS = Histogram(
 )
 STEPS_TOTAL = Counter(
     "chainrule_scheduler_steps_total",
-    "Updates of θ applied (one per Apply), by consistency mode.",
+    "Updates of θ applied (an Apply in async/ssp, a planned step in sync), by mode.",
     ["mode"],
     registry=None,
 )
@@ -385,8 +385,10 @@ def apply_timer(mode: str) -> Iterator[None]:
 
 
 def record_step(seconds: float) -> None:
-    """A sync step closed: ``seconds`` from its tasks being queued to its Apply returning."""
+    """A sync step closed: ``seconds`` from its tasks being queued to its last Complete
+    (its plan was applied by the parameter server when its last gradient came in)."""
     STEP_SECONDS.observe(seconds)
+    STEPS_TOTAL.labels(mode="sync").inc()
 
 
 def record_staleness(mode: str, versions: int) -> None:

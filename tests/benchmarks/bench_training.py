@@ -24,7 +24,9 @@ Every framework trains with 2 workers, SGD (momentum 0.9) and the gradient of
     checkpoints are timed. Async mode too (there a step is one worker's gradient).
 
 Besides, a floor: a bare grpcio echo (generic handler, raw bytes, server in another
-process): tiny round trip and 4 MB echo; chainrule's tiny sync step as a multiple of it.
+process), tiny round trip and 4 MB echo, with raw loopback TCP to the same process for
+scale; chainrule's tiny sync step as a multiple of the bare gRPC round trip. And the
+share of the cores other work took during each phase (the machines are shared).
 
 Prints figures and ratios; asserts nothing about time (machines here are shared).
 Run: ``make bench`` or ``python tests/benchmarks/bench_training.py [--quick]``; Ray comes
@@ -46,6 +48,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from queue import Empty
 from typing import Any
 
 import grpc
@@ -129,16 +132,29 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+@dataclass
+class _Sample:
+    busy: int  # ticks of all cores not idle
+    total: int
+    mine: dict[int, int]  # pid -> utime + stime, this process and its descendants
+    others: dict[int, int]  # the same for every other process
+
+
 class OtherLoad:
     """The share of the host's cores kept busy by work other than this benchmark's
     (itself and all its descendants: the stack, Ray, the echo server), by phase: other
     processes, and time the hypervisor steals. Read from /proc every second. Machines
-    here are shared; this says when a figure is low because of someone else. Linux
-    only (elsewhere it reports nothing)."""
+    here are shared; this says when a figure is low because of someone else, and who.
+    Linux only (elsewhere it reports nothing)."""
 
     def __init__(self, interval: float = 1.0) -> None:
         self.phase = "start"
         self.busy: dict[str, list[int]] = {}  # phase -> [others' ticks, all ticks]
+        self.by_command: dict[str, int] = {}  # another process's command line -> ticks
+        self._commands: dict[int, str] = {}
+        # processes of ours that are not our descendants (a daemonized Redis), by a
+        # piece of their command line
+        self.adopted: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
 
@@ -155,24 +171,52 @@ class OtherLoad:
     def shares(self) -> dict[str, float]:
         return {phase: others / max(total, 1) for phase, (others, total) in self.busy.items()}
 
+    def busiest(self, n: int = 3) -> list[tuple[str, float]]:
+        """The ``n`` other command lines that used the most CPU, in CPU seconds."""
+        ranked = sorted(self.by_command.items(), key=lambda kv: -kv[1])[:n]
+        hz = os.sysconf("SC_CLK_TCK")
+        return [(command[:80], ticks / hz) for command, ticks in ranked if ticks]
+
     def _run(self, interval: float) -> None:
-        last = self._ticks()
+        last = self._sample()
         while not self._stop.wait(interval):
-            now = self._ticks()
+            now = self._sample()
             if now is None or last is None:
                 return
-            # per process of the tree: a process born meanwhile counts all its ticks, one
-            # that ended meanwhile loses its last second (children's ticks are not used:
-            # reaping one would count its whole life again)
-            mine = sum(max(0, t - last[2].get(pid, 0)) for pid, t in now[2].items())
+            # per process: one born meanwhile counts all its ticks, one that ended
+            # meanwhile loses its last second (children's ticks are not used: reaping
+            # one would count its whole life again)
+            mine = sum(max(0, t - last.mine.get(pid, 0)) for pid, t in now.mine.items())
+            for pid, ticks in now.others.items():
+                used = ticks - last.others.get(pid, 0)
+                if used <= 0:
+                    continue
+                command = self._command(pid)
+                if any(text in command for text in self.adopted):
+                    mine += used
+                else:
+                    self.by_command[command] = self.by_command.get(command, 0) + used
             entry = self.busy.setdefault(self.phase, [0, 0])
-            entry[0] += max(0, now[0] - last[0] - mine)
-            entry[1] += now[1] - last[1]
+            entry[0] += max(0, now.busy - last.busy - mine)
+            entry[1] += now.total - last.total
             last = now
 
+    def _command(self, pid: int) -> str:
+        if pid not in self._commands:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    words = f.read().split(b"\0")
+                text = " ".join(w.decode(errors="replace") for w in words if w)
+                if not text:  # a kernel thread
+                    with open(f"/proc/{pid}/comm") as f:
+                        text = f"[{f.read().strip()}]"
+            except OSError:
+                text = f"pid {pid}"
+            self._commands[pid] = text
+        return self._commands[pid]
+
     @staticmethod
-    def _ticks() -> tuple[int, int, dict[int, int]] | None:
-        """(busy ticks of all cores, all ticks, {pid: ticks} of this process tree)."""
+    def _sample() -> _Sample | None:
         try:
             with open("/proc/stat") as f:
                 cpu = [int(v) for v in f.readline().split()[1:9]]
@@ -198,10 +242,10 @@ class OtherLoad:
         todo = [os.getpid()]
         while todo:
             pid = todo.pop()
-            mine[pid] = used.get(pid, 0)
+            mine[pid] = used.pop(pid, 0)
             todo.extend(children.get(pid, []))
         idle = cpu[3] + cpu[4]  # idle, iowait
-        return sum(cpu) - idle, sum(cpu), mine
+        return _Sample(sum(cpu) - idle, sum(cpu), mine, used)
 
 
 def dataset(model: Model) -> tuple[np.ndarray, np.ndarray]:
@@ -278,26 +322,30 @@ def echo_server(ports: Any) -> None:
 
 
 def _tcp_echo(listener: socket.socket) -> None:
-    """Raw TCP beside it: an 8-byte length, then that many bytes, sent back."""
+    """Raw TCP beside it: an 8-byte length, then that many bytes, sent back (into and
+    out of one buffer: fresh 4 MB buffers would time page faults, not the transport)."""
     conn, _ = listener.accept()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    header, buffer = memoryview(bytearray(8)), memoryview(bytearray(MAX_MESSAGE))
     with conn:
-        while header := _recv_exactly(conn, 8):
-            conn.sendall(_recv_exactly(conn, int.from_bytes(header, "little")))
+        while _recv_into(conn, header):
+            n = int.from_bytes(header, "little")
+            _recv_into(conn, buffer[:n])
+            conn.sendall(buffer[:n])
 
 
-def _recv_exactly(conn: socket.socket, n: int) -> bytes:
-    buffer = bytearray(n)
-    view, got = memoryview(buffer), 0
-    while got < n:
+def _recv_into(conn: socket.socket, view: memoryview) -> bool:
+    """Fill ``view`` from ``conn``; False if the peer closed first."""
+    got = 0
+    while got < len(view):
         k = conn.recv_into(view[got:])
         if not k:
-            return b""
+            return False
         got += k
-    return bytes(buffer)
+    return True
 
 
-def median_call(call: Callable[[bytes], bytes], payload: bytes, rounds: int) -> float:
+def median_call(call: Callable[[bytes], object], payload: bytes, rounds: int) -> float:
     for _ in range(max(5, rounds // 10)):
         call(payload)
     times = []
@@ -308,6 +356,18 @@ def median_call(call: Callable[[bytes], bytes], payload: bytes, rounds: int) -> 
     return statistics.median(times)
 
 
+def _first_from(queue: Any, child: Any, timeout: float) -> Any:
+    """The first item ``child`` puts on ``queue``; an error as soon as it has died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return queue.get(timeout=0.5)
+        except Empty:
+            if not child.is_alive():
+                raise RuntimeError(f"the echo server exited ({child.exitcode})") from None
+    raise TimeoutError(f"the echo server did not start within {timeout:.0f} s")
+
+
 def bench_floor(results: Results, quick: bool) -> None:
     say("floor: bare grpcio and raw TCP echo")
     context = mp.get_context("spawn")
@@ -315,7 +375,7 @@ def bench_floor(results: Results, quick: bool) -> None:
     server = context.Process(target=echo_server, args=(ports,), daemon=True)
     server.start()
     try:
-        port, tcp_port = ports.get(timeout=60)
+        port, tcp_port = _first_from(ports, server, timeout=60)
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -329,10 +389,12 @@ def bench_floor(results: Results, quick: bool) -> None:
         with socket.create_connection((HOST, tcp_port)) as conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-            def tcp_echo(data: bytes) -> bytes:
+            echoed = memoryview(bytearray(len(payload)))
+
+            def tcp_echo(data: bytes) -> object:
                 conn.sendall(len(data).to_bytes(8, "little"))
                 conn.sendall(data)
-                return _recv_exactly(conn, len(data))
+                return _recv_into(conn, echoed[: len(data)])
 
             results.tcp_rtt_s = median_call(tcp_echo, b"x" * 16, 200 if quick else 500)
             results.tcp_echo_s = median_call(tcp_echo, payload, 10 if quick else 30)
@@ -567,13 +629,15 @@ def breakdown(before: Scrape, after: Scrape, steps: int) -> list[str]:
     return [f"{group}: {', '.join(items)}" for group, items in rows.items()]
 
 
-def bench_chainrule(models: list[tuple[Model, int]], results: Results) -> None:
+def bench_chainrule(models: list[tuple[Model, int]], results: Results, others: OtherLoad) -> None:
     say("chainrule: starting the local stack")
     config = StackConfig.on_free_ports(workers=WORKERS, metrics_ports=True)
     with (
         LocalStack(config) as stack,
         httpx.Client(base_url=stack.gateway_url, timeout=60) as api,
     ):
+        if stack.redis_url.startswith("unix://"):  # the embedded Redis daemonizes itself
+            others.adopted.add(stack.redis_url.removeprefix("unix://"))
         results.threads["chainrule workers"] = "1 (CHAINRULE_BLAS_THREADS default)"
         for model, steps in models:
             say(f"chainrule: uploading the {model.name} dataset")
@@ -597,7 +661,7 @@ def bench_chainrule(models: list[tuple[Model, int]], results: Results) -> None:
 def report(
     results: Results,
     models: list[tuple[Model, int]],
-    others: dict[str, float],
+    others: OtherLoad,
     elapsed: float,
 ) -> None:
     def line(label: str, rate: Rate | None, extra: str = "") -> None:
@@ -614,8 +678,8 @@ def report(
 
     rtt_us = results.rtt_s * 1e6
     mb = results.echo_bytes / 1e6
-    print(f"floor: an echo server in another process, median round trips (4 MB: {mb:.0f} MB")
-    print("each way; GB/s is 4 MB / round trip)")
+    print(f"floor: echo servers in another process, median round trips ({mb:.0f} MB goes")
+    print(f"each way; GB/s = {mb:.0f} MB / round trip)")
     for label, rtt, echo in (
         ("bare grpcio, generic handler, bytes", results.rtt_s, results.echo_s),
         ("raw loopback TCP, same payloads", results.tcp_rtt_s, results.tcp_echo_s),
@@ -656,10 +720,13 @@ def report(
             for row in rows:
                 print(f"    {row}")
     print()
-    shares = ", ".join(f"{phase} {share:.0%}" for phase, share in others.items())
-    print(f"other processes' share of the {os.cpu_count()} cores, by phase: {shares or 'n/a'}")
-    if any(share > 0.1 for share in others.values()):
-        print("  (well above 0%: something else shared the cores; those figures are low)")
+    shares = ", ".join(f"{phase} {share:.0%}" for phase, share in others.shares().items())
+    print(f"other work's share of the {os.cpu_count()} cores, by phase: {shares or 'n/a'}")
+    if any(share > 0.1 for share in others.shares().values()):
+        print("  well above 0%: something else shared the cores, so those figures are low;")
+        print("  busiest other processes (CPU seconds during the run):")
+        for command, seconds in others.busiest():
+            print(f"    {seconds:6.1f} s  {command}")
     print(f"total {elapsed:.0f} s")
 
 
@@ -688,8 +755,8 @@ def main() -> None:
         else:
             bench_ray(ray, models, results)
         others.phase = "chainrule"
-        bench_chainrule(models, results)
-    report(results, models, others.shares(), time.perf_counter() - started)
+        bench_chainrule(models, results, others)
+    report(results, models, others, time.perf_counter() - started)
 
 
 if __name__ == "__main__":

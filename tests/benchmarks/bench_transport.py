@@ -1,8 +1,9 @@
 """Benchmark: what moving θ and gradients costs, and how fast sync steps go.
 
 1. Push and Pull of a 1 M-parameter float32 model (4 MB) to a real parameter-server
-   process over loopback gRPC: latency and effective GB/s, beside a raw loopback TCP
-   socket's throughput for the same bytes, measured in the same run.
+   process, over gRPC frames (TCP) and over the same-host shared-memory path, beside the
+   floors measured in the same run: a raw loopback TCP socket and a bare grpcio call
+   sending the same bytes one way. Pulls are of a new version each time (θ encoded anew).
 2. Sync steps/s of a tiny model (XOR, 2-8-1) with 2 workers on the whole local stack.
 
 Prints figures; asserts nothing about time. Run: ``make bench``.
@@ -11,17 +12,23 @@ Prints figures; asserts nothing about time. Run: ``make bench``.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import socket
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 
 from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.nn import Params
 from chainrule.paramserver.client import ParamServerClient
+from chainrule.rpc.codec import GRPC_OPTIONS
 
 PARAMS = 1_000_000
 ROUNDS = 30
@@ -66,36 +73,87 @@ def median_seconds(fn: object, rounds: int) -> float:
     return statistics.median(times)
 
 
+def _sink(request: bytes, context: object) -> bytes:
+    return b"k"
+
+
+def sink_server(ports: Any) -> None:
+    """A bare grpcio server taking raw bytes (no protobuf), in its own process."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=4), options=GRPC_OPTIONS)
+    handler = grpc.unary_unary_rpc_method_handler(_sink)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Sink", {"Sink": handler}),)
+    )
+    ports.put(server.add_insecure_port("127.0.0.1:0"))
+    server.start()
+    server.wait_for_termination()
+
+
+def bare_grpc_floor(nbytes: int) -> float:
+    """Seconds to send ``nbytes`` one way through bare grpcio to another process (median)."""
+    context = mp.get_context("spawn")
+    ports = context.Queue()
+    server = context.Process(target=sink_server, args=(ports,), daemon=True)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{ports.get(timeout=60)}", GRPC_OPTIONS) as ch:
+            sink = ch.unary_unary("/bench.Sink/Sink")
+            data = b"\0" * nbytes
+            for _ in range(5):
+                sink(data)
+            return median_seconds(lambda: sink(data), ROUNDS)
+    finally:
+        server.terminate()
+        server.join(timeout=10)
+
+
+def push_pull_seconds(client: ParamServerClient, job: str, params: Params) -> tuple[float, float]:
+    """Median seconds of a Push (its buffer then discarded, as an Apply frees it) and of
+    a Pull of a new version (each one after an Apply, so θ is encoded anew every time)."""
+    client.create_job(job, params, "sgd")
+    counter = iter(range(10**9))
+    pushes, pulls = [], []
+    version, _ = client.pull(job, -1)
+    for _ in range(ROUNDS):
+        task_id = f"t{next(counter)}"
+        start = time.perf_counter()
+        client.push(job, task_id, version, params, 1, 0.0)
+        pushes.append(time.perf_counter() - start)
+        client.discard(job, [task_id])
+        task_id = f"a{next(counter)}"
+        client.push(job, task_id, version, params, 1, 0.0)
+        client.apply(job, version, [task_id], 0.0)
+        start = time.perf_counter()
+        version, theta = client.pull(job, version)
+        pulls.append(time.perf_counter() - start)
+        assert theta is not None
+    client.drop_job(job)
+    return statistics.median(pushes), statistics.median(pulls)
+
+
 def bench_push_pull(stack: LocalStack) -> None:
-    client = ParamServerClient(f"127.0.0.1:{stack.config.paramserver_port}")
+    target = f"127.0.0.1:{stack.config.paramserver_port}"
     rng = np.random.default_rng(0)
     params = {"W": rng.standard_normal((1000, 1000), dtype=np.float32)}
     nbytes = params["W"].nbytes
-    client.create_job("bench", params, "sgd")
-    counter = iter(range(10**9))
-    pull = median_seconds(lambda: client.pull("bench", -1), ROUNDS)
-
-    def push_once() -> float:
-        """One Push, timed; then its buffer is discarded, as an Apply would free it
-        (buffers piling up would time fresh memory's page faults, not the transport)."""
-        task_id = f"t{next(counter)}"
-        start = time.perf_counter()
-        client.push("bench", task_id, 0, params, 1, 0.0)
-        elapsed = time.perf_counter() - start
-        client.discard("bench", [task_id])
-        return elapsed
-
-    push = statistics.median(push_once() for _ in range(ROUNDS))
-    no_change = median_seconds(lambda: client.pull("bench", 0), ROUNDS)
-    client.drop_job("bench")
-    client.close()
     tcp = tcp_throughput(nbytes, ROUNDS)
+    bare = bare_grpc_floor(nbytes)
+    paths: list[tuple[str, str | None]] = [("TCP (gRPC frames)", None)]
+    if stack.shm_dir:
+        paths.append(("same host (shared memory)", stack.shm_dir))
     print(f"1 M float32 parameters ({nbytes / 1e6:.0f} MB), median of {ROUNDS}:")
-    print(f"  Pull (θ sent)        : {pull * 1e3:7.2f} ms  {nbytes / pull / 1e9:5.2f} GB/s")
-    print(f"  Push (gradient)      : {push * 1e3:7.2f} ms  {nbytes / push / 1e9:5.2f} GB/s")
-    print(f"  Pull (θ unchanged)   : {no_change * 1e3:7.2f} ms  (version only)")
-    print(f"  raw loopback TCP     : {tcp * 1e3:7.2f} ms  {nbytes / tcp / 1e9:5.2f} GB/s")
-    print(f"  gRPC / TCP throughput: Pull {tcp / pull:.0%}, Push {tcp / push:.0%}")
+    print(f"  raw loopback TCP, one way   : {tcp * 1e3:6.2f} ms  {nbytes / tcp / 1e9:5.2f} GB/s")
+    print(f"  bare grpcio bytes, one way  : {bare * 1e3:6.2f} ms  {nbytes / bare / 1e9:5.2f} GB/s")
+    for label, shm_dir in paths:
+        client = ParamServerClient(target, shm_dir=shm_dir)
+        push, pull = push_pull_seconds(client, f"bench-{len(label)}", params)
+        client.close()
+        for what, seconds in (("Push", push), ("Pull", pull)):
+            print(
+                f"  {what} over {label:<26}: {seconds * 1e3:6.2f} ms  "
+                f"{nbytes / seconds / 1e9:5.2f} GB/s  = {tcp / seconds:4.2f}x raw TCP, "
+                f"{bare / seconds:4.2f}x bare grpcio"
+            )
 
 
 def bench_sync_steps(stack: LocalStack) -> None:

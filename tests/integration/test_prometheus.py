@@ -96,11 +96,14 @@ def test_paramserver_reports_push_pull_apply_and_gradient_bytes(
 ) -> None:
     stack, _ = finished
     _, samples = service_metrics(stack, "paramserver")
-    for rpc in ("Push", "Pull", "Apply"):
+    for rpc in ("PushPull", "Plan", "Pull"):
         count = total(samples, "chainrule_paramserver_rpc_duration_seconds_count", rpc=rpc)
         assert count > 0, rpc
-    # one Apply per step; two workers push one gradient each per step
-    assert total(samples, "chainrule_paramserver_rpc_duration_seconds_count", rpc="Apply") >= STEPS
+    # sync: one Plan per step (applied by the server); two workers PushPull one gradient
+    # each per step
+    assert total(samples, "chainrule_paramserver_rpc_duration_seconds_count", rpc="Plan") >= STEPS
+    push_pulls = total(samples, "chainrule_paramserver_rpc_duration_seconds_count", rpc="PushPull")
+    assert push_pulls >= 2 * STEPS
     pushes = total(samples, "chainrule_paramserver_gradient_bytes_count")
     assert pushes >= 2 * STEPS
     # the 2-8-1 MLP has 33 float32 parameters: 132 bytes per gradient
@@ -131,7 +134,6 @@ def test_scheduler_exposes_its_series(finished: tuple[LocalStack, dict[str, Any]
     _, samples = service_metrics(stack, "scheduler")
     for name, labels in [
         ("chainrule_scheduler_steps_total", {"mode": "sync"}),
-        ("chainrule_scheduler_apply_duration_seconds_count", {"mode": "sync"}),
         ("chainrule_scheduler_step_duration_seconds_count", {}),
         ("chainrule_scheduler_workers_active", {}),
         ("chainrule_scheduler_jobs_ended_total", {"status": "SUCCEEDED"}),
