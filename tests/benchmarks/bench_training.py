@@ -125,6 +125,7 @@ class Results:
     async_: dict[str, Rate] = field(default_factory=dict)
     breakdown: dict[str, list[str]] = field(default_factory=dict)
     threads: dict[str, str] = field(default_factory=dict)
+    transport: str = ""  # how the stack moved θ and gradients
 
 
 def say(message: str) -> None:
@@ -639,6 +640,8 @@ def bench_chainrule(models: list[tuple[Model, int]], results: Results, others: O
         if stack.redis_url.startswith("unix://"):  # the embedded Redis daemonizes itself
             others.adopted.add(stack.redis_url.removeprefix("unix://"))
         results.threads["chainrule workers"] = "1 (CHAINRULE_BLAS_THREADS default)"
+        shm = getattr(stack, "shm_dir", "")  # newer stacks move θ through shared memory
+        results.transport = f"shared memory ({shm})" if shm else "gRPC over loopback TCP"
         for model, steps in models:
             say(f"chainrule: uploading the {model.name} dataset")
             dataset_id = upload(api, model)
@@ -689,6 +692,8 @@ def report(
             f"{results.echo_bytes / echo / 1e9:5.2f} GB/s"
         )
     print(f"BLAS threads: {', '.join(f'{k} {v}' for k, v in results.threads.items())}")
+    if results.transport:
+        print(f"chainrule's θ and gradients went through {results.transport}")
     for model, steps in models:
         name = model.name
         print()

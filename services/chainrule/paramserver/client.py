@@ -177,7 +177,7 @@ class ParamServerClient:
         if reply.shm_file:
             try:
                 assert self._thetas is not None
-                payload = memoryview(self._thetas.read(reply.shm_file))
+                payload = self._thetas.read(reply.shm_file)
             except shm.ShmError:
                 request.shm = False
                 request.min_version = reply.version

@@ -136,7 +136,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
                     "this parameter server takes no shared-memory payloads "
                     "(CHAINRULE_SHM_DIR is not set); send the payload inline"
                 )
-            payload = memoryview(self.gradients.read(request.shm_file))
+            payload = self.gradients.read(request.shm_file)
         grads = codec.decode_framed(request.grads, payload)
         telemetry.record_gradient_bytes(grads)
         duplicate = self.store.push(

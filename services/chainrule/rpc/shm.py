@@ -35,6 +35,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 HEADER = 64  # bytes before the payload: seq and length, padded to keep payloads aligned
 MAX_MAPPED = 256  # segments a reader keeps mapped
 READ_ATTEMPTS = 5
@@ -116,7 +118,7 @@ class SegmentReader:
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self._lock = threading.Lock()
 
-    def read(self, name: str) -> bytearray:
+    def read(self, name: str) -> memoryview:
         """A copy of segment ``name``'s payload (see the module for the checks)."""
         for _ in range(READ_ATTEMPTS):
             mapped = self._mapped(name)
@@ -126,10 +128,12 @@ class SegmentReader:
                 if HEADER + length > len(mapped):  # grown since it was mapped
                     self._forget(name)
                 continue
-            out = bytearray(length)  # one copy, straight from the mapping
-            memoryview(out)[:] = memoryview(mapped)[HEADER : HEADER + length]
+            # one copy, straight from the mapping, into memory malloc may reuse (a zeroed
+            # bytearray would be fresh pages, each faulted in)
+            out = np.empty(length, dtype=np.uint8)
+            out[:] = np.frombuffer(mapped, dtype=np.uint8, count=length, offset=HEADER)
             if _U64.unpack_from(mapped, 0)[0] == seq:
-                return out
+                return memoryview(out.data)
         raise ShmError(f"shared-memory segment {name!r} was rewritten while it was read")
 
     def _mapped(self, name: str) -> mmap.mmap:
