@@ -205,7 +205,7 @@ def test_scheduler_helpers_move_their_series(registry: CollectorRegistry) -> Non
         pass
     with pytest.raises(grpc.RpcError), telemetry.apply_timer("sync"):
         raise grpc.RpcError()  # a failed Apply is timed but is no step
-    telemetry.record_step(0.3)
+    telemetry.record_step(0.3)  # a planned sync step: one more step, no Apply
     telemetry.record_staleness("ssp", 0)
     telemetry.record_staleness("ssp", 3)
     telemetry.record_rejected_stale()
@@ -217,7 +217,7 @@ def test_scheduler_helpers_move_their_series(registry: CollectorRegistry) -> Non
     telemetry.set_workers_active(5)
     moved = {k: value(registry, n, **labels) - before[k] for k, (n, labels) in names.items()}
     assert moved == {
-        "steps": 1,
+        "steps": 2,
         "apply": 2,
         "step": 1,
         "stale0": 1,
