@@ -181,7 +181,7 @@ class ParamServerClient:
             except shm.ShmError:
                 request.shm = False
                 request.min_version = reply.version
-                return _pulled(self._call(self._framed_pull, request))
+                return self._pulled(self._call(self._framed_pull, request), request)
         return reply.version, codec.decode_framed(reply.params, payload)
 
     def apply(
@@ -225,10 +225,3 @@ class ParamServerClient:
     def drop_job(self, job_id: str) -> bool:
         reply = self._call("DropJob", pb.DropJobRequest(job_id=job_id))
         return bool(reply.dropped)
-
-
-def _pulled(data: bytes) -> tuple[int, Params | None]:
-    reply, payload = codec.unframe(data, pb.PullReply)
-    if not reply.params:
-        return reply.version, None
-    return reply.version, codec.decode_framed(reply.params, payload)

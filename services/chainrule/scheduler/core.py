@@ -516,7 +516,7 @@ class SchedulerCore:
         telemetry.record_dropped_late(len(late))
         job.open.clear()
         job.queue.clear()
-        return lambda j, t, d: self._close_step(j, late)
+        return lambda j, t, d: self._close_step(j)
 
     def _guarded(self, job: ActiveJob, work: Callable[[], None]) -> None:
         """Run slow work for ``job`` one at a time; a failure ends the job, never hangs it."""
@@ -541,7 +541,7 @@ class SchedulerCore:
 
     # -- applying gradients -----------------------------------------------------------------
 
-    def _close_step(self, job: ActiveJob, late: list[str]) -> None:
+    def _close_step(self, job: ActiveJob) -> None:
         """Sync: every gradient the step's plan needed is in, so the parameter server
         has applied it (each Complete follows its accepted PushPull); the late ones were
         no-ops there. Record the step and hand out the next."""
@@ -555,12 +555,9 @@ class SchedulerCore:
     def _plan(self, job: ActiveJob) -> None:
         """Register the plan of the sync step just queued, behind the step that closed
         (the workers start on its tasks meanwhile: their pushes wait for it)."""
-        t = job.spec.training
         step, task_ids, generation = job.version, list(job.step_tasks), job.generation
-        upcoming = step + 1
-        checkpoint = upcoming % t.checkpoint_every == 0 or upcoming >= job.total_steps
-        state = job.scheduler_state() if checkpoint else ""
-        lr, quorum = job.schedule(step), t.quorum or 0
+        checkpoint, state = job.checkpoint_plan()
+        lr, quorum = job.schedule(step), job.spec.training.quorum or 0
 
         def register() -> None:
             if generation != job.generation or job.job_id not in self.active:
@@ -569,8 +566,8 @@ class SchedulerCore:
                 self.paramserver.plan(
                     job.job_id, step, task_ids, lr, quorum, checkpoint, state, self.epoch
                 )
-            except Exception as e:  # resync or fail, off this thread (it must not wait)
-                threading.Thread(target=self._guarded, args=(job, _raiser(e)), daemon=True).start()
+            except Exception as e:
+                self._fail_later(job, e)
 
         self.publisher.submit(register)
 
@@ -608,10 +605,7 @@ class SchedulerCore:
         staleness: int | None = None,
     ) -> None:
         """Async/ssp: one Apply on the parameter server, then record the step."""
-        t = job.spec.training
-        upcoming = job.version + 1
-        checkpoint = upcoming % t.checkpoint_every == 0 or upcoming >= job.total_steps
-        state = job.scheduler_state() if checkpoint else ""
+        checkpoint, state = job.checkpoint_plan()
         with telemetry.apply_timer(job.mode):
             version, _ = self.paramserver.apply(
                 job.job_id, job.version, task_ids, lr, checkpoint, state
@@ -688,7 +682,12 @@ class SchedulerCore:
             if self.log:
                 self.log.info("step not recorded: job ended", job_id=job.job_id, step=version)
         except Exception as e:
-            threading.Thread(target=self._guarded, args=(job, _raiser(e)), daemon=True).start()
+            self._fail_later(job, e)
+
+    def _fail_later(self, job: ActiveJob, error: BaseException) -> None:
+        """Background work for ``job`` failed: resync or fail it through ``_guarded``, on a
+        thread of its own (the publisher must not wait for the job's lock)."""
+        threading.Thread(target=self._guarded, args=(job, _raiser(error)), daemon=True).start()
 
     def _resync(self, job: ActiveJob) -> None:
         """The parameter server's θ is not where this job thinks it is (it restarted):

@@ -110,6 +110,14 @@ class ActiveJob:
         """What a checkpoint keeps so that the job can resume at this version."""
         return json.dumps({"rng": self.batch_rng.bit_generator.state, "next_slot": self.next_slot})
 
+    def checkpoint_plan(self) -> tuple[bool, str]:
+        """Whether the step at ``version`` checkpoints (every ``checkpoint_every`` versions
+        and at the last step), and the scheduler state the checkpoint keeps."""
+        upcoming = self.version + 1
+        every = self.spec.training.checkpoint_every
+        checkpoint = upcoming % every == 0 or upcoming >= self.total_steps
+        return checkpoint, self.scheduler_state() if checkpoint else ""
+
     def resume(self, version: int, state: str) -> None:
         """Continue from a checkpoint at ``version`` saved with :meth:`scheduler_state`."""
         self.seed_batches()

@@ -163,7 +163,7 @@ class Worker:
                 )
         t1 = time.perf_counter()
         rows = np.asarray(task.indices, dtype=np.int64)
-        result = task_gradient(cache, rows, diagnostics=task.diagnostics or not task.planned)
+        result = task_gradient(cache, rows, diagnostics=task.diagnostics)
         t2 = time.perf_counter()
         done.loss, done.samples = result.loss, result.samples
         bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
