@@ -56,7 +56,9 @@ def make_stack(redis_url: str, tmp_path: Path) -> Iterator[Any]:
 
 
 def digits(**training: Any) -> dict[str, Any]:
-    base = {"steps": 3000, "eval_every": 50, "target": {"eval_accuracy": 0.95}}
+    # stops at the target; the cap leaves room for a loaded machine (ssp reached only
+    # 0.855 in 3,000 steps once in CI-like load)
+    base = {"steps": 6000, "eval_every": 50, "target": {"eval_accuracy": 0.95}}
     return spec("digits", training={**base, **training})
 
 
