@@ -640,8 +640,8 @@ def bench_chainrule(models: list[tuple[Model, int]], results: Results, others: O
         if stack.redis_url.startswith("unix://"):  # the embedded Redis daemonizes itself
             others.adopted.add(stack.redis_url.removeprefix("unix://"))
         results.threads["chainrule workers"] = "1 (CHAINRULE_BLAS_THREADS default)"
-        shm = getattr(stack, "shm_dir", "")  # newer stacks move θ through shared memory
-        results.transport = f"shared memory ({shm})" if shm else "gRPC over loopback TCP"
+        sockets = stack.socket_dir  # chainrule up: same-host Unix sockets (rpc/local.py)
+        results.transport = f"Unix sockets ({sockets})" if sockets else "gRPC over loopback TCP"
         for model, steps in models:
             say(f"chainrule: uploading the {model.name} dataset")
             dataset_id = upload(api, model)

@@ -1,7 +1,7 @@
 """Benchmark: what moving θ and gradients costs, and how fast sync steps go.
 
 1. Push and Pull of a 1 M-parameter float32 model (4 MB) to a real parameter-server
-   process, over gRPC frames (TCP) and over the same-host shared-memory path, beside the
+   process, over gRPC frames (TCP) and over the same-host Unix socket (rpc/local.py), beside the
    floors measured in the same run: a raw loopback TCP socket and a bare grpcio call
    sending the same bytes one way. Pulls are of a new version each time (θ encoded anew).
 2. Sync steps/s of a tiny model (XOR, 2-8-1) with 2 workers on the whole local stack.
@@ -138,14 +138,14 @@ def bench_push_pull(stack: LocalStack) -> None:
     nbytes = params["W"].nbytes
     tcp = tcp_throughput(nbytes, ROUNDS)
     bare = bare_grpc_floor(nbytes)
-    paths: list[tuple[str, str | None]] = [("TCP (gRPC frames)", None)]
-    if stack.shm_dir:
-        paths.append(("same host (shared memory)", stack.shm_dir))
+    paths = [("TCP (gRPC frames)", target)]
+    if stack.socket_dir:
+        paths.append(("same-host socket", f"local:{stack.socket_path('paramserver')}"))
     print(f"1 M float32 parameters ({nbytes / 1e6:.0f} MB), median of {ROUNDS}:")
     print(f"  raw loopback TCP, one way   : {tcp * 1e3:6.2f} ms  {nbytes / tcp / 1e9:5.2f} GB/s")
     print(f"  bare grpcio bytes, one way  : {bare * 1e3:6.2f} ms  {nbytes / bare / 1e9:5.2f} GB/s")
-    for label, shm_dir in paths:
-        client = ParamServerClient(target, shm_dir=shm_dir)
+    for label, path_target in paths:
+        client = ParamServerClient(path_target)
         push, pull = push_pull_seconds(client, f"bench-{len(label)}", params)
         client.close()
         for what, seconds in (("Push", push), ("Pull", pull)):

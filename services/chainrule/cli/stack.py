@@ -26,6 +26,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from chainrule.rpc.local import SCHEME
+
 HOST = "127.0.0.1"
 _MODULES = {
     "paramserver": "chainrule.paramserver",
@@ -65,9 +67,10 @@ class StackConfig:
     log_dir: Path | None = None  # None: a temporary directory
     extra_env: dict[str, str] = field(default_factory=dict)
     metrics_ports: bool = False  # each service its own free CHAINRULE_METRICS_PORT
-    # θ and gradients through a private directory in /dev/shm (CHAINRULE_SHM_DIR), as all
-    # the processes share this host; False (or no usable /dev/shm): over TCP
-    shared_memory: bool = True
+    # workers, scheduler and paramservers call each other through Unix sockets in a
+    # private directory (rpc/local.py: CHAINRULE_LOCAL_SOCKET, local:PATH targets), as all
+    # the processes share this host; False: over loopback TCP gRPC (served either way)
+    local_sockets: bool = True
 
     def __post_init__(self) -> None:
         if self.paramservers < 1:
@@ -115,42 +118,53 @@ class LocalStack:
         self._worker_count = 0
         self.redis_url = config.redis_url or ""
         self.metrics_ports: dict[str, int] = {}  # process name -> its metrics port
-        self.shm_dir = ""  # made by start() when config.shared_memory
+        self.socket_dir = ""  # made by start() when config.local_sockets
 
     @property
     def gateway_url(self) -> str:
         return f"http://{HOST}:{self.config.gateway_port}"
 
     def paramserver_target(self, name: str) -> str:
-        """The address of the paramserver (shard) called ``name``."""
+        """The TCP address of the paramserver (shard) called ``name``."""
         port = self.config.paramserver_ports[self.config.paramserver_names.index(name)]
         return f"{HOST}:{port}"
+
+    def socket_path(self, name: str) -> str:
+        """The same-host socket of the server ``name`` ("" without local sockets)."""
+        return os.path.join(self.socket_dir, f"{name}.sock") if self.socket_dir else ""
+
+    def _target(self, name: str, tcp: str) -> str:
+        """How the other processes call server ``name``: its socket, else over TCP."""
+        return f"{SCHEME}{self.socket_path(name)}" if self.socket_dir else tcp
 
     def env(self) -> dict[str, str]:
         c = self.config
         paramservers = [self.paramserver_target(n) for n in c.paramserver_names]
         scheduler = f"{HOST}:{c.scheduler_port}"
-        schedulers = [scheduler]
+        schedulers = [self._target("scheduler", scheduler)]
         if c.standby_scheduler_port is not None:
-            schedulers.append(f"{HOST}:{c.standby_scheduler_port}")
+            tcp = f"{HOST}:{c.standby_scheduler_port}"
+            schedulers.append(self._target("scheduler-standby", tcp))
         return {
             **os.environ,
             "CHAINRULE_REDIS_URL": self.redis_url,
             "CHAINRULE_KEY_PREFIX": c.key_prefix,
             "CHAINRULE_PARAMSERVER_LISTEN": paramservers[0],
-            "CHAINRULE_PARAMSERVERS": ",".join(paramservers),
+            "CHAINRULE_PARAMSERVERS": ",".join(
+                self._target(n, t) for n, t in zip(c.paramserver_names, paramservers, strict=True)
+            ),
             "CHAINRULE_SCHEDULER_LISTEN": scheduler,
             "CHAINRULE_SCHEDULER": ",".join(schedulers),
             "CHAINRULE_GATEWAY_HOST": HOST,
             "CHAINRULE_GATEWAY_PORT": str(c.gateway_port),
-            "CHAINRULE_SHM_DIR": self.shm_dir,
             **c.extra_env,
         }
 
     def start(self, timeout: float = 60.0) -> None:
         try:
-            if self.config.shared_memory and not self.shm_dir:
-                self.shm_dir = _private_shm_dir()
+            if self.config.local_sockets and not self.socket_dir:
+                # mode 0700: only this user may connect (rpc/local.py checks the peer too)
+                self.socket_dir = tempfile.mkdtemp(prefix="chainrule-rpc-")
             if not self.redis_url:
                 self._start_embedded_redis()
             for name in self.config.paramserver_names:
@@ -213,9 +227,9 @@ class LocalStack:
         if self._embedded is not None:
             self._embedded.shutdown()
             self._embedded = None
-        if self.shm_dir:
-            shutil.rmtree(self.shm_dir, ignore_errors=True)
-            self.shm_dir = ""
+        if self.socket_dir:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = ""
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -245,6 +259,8 @@ class LocalStack:
         if name in self.config.paramserver_names:
             env["CHAINRULE_PARAMSERVER_LISTEN"] = self.paramserver_target(name)
             env["CHAINRULE_PARAMSERVER_SHARD"] = str(self.config.paramserver_names.index(name))
+        if self.socket_dir and (name in self.config.paramserver_names or "scheduler" in name):
+            env["CHAINRULE_LOCAL_SOCKET"] = self.socket_path(name)
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", module],
             env=env,
@@ -275,13 +291,6 @@ class LocalStack:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{name} at {url} was not healthy within {timeout:.0f} s")
-
-
-def _private_shm_dir() -> str:
-    """A new directory of this user's (mode 0700) in /dev/shm, or "" where there is none."""
-    if not os.access("/dev/shm", os.W_OK):
-        return ""
-    return tempfile.mkdtemp(prefix="chainrule-", dir="/dev/shm")
 
 
 def wait_grpc_healthy(target: str, timeout: float, check_alive: Callable[[], None]) -> None:

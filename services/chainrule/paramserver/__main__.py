@@ -23,7 +23,7 @@ def main() -> None:
         client = redis.Redis.from_url(settings.redis_url)  # binary values: no decoding
         checkpoints = CheckpointStore(client, settings.key_prefix, settings.paramserver_shard)
     server, port = serve(
-        settings.paramserver_listen, ParameterStore(checkpoints), settings.shm_dir or None
+        settings.paramserver_listen, ParameterStore(checkpoints), settings.local_socket or None
     )
     log.info(
         "serving",
@@ -31,7 +31,7 @@ def main() -> None:
         port=port,
         shard=settings.paramserver_shard,
         checkpoints=bool(checkpoints),
-        shm_dir=settings.shm_dir or None,
+        local_socket=settings.local_socket or None,
     )
     wait_for_shutdown()
     server.stop(grace=2).wait()

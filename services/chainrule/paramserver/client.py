@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import grpc
 
 from chainrule.nn import Params
-from chainrule.rpc import codec, shm
+from chainrule.rpc import codec
+from chainrule.rpc.local import local_path
 from chainrule.rpc.retry import with_retries
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
@@ -29,15 +29,11 @@ SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 
 class ParamServerClient:
-    def __init__(self, target: str, timeout: float = 30.0, shm_dir: str | None = None) -> None:
-        self.target = target
+    def __init__(self, target: str, timeout: float = 30.0) -> None:
+        self.target = target  # host:port (gRPC), or local:PATH (rpc/local.py, same host)
         self.timeout = timeout
-        # same host: payloads through segments in this directory (rpc/shm.py); None: inline
-        self.shm_dir = shm.check_dir(shm_dir) if shm_dir else None
-        self._thetas = shm.SegmentReader(shm_dir) if shm_dir else None
-        self._gradients: shm.Segment | None = None  # made on the first push
-        self._push_lock = threading.Lock()
         self._channel: grpc.Channel = channel(target)
+        self._local = local_path(target) is not None
         self._stub = paramserver_pb2_grpc.ParamServerStub(self._channel)
         # Push and Pull travel as frames (codec.frame): bytes in, bytes out, no copies
         # by protobuf; the generated stub's methods would copy each tensor twice more
@@ -51,8 +47,6 @@ class ParamServerClient:
 
     def close(self) -> None:
         self._channel.close()
-        if self._gradients is not None:
-            self._gradients.close()
 
     def _call(self, method: str | grpc.UnaryUnaryMultiCallable, request: Any) -> Any:
         """One RPC, retried through transient failures (all of these RPCs are idempotent)."""
@@ -86,8 +80,7 @@ class ParamServerClient:
             min_version=min_version,
             wait_seconds=wait_seconds,
         )
-        request.shm = self.shm_dir is not None
-        return self._pulled(self._call(self._framed_pull, request), request)
+        return _pulled(self._call(self._framed_pull, request))
 
     def push_pull(
         self,
@@ -108,10 +101,14 @@ class ParamServerClient:
             samples=samples,
             loss=loss,
             wait_seconds=wait_seconds,
-            shm=self.shm_dir is not None,
         )
-        data = self._send_gradient(self._framed_push_pull, header, grads)
-        return self._pulled(data, pb.PullRequest(job_id=job_id, have_version=base_version))
+        return _pulled(self._call(self._framed_push_pull, self._frame(header, grads)))
+
+    def _frame(self, header: pb.PushRequest, grads: Params) -> Any:
+        """A PushRequest frame: its buffers as they are for the same-host socket (which
+        sends them without joining them), one bytes object for gRPC."""
+        parts = codec.frame_parts(header, "grads", grads)
+        return parts if self._local else b"".join(parts)
 
     def plan(
         self,
@@ -144,45 +141,8 @@ class ParamServerClient:
         header = pb.PushRequest(
             job_id=job_id, task_id=task_id, base_version=base_version, samples=samples, loss=loss
         )
-        reply = self._send_gradient(self._framed_push, header, grads)
+        reply = self._call(self._framed_push, self._frame(header, grads))
         return bool(reply.duplicate)
-
-    def _send_gradient(self, method: Any, header: pb.PushRequest, grads: Params) -> Any:
-        """A Push or PushPull: the payload through this client's gradient segment when it
-        has a shared-memory directory, else inline. A server without one answers
-        UNIMPLEMENTED, and this client sends inline from then on."""
-        if self.shm_dir is None:
-            return self._call(method, codec.frame(header, "grads", grads))
-        inline = pb.PushRequest()
-        inline.CopyFrom(header)
-        with self._push_lock:  # the segment holds one payload until the server copied it
-            if self._gradients is None:
-                self._gradients = shm.Segment(self.shm_dir, "grad")
-            header.shm_file = self._gradients.write(codec.describe(header, "grads", grads))
-            try:
-                return self._call(method, header.SerializeToString())
-            except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNIMPLEMENTED:
-                    raise
-        self.shm_dir = None
-        inline.shm = False
-        return self._call(method, codec.frame(inline, "grads", grads))
-
-    def _pulled(self, data: bytes, request: pb.PullRequest) -> tuple[int, Params | None]:
-        """Decode a PullReply frame; θ in a shared-memory segment is copied out of it,
-        and if that fails (a rewrite raced the copy), θ is pulled inline instead."""
-        reply, payload = codec.unframe(data, pb.PullReply)
-        if not reply.params:
-            return reply.version, None
-        if reply.shm_file:
-            try:
-                assert self._thetas is not None
-                payload = self._thetas.read(reply.shm_file)
-            except shm.ShmError:
-                request.shm = False
-                request.min_version = reply.version
-                return self._pulled(self._call(self._framed_pull, request), request)
-        return reply.version, codec.decode_framed(reply.params, payload)
 
     def apply(
         self,
@@ -225,3 +185,11 @@ class ParamServerClient:
     def drop_job(self, job_id: str) -> bool:
         reply = self._call("DropJob", pb.DropJobRequest(job_id=job_id))
         return bool(reply.dropped)
+
+
+def _pulled(data: bytes) -> tuple[int, Params | None]:
+    """(version, θ) of a PullReply frame; θ as views of ``data``, None if not sent."""
+    reply, payload = codec.unframe(data, pb.PullReply)
+    if not reply.params:
+        return reply.version, None
+    return reply.version, codec.decode_framed(reply.params, payload)

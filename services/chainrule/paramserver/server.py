@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import grpc
-
 from chainrule.paramserver.servicer import ParamServerServicer, add_to_server
 from chainrule.paramserver.state import ParameterStore
-from chainrule.rpc.server import start_server
+from chainrule.rpc.server import Server, start_server
 from chainrule.rpc.v1 import paramserver_pb2
 
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 
 def serve(
-    address: str, store: ParameterStore | None = None, shm_dir: str | None = None
-) -> tuple[grpc.Server, int]:
-    servicer = ParamServerServicer(store or ParameterStore(), shm_dir)
+    address: str, store: ParameterStore | None = None, local_socket: str | None = None
+) -> tuple[Server, int]:
+    """Serve on ``address`` (TCP), and on the same-host socket ``local_socket`` if given."""
+    servicer = ParamServerServicer(store or ParameterStore())
     return start_server(
         lambda s: add_to_server(servicer, s),
         [SERVICE_NAME],
         address,
         max_workers=64,  # PushPulls wait for their step in a thread each
+        local_socket=local_socket,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +15,7 @@ from chainrule.paramserver.state import (
     OutOfOrderError,
     ParameterStore,
 )
-from chainrule.rpc import codec, shm
+from chainrule.rpc import codec
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
@@ -51,22 +50,11 @@ def grpc_errors(context: grpc.ServicerContext) -> Iterator[None]:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
     except ValueError as e:  # codec.TensorError included
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-    except NoSharedMemoryError as e:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, str(e))
-    except shm.ShmError as e:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-
-
-class NoSharedMemoryError(RuntimeError):
-    """A shared-memory payload sent to a server without CHAINRULE_SHM_DIR."""
 
 
 class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ignore[misc]
-    def __init__(self, store: ParameterStore, shm_dir: str | None = None) -> None:
+    def __init__(self, store: ParameterStore) -> None:
         self.store = store
-        self.shm_dir = shm.check_dir(shm_dir) if shm_dir else None
-        self.gradients = shm.SegmentReader(shm_dir) if shm_dir else None
-        self.thetas = ThetaSegments(shm_dir) if shm_dir else None
 
     def CreateJob(
         self, request: pb.CreateJobRequest, context: grpc.ServicerContext
@@ -92,7 +80,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
                         f"{request.min_version} was not reached within "
                         f"{request.wait_seconds:g} s"
                     )
-                return self._pull_reply(request.job_id, job, request.have_version, request.shm)
+                return pull_reply(job, request.have_version)
         raise AssertionError
 
     def PushPull(self, data: bytes, context: grpc.ServicerContext) -> bytes:
@@ -103,7 +91,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
             job = self.store.job(request.job_id)
             with job.lock:
                 job.wait_for(request.base_version + 1, request.wait_seconds)
-                return self._pull_reply(request.job_id, job, request.base_version, request.shm)
+                return pull_reply(job, request.base_version)
         raise AssertionError
 
     def Plan(self, request: pb.PlanRequest, context: grpc.ServicerContext) -> pb.PlanReply:
@@ -130,13 +118,6 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
     def _push(self, data: bytes) -> tuple[pb.PushRequest, bool]:
         """Buffer the gradient of a PushRequest frame (read as views of ``data``)."""
         request, payload = codec.unframe(data, pb.PushRequest)
-        if request.shm_file:  # same host: the payload is a file the worker wrote
-            if self.gradients is None:
-                raise NoSharedMemoryError(
-                    "this parameter server takes no shared-memory payloads "
-                    "(CHAINRULE_SHM_DIR is not set); send the payload inline"
-                )
-            payload = self.gradients.read(request.shm_file)
         grads = codec.decode_framed(request.grads, payload)
         telemetry.record_gradient_bytes(grads)
         duplicate = self.store.push(
@@ -163,17 +144,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
         raise AssertionError
 
     def DropJob(self, request: pb.DropJobRequest, context: grpc.ServicerContext) -> pb.DropJobReply:
-        if self.thetas is not None:
-            self.thetas.drop(request.job_id)
         return pb.DropJobReply(dropped=self.store.drop(request.job_id))
-
-    def _pull_reply(self, job_id: str, job: JobState, have_version: int, shm_ok: bool) -> bytes:
-        """θ for a caller that has ``have_version`` (lock held): through the job's θ
-        segment if the caller shares this server's directory, else as a frame."""
-        if self.thetas is None or not shm_ok or have_version == job.version:
-            return pull_reply(job, have_version)
-        telemetry.record_params_sent(job.params)
-        return self.thetas.reply(job_id, job)
 
     def Discard(self, request: pb.DiscardRequest, context: grpc.ServicerContext) -> pb.DiscardReply:
         with grpc_errors(context):
@@ -205,35 +176,6 @@ def pull_reply(job: JobState, have_version: int) -> bytes:
         job.framed = codec.frame(pb.PullReply(version=job.version), "params", job.params)
         job.framed_version = job.version
     return job.framed
-
-
-class ThetaSegments:
-    """One shared-memory segment per job holding θ's payload, rewritten once per version
-    (under the job's lock); a reply names it instead of carrying θ."""
-
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
-        self._held: dict[str, tuple[shm.Segment, JobState, int, bytes]] = {}
-        self._lock = threading.Lock()
-
-    def reply(self, job_id: str, job: JobState) -> bytes:
-        with self._lock:
-            held = self._held.get(job_id)
-        if held is not None and held[1] is job and held[2] == job.version:
-            return held[3]
-        segment = held[0] if held is not None else shm.Segment(self.directory, "theta")
-        reply = pb.PullReply(version=job.version)
-        reply.shm_file = segment.write(codec.describe(reply, "params", job.params))
-        data = bytes(reply.SerializeToString())
-        with self._lock:
-            self._held[job_id] = (segment, job, job.version, data)
-        return data
-
-    def drop(self, job_id: str) -> None:
-        with self._lock:
-            held = self._held.pop(job_id, None)
-        if held is not None:
-            held[0].close()
 
 
 def status_reply(job: JobState, restored: bool) -> pb.StatusReply:

@@ -12,7 +12,7 @@ class ParamServerSettings(BaseSettings):
     paramserver_shard: str = "0"  # CHAINRULE_PARAMSERVER_SHARD: names this shard's checkpoints
     redis_url: str | None = None  # CHAINRULE_REDIS_URL; unset: no checkpoints
     key_prefix: str = "chainrule"  # CHAINRULE_KEY_PREFIX
-    # CHAINRULE_SHM_DIR: same host only — tensor payloads through files in this private
-    # (0700) tmpfs directory instead of gRPC (chainrule up sets one); unset: TCP only
-    shm_dir: str | None = None
+    # CHAINRULE_LOCAL_SOCKET: same host only — serve on this Unix socket too, in a
+    # private (0700) directory (chainrule up sets one; clients use "local:PATH"); unset: TCP only
+    local_socket: str | None = None
     metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off

@@ -363,10 +363,9 @@ def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
     )
 
 
-def connect_paramservers(
-    targets: str, timeout: float = 30.0, shm_dir: str | None = None
-) -> ParamServerClient:
-    """A client for ``host:port`` (one server) or ``host:port,host:port,...`` (shards)."""
+def connect_paramservers(targets: str, timeout: float = 30.0) -> ParamServerClient:
+    """A client for ``host:port`` (one server) or ``host:port,host:port,...`` (shards);
+    ``local:PATH`` names a server's same-host socket instead."""
     entries = [t.strip() for t in targets.split(",")]
     if not all(entries):
         raise ValueError(
@@ -380,5 +379,5 @@ def connect_paramservers(
             "more than once; each shard must be a server of its own"
         )
     if len(entries) == 1:
-        return ParamServerClient(entries[0], timeout, shm_dir)
-    return ShardedParamServerClient([ParamServerClient(t, timeout, shm_dir) for t in entries])
+        return ParamServerClient(entries[0], timeout)
+    return ShardedParamServerClient([ParamServerClient(t, timeout) for t in entries])

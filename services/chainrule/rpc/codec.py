@@ -150,6 +150,12 @@ def frame(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> byte
     """``message`` (a request or reply with a ``repeated Tensor`` field named
     ``tensors_field``, an ``align`` and a ``payload`` field) serialized with ``arrays``
     as its tensors, their bytes in the payload. One copy of each array."""
+    return b"".join(frame_parts(message, tensors_field, arrays))
+
+
+def frame_parts(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> list[Any]:
+    """:func:`frame` as the buffers that, written back to back, are the frame (views of
+    the arrays among them): a socket sends them without joining them first."""
     chunks = describe(message, tensors_field, arrays)
     head = message.SerializeToString()
     fields = message.DESCRIPTOR.fields_by_name
@@ -158,7 +164,7 @@ def frame(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> byte
     align_tag = _varint(fields["align"].number << 3 | _WIRE_LEN)
     used = len(head) + len(align_tag) + 1 + len(payload_tag)
     pad = -used % ALIGN  # the align field carries pad bytes (< 8, so a 1-byte length)
-    return b"".join([head, align_tag, bytes([pad]), b"\0" * pad, payload_tag, *chunks])
+    return [head, align_tag, bytes([pad]), b"\0" * pad, payload_tag, *chunks]
 
 
 def describe(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> list[Any]:

@@ -1,42 +1,71 @@
 """Starting a gRPC server the same way in every service: explicit message limits on
-both ends, the standard health service, a bound port reported back."""
+both ends, the standard health service, a bound port reported back; and beside it, on
+request, the same servicers on a same-host socket (:mod:`chainrule.rpc.local`)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent import futures
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from chainrule.rpc.codec import GRPC_OPTIONS
+from chainrule.rpc.local import LocalChannel, LocalServer, local_path
+
+
+class Server:
+    """A started gRPC server, and the same-host server beside it if there is one."""
+
+    def __init__(self, server: grpc.Server, local: LocalServer | None) -> None:
+        self.grpc, self.local = server, local
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        if self.local is not None:
+            self.local.stop()
+        event: threading.Event = self.grpc.stop(grace)
+        return event
 
 
 def start_server(
-    register: Callable[[grpc.Server], None],
+    register: Callable[[Any], None],
     service_names: list[str],
     address: str,
     max_workers: int = 16,
     health_servicer: health.HealthServicer | None = None,
-) -> tuple[grpc.Server, int]:
+    local_socket: str | None = None,
+) -> tuple[Server, int]:
     """Start a server on ``address`` (``host:0`` picks a free port); returns it and its port.
 
     ``register`` adds the servicers; the health service reports SERVING for each name in
     ``service_names`` and for the whole server (""), unless the caller passes its own
-    ``health_servicer`` to set when it is ready.
+    ``health_servicer`` to set when it is ready. With ``local_socket``, the same
+    servicers answer on that Unix socket too (OSError if another server holds it).
     """
+    local = None
+    if local_socket:
+        local = LocalServer(local_socket)
+        register(local)
+        local.start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=GRPC_OPTIONS)
     register(server)
     own_health = health_servicer is None
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
     if port == 0:
+        if local is not None:
+            local.stop()
         raise OSError(f"could not bind gRPC server to {address}")
     server.start()
     if own_health:
         set_serving(health_servicer, service_names, True)
-    return server, port
+    return Server(server, local), port
 
 
 def set_serving(health_servicer: health.HealthServicer, names: list[str], serving: bool) -> None:
@@ -49,6 +78,10 @@ def set_serving(health_servicer: health.HealthServicer, names: list[str], servin
         health_servicer.set(name, status)
 
 
-def channel(target: str) -> grpc.Channel:
-    """A client channel with the same message limits as the servers."""
+def channel(target: str) -> Any:
+    """A client channel with the same message limits as the servers: over the same-host
+    socket for a ``local:/path`` target, else gRPC (``host:port``)."""
+    path = local_path(target)
+    if path is not None:
+        return LocalChannel(path)
     return grpc.insecure_channel(target, options=GRPC_OPTIONS)

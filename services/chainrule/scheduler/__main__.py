@@ -59,6 +59,7 @@ def main() -> None:
         settings.scheduler_listen,
         max_workers=64,
         health_servicer=health_servicer,
+        local_socket=settings.local_socket or None,
     )
     set_serving(health_servicer, [SERVICE_NAME], False)
     lease = LeaderLease(

@@ -9,6 +9,9 @@ class SchedulerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
 
     scheduler_listen: str = "127.0.0.1:50052"  # CHAINRULE_SCHEDULER_LISTEN
+    # CHAINRULE_LOCAL_SOCKET: same host only — serve workers on this Unix socket too
+    # (chainrule up sets one; workers use "local:PATH"); unset: TCP only
+    local_socket: str | None = None
     paramservers: str = "127.0.0.1:50051"  # CHAINRULE_PARAMSERVERS (comma-separated: shards)
     redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL
     key_prefix: str = "chainrule"  # CHAINRULE_KEY_PREFIX

@@ -21,7 +21,7 @@ def main() -> None:
     log = get_logger("worker", worker_id=settings.worker_id)
     telemetry.serve_metrics(settings.metrics_port, "worker")
     stop = shutdown_event()
-    paramserver = connect_paramservers(settings.paramservers, shm_dir=settings.shm_dir or None)
+    paramserver = connect_paramservers(settings.paramservers)
     blobs = BlobStore(redis.Redis.from_url(settings.redis_url))
     worker = Worker(
         settings.worker_id,

@@ -10,8 +10,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
 
-    scheduler: str = "127.0.0.1:50052"  # CHAINRULE_SCHEDULER
-    paramservers: str = "127.0.0.1:50051"  # CHAINRULE_PARAMSERVERS
+    # CHAINRULE_SCHEDULER, CHAINRULE_PARAMSERVERS: host:port (gRPC), or local:PATH for a
+    # server's same-host socket (chainrule up); comma-separated
+    scheduler: str = "127.0.0.1:50052"
+    paramservers: str = "127.0.0.1:50051"
     redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL
     worker_id: str = f"{socket.gethostname()}-{os.getpid()}"  # CHAINRULE_WORKER_ID
     poll_seconds: float = 2.0  # CHAINRULE_POLL_SECONDS: long-poll length
@@ -22,7 +24,4 @@ class WorkerSettings(BaseSettings):
     # scale by processes, one or more per core; each using every core's BLAS thread would
     # oversubscribe the host (on 2 cores, 2 workers with 2 threads each ran 1.5x slower)
     blas_threads: int = Field(default=1, ge=1, le=256)
-    # CHAINRULE_SHM_DIR: same host only — tensor payloads through files in this private
-    # (0700) tmpfs directory instead of gRPC (chainrule up sets one); unset: TCP only
-    shm_dir: str | None = None
     metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off

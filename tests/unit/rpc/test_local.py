@@ -1,0 +1,178 @@
+"""The same-host transport (rpc/local.py) on real Unix sockets: the generated stubs and
+servicers run on it unchanged, with gRPC's status codes, deadlines and limits."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from chainrule.paramserver.client import ParamServerClient
+from chainrule.paramserver.server import serve
+from chainrule.rpc.codec import MAX_MESSAGE_BYTES
+from chainrule.rpc.local import LocalChannel, LocalServer, local_path
+from chainrule.rpc.server import channel
+
+pytestmark = pytest.mark.timeout(60)
+METHOD = "/test.Echo/Echo"
+
+
+def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+    text = bytes(request)
+    if text == b"abort":
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "told to abort")
+    if text == b"raise":
+        raise KeyError("boom")
+    if text.startswith(b"sleep"):
+        time.sleep(float(text[5:]))
+    if text == b"metadata":
+        return repr(context.invocation_metadata()).encode()
+    return text[::-1]
+
+
+@pytest.fixture
+def echo(tmp_path: Path) -> Iterator[LocalServer]:
+    server = LocalServer(str(tmp_path / "echo.sock"))
+    handler = grpc.method_handlers_generic_handler(
+        "test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_call_returns_the_reply_and_reuses_its_connection(echo: LocalServer) -> None:
+    ch = LocalChannel(echo.path)
+    call = ch.unary_unary(METHOD)
+    assert bytes(call(b"abc", timeout=5)) == b"cba"
+    assert bytes(call(b"x" * 100_000, timeout=5)) == b"x" * 100_000
+    assert len(ch._idle) == 1  # one connection, kept for the next call
+    assert bytes(call(b"metadata", timeout=5, metadata=[("k", "v=1")])) == b"(('k', 'v=1'),)"
+    ch.close()
+
+
+def test_errors_carry_grpc_status_codes(echo: LocalServer) -> None:
+    call = LocalChannel(echo.path).unary_unary(METHOD)
+    with pytest.raises(grpc.RpcError) as aborted:
+        call(b"abort", timeout=5)
+    assert aborted.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert aborted.value.details() == "told to abort"
+    with pytest.raises(grpc.RpcError) as raised:
+        call(b"raise", timeout=5)
+    assert raised.value.code() == grpc.StatusCode.UNKNOWN
+    assert "boom" in raised.value.details()
+    missing = LocalChannel(echo.path).unary_unary("/test.Echo/Nope")
+    with pytest.raises(grpc.RpcError) as unknown:
+        missing(b"", timeout=5)
+    assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert bytes(call(b"ok", timeout=5)) == b"ko"  # the connection survived the errors
+
+
+def test_a_deadline_is_deadline_exceeded_and_the_next_call_works(echo: LocalServer) -> None:
+    call = LocalChannel(echo.path).unary_unary(METHOD)
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as late:
+        call(b"sleep1.0", timeout=0.2)
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 0.9
+    assert bytes(call(b"next", timeout=5)) == b"txen"  # a new connection, not the late reply
+
+
+def test_no_server_is_unavailable(tmp_path: Path) -> None:
+    call = LocalChannel(str(tmp_path / "nobody.sock")).unary_unary(METHOD)
+    with pytest.raises(grpc.RpcError) as e:
+        call(b"x", timeout=1)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_stopped_server_cuts_calls_off_as_unavailable(echo: LocalServer) -> None:
+    call = LocalChannel(echo.path).unary_unary(METHOD)
+    errors: list[grpc.StatusCode] = []
+
+    def slow() -> None:
+        try:
+            call(b"sleep3", timeout=10)
+        except grpc.RpcError as e:
+            errors.append(e.code())
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    echo.stop()
+    thread.join(timeout=10)
+    assert errors == [grpc.StatusCode.UNAVAILABLE]
+    assert not os.path.exists(echo.path)
+
+
+def test_the_socket_is_private_and_a_second_server_cannot_take_it(echo: LocalServer) -> None:
+    assert stat.S_IMODE(os.stat(echo.path).st_mode) == 0o600
+    with pytest.raises(OSError, match="another server is listening"):
+        LocalServer(echo.path).start()
+
+
+def test_a_dead_servers_socket_file_is_replaced(tmp_path: Path) -> None:
+    path = str(tmp_path / "stale.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # the file stays, nobody listens: a server that was SIGKILLed
+    server = LocalServer(path)
+    server.start()
+    server.stop()
+    with pytest.raises(OSError, match="not a socket"):
+        Path(path).write_text("")
+        LocalServer(path).start()
+
+
+def test_a_request_over_the_limit_is_refused(echo: LocalServer) -> None:
+    ch = LocalChannel(echo.path)
+    conn = ch._connection()
+    import struct
+
+    conn.sendall(struct.pack("!IIId", len(METHOD), 0, MAX_MESSAGE_BYTES + 1, 5.0))
+    code, length = struct.unpack("!BI", conn.recv(5))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert b"over the limit" in conn.recv(length)
+    conn.close()
+
+
+def test_targets_choose_the_transport(tmp_path: Path) -> None:
+    assert local_path("local:/run/x.sock") == "/run/x.sock"
+    assert local_path("127.0.0.1:50051") is None
+    assert isinstance(channel(f"local:{tmp_path}/x.sock"), LocalChannel)
+
+
+def test_the_paramserver_serves_both_transports_alike(tmp_path: Path) -> None:
+    """The generated stub and the framed methods over the socket, next to TCP."""
+    path = str(tmp_path / "ps.sock")
+    server, port = serve("127.0.0.1:0", local_socket=path)
+    try:
+        local = ParamServerClient(f"local:{path}", timeout=5)
+        tcp = ParamServerClient(f"127.0.0.1:{port}", timeout=5)
+        params = {"W1": np.arange(6, dtype=np.float32).reshape(2, 3)}
+        assert local.create_job("j", params, "sgd") == (0, True)
+        local.plan("j", 0, ["t"], lr=0.5)
+        version, theta = local.push_pull("j", "t", 0, {"W1": np.ones((2, 3), np.float32)}, 1, 0.1, 5)
+        assert version == 1 and theta is not None
+        np.testing.assert_array_equal(theta["W1"], params["W1"] - 0.5)
+        assert tcp.pull("j")[0] == 1
+        np.testing.assert_array_equal(tcp.pull("j")[1]["W1"], theta["W1"])  # type: ignore[index]
+        with pytest.raises(grpc.RpcError) as bad:
+            local.push("j", "u", 1, {"W1": np.ones((3, 2), np.float32)}, 1, 0.1)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as missing:
+            local.pull("nope")
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        local.close()
+        tcp.close()
+    finally:
+        server.stop(None)
+    assert not os.path.exists(path)
