@@ -7,6 +7,7 @@ crash or a silent reshape.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -155,9 +156,12 @@ def frame(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> byte
 
 def frame_parts(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> list[Any]:
     """:func:`frame` as the buffers that, written back to back, are the frame (views of
-    the arrays among them): a socket sends them without joining them first."""
-    chunks = describe(message, tensors_field, arrays)
-    head = message.SerializeToString()
+    the arrays among them): a socket sends them without joining them first. The tensor
+    list is written after ``message``'s own fields (any field order parses alike), from
+    a cache: a job's θ and gradients keep their names, dtypes and shapes."""
+    number = message.DESCRIPTOR.fields_by_name[tensors_field].number
+    tensors, chunks = _tensor_list(number, arrays), _payload(arrays)
+    head = message.SerializeToString() + tensors
     fields = message.DESCRIPTOR.fields_by_name
     payload_len = sum(len(c) for c in chunks)
     payload_tag = _varint(fields["payload"].number << 3 | _WIRE_LEN) + _varint(payload_len)
@@ -167,15 +171,30 @@ def frame_parts(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -
     return [head, align_tag, bytes([pad]), b"\0" * pad, payload_tag, *chunks]
 
 
-def describe(message: Any, tensors_field: str, arrays: Mapping[str, Array]) -> list[Any]:
-    """Add ``arrays``' names, dtypes and shapes to ``message``'s tensor list; returns the
-    payload as chunks (views of the arrays, and zero padding) to be written back to back."""
+_TENSOR_LISTS: dict[tuple[Any, ...], bytes] = {}
+_MAX_TENSOR_LISTS = 256
+
+
+def _tensor_list(number: int, arrays: Mapping[str, Array]) -> bytes:
+    """The serialized ``repeated Tensor`` field ``number`` naming ``arrays``' names,
+    dtypes and shapes (their data left to the payload); TensorError for a bad dtype."""
+    key = (number, *((name, a.dtype.str, a.shape) for name, a in arrays.items()))
+    cached = _TENSOR_LISTS.get(key)
+    if cached is None:
+        tag = _varint(number << 3 | _WIRE_LEN)
+        metas = [encode_meta(name, a).SerializeToString() for name, a in arrays.items()]
+        cached = b"".join(tag + _varint(len(m)) + m for m in metas)
+        if len(_TENSOR_LISTS) >= _MAX_TENSOR_LISTS:
+            _TENSOR_LISTS.clear()
+        _TENSOR_LISTS[key] = cached
+    return cached
+
+
+def _payload(arrays: Mapping[str, Array]) -> list[Any]:
+    """The arrays' bytes as chunks (views, and zero padding) to be written back to back."""
     chunks: list[Any] = []
-    tensors = getattr(message, tensors_field)
-    for name, array in arrays.items():
-        header = encode_meta(name, array)
-        arr = np.ascontiguousarray(array, dtype=_FROM_WIRE[header.dtype])
-        tensors.append(header)
+    for array in arrays.values():
+        arr = np.ascontiguousarray(array, dtype=_FROM_WIRE[_TO_WIRE[array.dtype.newbyteorder("=")]])
         chunks.append(arr.reshape(-1).view(np.uint8) if arr.size else b"")
         pad = _padded(arr.nbytes) - arr.nbytes
         if pad:
@@ -244,21 +263,20 @@ def decode_framed(tensors: Iterable[tensor_pb2.Tensor], payload: memoryview) -> 
         if t.dtype not in _FROM_WIRE:
             raise TensorError(f"tensor {t.name!r} has unknown dtype code {t.dtype}")
         dtype = _FROM_WIRE[t.dtype]
-        shape = tuple(int(s) for s in t.shape)
+        shape = tuple(t.shape)
         if any(s < 0 for s in shape):
             raise TensorError(f"tensor {t.name!r} has a negative dimension in shape {shape}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
         if offset + nbytes > len(payload):
             raise TensorError(
                 f"tensor {t.name!r} (shape {shape} of {dtype.name}, {nbytes} bytes) runs "
                 f"past the end of the {len(payload)}-byte payload"
             )
-        if nbytes:
-            count = nbytes // dtype.itemsize
-            arr = np.frombuffer(payload, dtype=dtype, count=count, offset=offset)
-        else:
-            arr = np.empty(0, dtype=dtype)
-        out[t.name] = arr.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+        arr = np.frombuffer(payload, dtype, count, offset) if count else np.empty(0, dtype)
+        if not dtype.isnative:  # a big-endian host
+            arr = arr.astype(dtype.newbyteorder("="))
+        out[t.name] = arr.reshape(shape)
         offset += _padded(nbytes)
     if offset != len(payload):
         raise TensorError(f"the payload has {len(payload)} bytes; its tensors account for {offset}")

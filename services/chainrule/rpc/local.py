@@ -23,6 +23,7 @@ it); a server holds at most ``max_connections`` connections, a thread each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -99,7 +100,8 @@ def _recv_exactly(conn: socket.socket, n: int) -> bytearray:
 
 def _send(conn: socket.socket, parts: Sequence[bytes | bytearray | memoryview]) -> None:
     """Send every part, in order, without joining them into one buffer."""
-    views = [v.cast("B") for v in map(memoryview, parts) if v.nbytes]
+    views: list[memoryview] = [memoryview(p).cast("B") for p in parts]
+    views = [v for v in views if v.nbytes]
     while views:
         sent = conn.sendmsg(views)
         while views and sent >= len(views[0]):
@@ -114,7 +116,7 @@ class _CallDetails(NamedTuple):
     invocation_metadata: tuple[tuple[str, str], ...]
 
 
-class _Aborted(Exception):
+class _AbortedError(Exception):
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
         self.code, self.details = code, details
@@ -131,7 +133,7 @@ class LocalContext:
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         self._code, self._details = code, details
-        raise _Aborted(code, details)
+        raise _AbortedError(code, details)
 
     def set_code(self, code: grpc.StatusCode) -> None:
         self._code = code
@@ -204,17 +206,13 @@ class LocalServer:
         self._stopped.set()
         if self._listener is not None:
             self._listener.close()
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-            except FileNotFoundError:
-                pass
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         done = threading.Event()
         done.set()
         return done
@@ -285,7 +283,7 @@ class LocalServer:
             decode, encode = handler.request_deserializer, handler.response_serializer
             response = handler.unary_unary(decode(body) if decode else body, context)
             data = encode(response) if encode else response
-        except _Aborted as e:
+        except _AbortedError as e:
             return _reply(e.code, e.details)
         except Exception as e:  # what gRPC reports for an exception in a handler
             return _reply(grpc.StatusCode.UNKNOWN, f"Exception calling application: {e}")
@@ -348,7 +346,7 @@ class LocalChannel:
         self,
         method: str,
         request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
+        response_deserializer: Callable[[Any], Any] | None = None,
         **_: Any,
     ) -> Callable[..., Any]:
         path = method.encode()

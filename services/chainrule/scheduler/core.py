@@ -43,7 +43,7 @@ from chainrule.data.registry import prepare_dataset
 from chainrule.nn import Params
 from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
-from chainrule.scheduler.job import ActiveJob, Completion, Task
+from chainrule.scheduler.job import ActiveJob, Completion, Step, Task
 from chainrule.scheduler.membership import EndedIncarnationError, Membership, Worker
 from chainrule.scheduler.publisher import Publisher, StepPublisher
 from chainrule.spec import JobSpec, build_mlp, total_steps
@@ -82,8 +82,8 @@ class Jobs(Protocol):
     ) -> Any: ...
     def set_phase(self, job_id: str, phase: str, message: str | None = None) -> Any: ...
     def set_progress(self, job_id: str, step: int) -> Any: ...
-    def append_metrics(
-        self, job_id: str, point: dict[str, Any], progress: int | None = None
+    def append_metrics_many(
+        self, job_id: str, points: list[dict[str, Any]], progress: int | None = None
     ) -> Any: ...
     def stop_requested(self, job_id: str) -> bool: ...
     def set_workers(self, job_id: str, active: int, lost: int) -> Any: ...
@@ -286,6 +286,7 @@ class SchedulerCore:
             if self.active.pop(job.job_id, None) is None:
                 return
         with job.apply_lock:  # not in the middle of an Apply
+            self._flush(job)
             message = f"stopped by request at step {job.version}"
             self._end(job.job_id, job.message_id, "STOPPED", message=message)
 
@@ -338,8 +339,13 @@ class SchedulerCore:
             self.jobs.set_workers(job_id, active_count, lost_count)
 
     def _requeue(self, lost: Callable[[Task], bool]) -> None:
-        """Put handed-out tasks matching ``lost`` back in their job's queue (lock held)."""
+        """Put handed-out tasks matching ``lost`` back in their job's queue (lock held);
+        those of steps ahead in a run are freed for whoever takes their step."""
         for job in self.active.values():
+            for step in job.ahead:
+                for task in step.tasks:
+                    if task.worker_id is not None and lost(task):
+                        task.worker_id = None
             for task in job.open.values():
                 if lost(task):
                     task.worker_id, task.deadline = None, float("inf")
@@ -377,13 +383,13 @@ class SchedulerCore:
             self.ack(message_id)
             return
         telemetry.record_job_started(job.mode)
+        drawn: list[Step] = []
         with self.cond:
             self.active[job_id] = job
             if job.mode == "sync":
-                job.queue_step()
+                drawn = job.queue_step()  # the first step alone: workers may still be arriving
             self.cond.notify_all()
-        if job.mode == "sync":
-            self._plan(job)
+        self._plan(job, drawn)
 
     def _classes(self, spec: JobSpec) -> list[str] | None:
         """Class names of an uploaded dataset (built-in sets have none beyond indices)."""
@@ -450,8 +456,25 @@ class SchedulerCore:
                 task.deadline = time.monotonic() + timeout if timeout else float("inf")
                 if task.planned:
                     task.push_wait_s = self._push_wait(job, worker_id, live)
+                    task.following = job.following(task, worker_id)
+                    for later in task.following:
+                        later.push_wait_s = task.push_wait_s
                 return task
         return None
+
+    def release(self, worker_id: str, task_ids: list[str]) -> None:
+        """Tasks of a run that ``worker_id`` handed back unstarted: any worker may take
+        them (at once if their step is the current one, else when it becomes so)."""
+        with self.cond:
+            for job in self.active.values():
+                for task_id in task_ids:
+                    task = job.open.get(task_id) or job.ahead_task(task_id)
+                    if task is None or task.worker_id != worker_id:
+                        continue
+                    task.worker_id, task.deadline = None, float("inf")
+                    if task_id in job.open and task_id not in job.queue:
+                        job.queue.appendleft(task_id)
+            self.cond.notify_all()
 
     @staticmethod
     def _push_wait(job: ActiveJob, worker_id: str, live: set[str]) -> float:
@@ -473,6 +496,9 @@ class SchedulerCore:
             self._heartbeat(done.worker_id, done.incarnation)  # an ended incarnation: refused
             job = self.active.get(done.job_id)
             task = job.open.pop(done.task_id, None) if job else None
+            if job is not None and task is None and job.ahead_task(done.task_id) is not None:
+                job.early[done.task_id] = done  # a run's: counted when its step comes
+                return
             if job is None or task is None:
                 return  # a job that ended, or a task completed already (first one counts)
             if done.task_id in job.queue:
@@ -507,16 +533,26 @@ class SchedulerCore:
         if job.mode != "sync":
             return self._apply_one
         job.done[done.task_id] = done
-        needed = job.spec.training.quorum or job.slots
-        if len(job.done) < min(needed, len(job.done) + len(job.open)) or job.closing:
+        if not self._closing(job):
             return lambda j, t, d: None
+        return lambda j, t, d: self._close_step(j)
+
+    @staticmethod
+    def _closing(job: ActiveJob) -> bool:
+        """Sync (lock held): whether enough of the step's tasks are in to close it; if
+        so it is marked closing, and the tasks still out are dropped as late."""
+        needed = job.spec.training.quorum or job.slots
+        if not job.done or job.closing:
+            return False
+        if len(job.done) < min(needed, len(job.done) + len(job.open)):
+            return False
         job.closing = True
         late = list(job.open)
         job.dropped_late += len(late)
         telemetry.record_dropped_late(len(late))
         job.open.clear()
         job.queue.clear()
-        return lambda j, t, d: self._close_step(j)
+        return True
 
     def _guarded(self, job: ActiveJob, work: Callable[[], None]) -> None:
         """Run slow work for ``job`` one at a time; a failure ends the job, never hangs it."""
@@ -532,6 +568,7 @@ class SchedulerCore:
             self._fail_unexpectedly(job, e)
 
     def _fail_unexpectedly(self, job: ActiveJob, e: BaseException) -> None:
+        self._flush(job)
         if self.log:
             self.log.exception("job step failed", job_id=job.job_id, version=job.version)
         with self.cond:
@@ -549,27 +586,46 @@ class SchedulerCore:
         samples = sum(d.samples for d in done)
         loss = sum(d.loss * d.samples for d in done) / samples
         lr = job.schedule(job.version)
-        elapsed = time.monotonic() - job.step_started
+        finished = max(d.finished_unix for d in done)  # a run reports its steps together
+        if finished and job.last_point_unix:
+            elapsed = finished - job.last_point_unix
+        else:
+            elapsed = time.monotonic() - job.step_started
+        job.last_point_unix = finished
         self._stepped(job, job.version + 1, lr, loss, samples / max(elapsed, 1e-9), done)
 
-    def _plan(self, job: ActiveJob) -> None:
-        """Register the plan of the sync step just queued, behind the step that closed
-        (the workers start on its tasks meanwhile: their pushes wait for it)."""
-        step, task_ids, generation = job.version, list(job.step_tasks), job.generation
-        checkpoint, state = job.checkpoint_plan()
-        lr, quorum = job.schedule(step), job.spec.training.quorum or 0
+    def _plan(self, job: ActiveJob, steps: list[Step]) -> None:
+        """Register the plans of the sync steps just drawn, behind the step that closed
+        (the workers start on their tasks meanwhile: their pushes wait for them)."""
+        if not steps:
+            return
+        generation, quorum = job.generation, job.spec.training.quorum or 0
 
         def register() -> None:
-            if generation != job.generation or job.job_id not in self.active:
-                return  # the job was rolled back or ended since: this plan is void
-            try:
-                self.paramserver.plan(
-                    job.job_id, step, task_ids, lr, quorum, checkpoint, state, self.epoch
-                )
-            except Exception as e:
-                self._fail_later(job, e)
+            for step in steps:
+                if generation != job.generation or job.job_id not in self.active:
+                    return  # the job was rolled back or ended since: these plans are void
+                try:
+                    self.paramserver.plan(
+                        job.job_id,
+                        step.step,
+                        step.task_ids,
+                        job.schedule(step.step),
+                        quorum,
+                        step.checkpoint,
+                        step.scheduler_state,
+                        self.epoch,
+                    )
+                except Exception as e:
+                    self._fail_later(job, e)
+                    return
 
         self.publisher.submit(register)
+
+    def _runs(self, job: ActiveJob, live: set[str]) -> bool:
+        """Whether the next sync steps go out as a run: every slot has a live worker,
+        and no quorum (a straggler's run would fall behind the others')."""
+        return job.spec.training.quorum is None and len(live) >= job.slots
 
     def _apply_one(self, job: ActiveJob, task: Task, done: Completion) -> None:
         """Async/ssp: apply one gradient now, or reject it as too stale."""
@@ -631,7 +687,9 @@ class SchedulerCore:
             live = len(self.live_workers())
         point: dict[str, Any] = {
             "step": version,
-            "time": time.time(),
+            "time": job.last_point_unix
+            if job.mode == "sync" and job.last_point_unix
+            else time.time(),
             "loss": loss,
             "lr": lr,
             "samples_per_s": samples_per_s,
@@ -644,18 +702,24 @@ class SchedulerCore:
         if version >= job.total_steps or version % t.eval_every == 0:
             point.update(self._evaluate(job, version))
         stop = stopping.check(t, job.total_steps, job.stop, point, time.monotonic())
+        drawn: list[Step] = []
+        closes = False
         with self.cond:
             job.version = version
             if stop is None and job.mode == "sync":
                 job.closing = False
-                job.queue_step()
+                live_set = self.live_workers()
+                drawn = job.queue_step(self._runs(job, live_set), live_set)
+                closes = self._closing(job)  # a run's results for it are all in already
             if stop is not None:
                 self.active.pop(job.job_id, None)
             self.cond.notify_all()
-        if stop is None and job.mode == "sync":
-            self._plan(job)
+        self._plan(job, drawn)
         layers = next((d.layers for d in done if d.layers), None)
-        self.publisher.submit(lambda: self._record(job, version, point, layers))
+        job.unrecorded.append((version, point, layers))
+        # written a run at a time (and at every checkpoint, and at the end)
+        if stop is not None or drawn or job.mode != "sync" or job.checkpoints_at(version - 1):
+            self._flush(job)
         if stop is not None:  # the final θ is kept as the job's model by _end
             reason = stop.message if stop.status == "FAILED" else None
             self._end(
@@ -665,22 +729,29 @@ class SchedulerCore:
                 reason=reason,
                 message=_with_accuracy(stop.message, point),
             )
+        elif closes:
+            self._close_step(job)
+
+    def _flush(self, job: ActiveJob) -> None:
+        """Write the job's points not yet written, behind whatever was submitted before."""
+        if job.unrecorded:
+            items, job.unrecorded = job.unrecorded, []
+            self.publisher.submit(lambda: self._record(job, items))
 
     def _record(
-        self,
-        job: ActiveJob,
-        version: int,
-        point: dict[str, Any],
-        layers: list[dict[str, Any]] | None,
+        self, job: ActiveJob, items: list[tuple[int, dict[str, Any], list[dict[str, Any]] | None]]
     ) -> None:
-        """A step's point, derivative diagnostics and progress, written to Redis."""
+        """Steps' points, derivative diagnostics and progress, written to Redis."""
         try:
-            self.jobs.append_metrics(job.job_id, point, progress=version)
-            if layers:  # the derivative diagnostics of one task's minibatch
-                self.diagnostics.append(job.job_id, version, layers)
+            self.jobs.append_metrics_many(
+                job.job_id, [point for _, point, _ in items], progress=items[-1][0]
+            )
+            layers = [(version, layers) for version, _, layers in items if layers]
+            if layers:  # the derivative diagnostics of one task's minibatch per step
+                self.diagnostics.append_many(job.job_id, layers)
         except ValueError:  # the job was stopped meanwhile: its record is closed
             if self.log:
-                self.log.info("step not recorded: job ended", job_id=job.job_id, step=version)
+                self.log.info("steps not recorded: job ended", job_id=job.job_id)
         except Exception as e:
             self._fail_later(job, e)
 
@@ -692,6 +763,7 @@ class SchedulerCore:
     def _resync(self, job: ActiveJob) -> None:
         """The parameter server's θ is not where this job thinks it is (it restarted):
         roll every shard back to the latest checkpoint and recompute from there."""
+        self._flush(job)  # the steps rolled back stay in the series, as they happened
         try:
             status = self.paramserver.status(job.job_id)
             if status.version != job.version:
@@ -714,14 +786,10 @@ class SchedulerCore:
                 if self.log:
                     self.log.warning("job rolled back", job_id=job.job_id, version=status.version)
             else:
-                job.open.clear()
-                job.queue.clear()
-                job.closing = False
-            if job.mode == "sync":
-                job.queue_step()
+                job.clear_steps()
+            drawn = job.queue_step() if job.mode == "sync" else []
             self.cond.notify_all()
-        if job.mode == "sync":
-            self._plan(job)
+        self._plan(job, drawn)
 
     def _evaluate(self, job: ActiveJob, version: int) -> dict[str, float]:
         """Holdout metrics of θ at ``version`` (a plan may still be on its way to the

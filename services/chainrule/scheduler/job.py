@@ -1,7 +1,14 @@
 """One running job as the scheduler sees it: its tasks, its step clock, its counters.
 
 Tasks are made here. In **sync** mode a step has one task per slot (``training.workers``
-of them), drawn by :mod:`chainrule.scheduler.batches`; in **async** and **ssp** modes a
+of them), drawn by :mod:`chainrule.scheduler.batches`. Steps are drawn in *runs* of up to
+:data:`RUN_STEPS` when every slot has a live worker: a worker then takes its slot's task
+of every step of the run at once and reports them in one Complete, so that the scheduler
+is off the critical path of all but the last step (the parameter server applies each
+step as its gradients arrive, by the plans registered for the whole run). A run never
+goes past an evaluation step, so evaluations and the stop rules they feed see the θ of
+their step. The minibatches are the same ones, in the same order, as step by step.
+In **async** and **ssp** modes a
 task is made whenever a worker is free, for the next slot in turn, on the θ version of
 that moment. The minibatch random stream can be saved with a checkpoint and restored, so
 a job resumed from a checkpoint draws the same minibatches it would have drawn.
@@ -26,6 +33,9 @@ from chainrule.scheduler.batches import Indices, job_rngs, make_shards, step_bat
 from chainrule.scheduler.stopping import StopState
 from chainrule.spec import JobSpec
 
+RUN_STEPS = 8
+"""The longest run of sync steps handed out at once (see the module docstring)."""
+
 
 @dataclass
 class Task:
@@ -41,6 +51,21 @@ class Task:
     planned: bool = False  # sync: the step's plan is on the parameter server (PushPull)
     diagnostics: bool = True  # compute per-layer derivative statistics
     push_wait_s: float = 0.0  # planned: how long the PushPull may wait for the step
+    following: list[Task] = field(default_factory=list)  # handed out with it: its run
+
+
+@dataclass
+class Step:
+    """A sync step drawn: its tasks in slot order, and what its plan checkpoints."""
+
+    step: int
+    tasks: list[Task]
+    checkpoint: bool
+    scheduler_state: str  # the state to resume from at version step + 1 (if checkpoint)
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [t.task_id for t in self.tasks]
 
 
 @dataclass
@@ -54,6 +79,7 @@ class Completion:
     error: str = ""
     layers: list[dict[str, Any]] = field(default_factory=list)
     incarnation: str = ""  # of the worker process that computed it
+    finished_unix: float = 0.0  # when its push was answered (0: unknown)
 
 
 @dataclass
@@ -86,6 +112,13 @@ class ActiveJob:
     apply_lock: threading.Lock = field(default_factory=threading.Lock)
     step_tasks: list[str] = field(default_factory=list)  # sync: this step's, in slot order
     generation: int = 0  # bumped by every rollback: plans made before it are void
+    ahead: deque[Step] = field(default_factory=deque)  # sync: the rest of the current run
+    early: dict[str, Completion] = field(default_factory=dict)  # completions of steps ahead
+    last_point_unix: float = 0.0  # when the previous step's last push was answered
+    # sync: recorded steps not yet written to Redis: (version, point, diagnostics)
+    unrecorded: list[tuple[int, dict[str, Any], list[dict[str, Any]] | None]] = field(
+        default_factory=list
+    )
 
     @cached_property
     def model_json(self) -> str:
@@ -111,11 +144,9 @@ class ActiveJob:
         return json.dumps({"rng": self.batch_rng.bit_generator.state, "next_slot": self.next_slot})
 
     def checkpoint_plan(self) -> tuple[bool, str]:
-        """Whether the step at ``version`` checkpoints (every ``checkpoint_every`` versions
-        and at the last step), and the scheduler state the checkpoint keeps."""
-        upcoming = self.version + 1
-        every = self.spec.training.checkpoint_every
-        checkpoint = upcoming % every == 0 or upcoming >= self.total_steps
+        """Async/ssp: whether the step at ``version`` checkpoints, and the scheduler state
+        the checkpoint keeps (sync steps carry theirs: :class:`Step`)."""
+        checkpoint = self.checkpoints_at(self.version)
         return checkpoint, self.scheduler_state() if checkpoint else ""
 
     def resume(self, version: int, state: str) -> None:
@@ -127,38 +158,109 @@ class ActiveJob:
             self.next_slot = int(saved["next_slot"])
         self.version = version
         self.generation += 1
+        self.clear_steps()
+
+    def clear_steps(self) -> None:
+        """Forget every task of this job (a rollback, a resync): none will count."""
         self.open.clear()
         self.queue.clear()
         self.done.clear()
+        self.ahead.clear()
+        self.early.clear()
         self.closing = False
 
-    def _task(self, slot_rows: Indices, step: int, diagnostics: bool = True) -> Task:
+    def _task(
+        self, slot_rows: Indices, step: int, diagnostics: bool = True, queued: bool = True
+    ) -> Task:
         task_id = f"{self.job_id}:{step}:{uuid.uuid4().hex[:8]}"
         task = Task(
             task_id,
             self.job_id,
             step,
-            self.version,
+            step if self.mode == "sync" else self.version,
             self.dataset_key,
             self.model_json,
             slot_rows,
             planned=self.mode == "sync",
             diagnostics=diagnostics,
         )
-        self.open[task_id] = task
-        self.queue.append(task_id)
+        if queued:
+            self.open[task_id] = task
+            self.queue.append(task_id)
         return task
 
-    def queue_step(self) -> None:
-        """Sync: the tasks of step ``version``, one per slot."""
+    def run_length(self, runs: bool) -> int:
+        """Steps to draw at ``version``: 1, or (``runs``) up to RUN_STEPS, ending at the
+        next evaluation step or the last step."""
+        if not runs:
+            return 1
+        every = self.spec.training.eval_every
+        next_eval = (self.version // every + 1) * every  # the next version evaluated
+        return max(1, min(RUN_STEPS, next_eval - self.version, self.total_steps - self.version))
+
+    def queue_step(self, runs: bool = False, live: set[str] | None = None) -> list[Step]:
+        """Sync: make step ``version`` the current one: the next step of the run under
+        way, or a new run (one step unless ``runs``). Returns the steps newly drawn,
+        whose plans are to be registered. A task of the run assigned to a worker that
+        is no longer ``live`` (or handed back) waits in the queue for any worker."""
         self.done.clear()
         self.step_started = time.monotonic()
+        drawn: list[Step] = []
+        if not self.ahead or self.ahead[0].step != self.version:
+            self.ahead.clear()
+            drawn = [self._draw(self.version + k) for k in range(self.run_length(runs))]
+            self.ahead.extend(drawn)
+        current = self.ahead.popleft()
+        self.step_tasks = current.task_ids
+        timeout = self.spec.training.step_timeout_s
+        for task in current.tasks:
+            if task.task_id in self.early:  # its result came in while it was ahead
+                self.done[task.task_id] = self.early.pop(task.task_id)
+                continue
+            self.open[task.task_id] = task
+            if task.worker_id is None or (live is not None and task.worker_id not in live):
+                task.worker_id, task.deadline = None, float("inf")
+                self.queue.append(task.task_id)
+            elif timeout:
+                task.deadline = time.monotonic() + timeout
+        return drawn
+
+    def _draw(self, step: int) -> Step:
         batches = step_batches(self.shards, self.spec.training.batch_size, self.batch_rng)
-        self.step_tasks = [
-            self._task(rows, self.version, diagnostics=slot == 0).task_id
+        tasks = [
+            self._task(rows, step, diagnostics=slot == 0, queued=False)
             for slot, rows in enumerate(batches)
             if len(rows)
         ]
+        checkpoint = self.checkpoints_at(step)
+        return Step(step, tasks, checkpoint, self.scheduler_state() if checkpoint else "")
+
+    def checkpoints_at(self, step: int) -> bool:
+        """Whether the step ``step`` checkpoints θ (every ``checkpoint_every`` versions
+        and at the last step)."""
+        upcoming = step + 1
+        return upcoming % self.spec.training.checkpoint_every == 0 or upcoming >= self.total_steps
+
+    def following(self, task: Task, worker_id: str) -> list[Task]:
+        """Sync: the tasks of the same slot in the rest of the run, given to
+        ``worker_id`` with ``task`` (up to the first one another worker holds)."""
+        if task.step != self.version or task.task_id not in self.step_tasks:
+            return []
+        slot = self.step_tasks.index(task.task_id)
+        out = []
+        for step in self.ahead:
+            if slot >= len(step.tasks) or step.tasks[slot].worker_id not in (None, worker_id):
+                break
+            step.tasks[slot].worker_id = worker_id
+            out.append(step.tasks[slot])
+        return out
+
+    def ahead_task(self, task_id: str) -> Task | None:
+        for step in self.ahead:
+            for task in step.tasks:
+                if task.task_id == task_id:
+                    return task
+        return None
 
     def queue_one(self) -> Task:
         """Async/ssp: one task on the current θ, for the next slot in turn."""

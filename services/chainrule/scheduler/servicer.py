@@ -8,6 +8,7 @@ from chainrule.rpc.v1 import scheduler_pb2 as pb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
 from chainrule.scheduler.core import Completion, EndedIncarnationError, SchedulerCore, Task
 
+MAX_RUN_RESULTS = 64  # a run is at most job.RUN_STEPS tasks; this bounds a request
 _LAYER_FIELDS = ("mean_abs_derivative", "saturated_fraction", "dead_fraction")
 
 
@@ -15,19 +16,22 @@ def task_reply(task: Task | None) -> pb.TaskReply:
     if task is None:
         return pb.TaskReply(has_task=False)
     return pb.TaskReply(
-        has_task=True,
-        task=pb.Task(
-            task_id=task.task_id,
-            job_id=task.job_id,
-            step=task.step,
-            base_version=task.base_version,
-            dataset_key=task.dataset_key,
-            model_json=task.model_json,
-            indices=task.indices.tolist(),
-            planned=task.planned,
-            diagnostics=task.diagnostics,
-            push_wait_seconds=task.push_wait_s,
-        ),
+        has_task=True, task=_task(task), following=[_task(t) for t in task.following]
+    )
+
+
+def _task(task: Task) -> pb.Task:
+    return pb.Task(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        step=task.step,
+        base_version=task.base_version,
+        dataset_key=task.dataset_key,
+        model_json=task.model_json,
+        indices=task.indices.tolist(),
+        planned=task.planned,
+        diagnostics=task.diagnostics,
+        push_wait_seconds=task.push_wait_s,
     )
 
 
@@ -80,22 +84,37 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):  # type: ignore[m
         self._standby(context)
         if not request.worker_id or not request.task_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id and task_id must be set")
-        done = Completion(
-            worker_id=request.worker_id,
-            task_id=request.task_id,
-            job_id=request.job_id,
-            step=request.step,
-            loss=request.loss,
-            samples=request.samples,
-            error=request.error,
-            layers=[layer_dict(s) for s in request.layers],
-            incarnation=request.incarnation,
-        )
+        if len(request.earlier) > MAX_RUN_RESULTS:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a Complete carries at most {MAX_RUN_RESULTS} earlier results; "
+                f"got {len(request.earlier)}",
+            )
         try:
-            self.core.complete(done)
+            # a run's results in order, then the tasks it did not start
+            for result in [*request.earlier, request]:
+                self.core.complete(_completion(request, result))
+            if request.released:
+                self.core.release(request.worker_id, list(request.released))
             if request.wait_seconds < 0:  # the worker is shutting down
                 return task_reply(None)
             task = self.core.next_task(request.worker_id, request.wait_seconds, request.incarnation)
         except EndedIncarnationError as e:  # its task was requeued; the late result is dropped
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         return task_reply(task)
+
+
+def _completion(request: pb.CompleteRequest, result: pb.CompleteRequest) -> Completion:
+    """One task's result (``result``: the request itself or one of its ``earlier``)."""
+    return Completion(
+        worker_id=request.worker_id,
+        task_id=result.task_id,
+        job_id=result.job_id,
+        step=result.step,
+        loss=result.loss,
+        samples=result.samples,
+        error=result.error,
+        layers=[layer_dict(s) for s in result.layers],
+        incarnation=request.incarnation,
+        finished_unix=result.finished_unix,
+    )

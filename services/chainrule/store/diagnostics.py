@@ -18,8 +18,17 @@ class DiagnosticsStore:
         self.client, self.prefix = client, prefix
 
     def append(self, job_id: str, step: int, layers: Sequence[dict[str, Any]]) -> None:
-        entry = {"step": str(step), "layers": json.dumps(list(layers))}
-        self.client.xadd(diagnostics_key(self.prefix, job_id), entry)  # type: ignore[arg-type]
+        self.append_many(job_id, [(step, layers)])
+
+    def append_many(
+        self, job_id: str, entries: Sequence[tuple[int, Sequence[dict[str, Any]]]]
+    ) -> None:
+        """Several steps' diagnostics, in order, in one round trip (a pipeline)."""
+        pipe = self.client.pipeline(transaction=False)
+        for step, layers in entries:
+            entry = {"step": str(step), "layers": json.dumps(list(layers))}
+            pipe.xadd(diagnostics_key(self.prefix, job_id), entry)  # type: ignore[arg-type]
+        pipe.execute()
 
     def series(self, job_id: str) -> list[dict[str, Any]]:
         """[{"step": s, "layers": [...]}, ...], oldest first."""

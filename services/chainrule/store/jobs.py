@@ -29,7 +29,7 @@ from __future__ import annotations
 import builtins
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -525,21 +525,29 @@ class JobStore:
         ``point`` has step, loss, lr, samples_per_s, active_workers, optionally time
         (Unix seconds, default now), eval_loss and eval_accuracy; ValueError otherwise.
         """
-        fields = encode_point(point, self._clock())
+        return self.append_metrics_many(job_id, [point], progress)[0]
+
+    def append_metrics_many(
+        self, job_id: str, points: Sequence[Mapping[str, object]], progress: int | None = None
+    ) -> builtins.list[str]:
+        """:meth:`append_metrics` for several points in order, in one round trip (a
+        pipeline); ``progress`` is set with the last. All are checked before any is sent."""
         if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
-        event = metrics_data(decode_point(fields))
         if progress is not None and (not isinstance(progress, int) or progress < 0):
             raise ValueError(f"progress must be an integer >= 0; got {progress!r}")
-        step = "" if progress is None else str(progress)
-        args = [event, step, *(item for pair in fields.items() for item in pair)]
-        entry_id = self._append_metrics(
-            keys=[self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id)],
-            args=args,
-        )
-        if entry_id is None:
+        encoded = [encode_point(point, self._clock()) for point in points]
+        keys = [self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id)]
+        pipe = self._redis.pipeline(transaction=False)
+        for i, fields in enumerate(encoded):
+            event = metrics_data(decode_point(fields))
+            step = "" if progress is None or i < len(encoded) - 1 else str(progress)
+            args = [event, step, *(item for pair in fields.items() for item in pair)]
+            self._append_metrics(keys=keys, args=args, client=pipe)
+        entry_ids = pipe.execute() if encoded else []
+        if any(entry_id is None for entry_id in entry_ids):
             raise JobNotFoundError(f"no job {job_id!r}")
-        return text(entry_id)
+        return [text(entry_id) for entry_id in entry_ids]
 
     def metrics(self, job_id: str) -> builtins.list[MetricPoint]:
         """The job's whole metric series, oldest first ([] for an unknown job)."""

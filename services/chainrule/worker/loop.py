@@ -81,7 +81,7 @@ class Worker:
                         timeout=self.poll_seconds + 10,
                     )
                     continue
-                reply = self._do(reply.task)
+                reply = self._do(reply)
             except grpc.RpcError as e:
                 _raise_if_replaced(e)
                 if self.log:
@@ -120,8 +120,30 @@ class Worker:
                 self._next_scheduler()
                 self.stop.wait(0.25)
 
-    def _do(self, task: pb.Task) -> pb.TaskReply:
-        """Compute and push one task; complete it (with an error if it could not be done)."""
+    def _do(self, reply: pb.TaskReply) -> pb.TaskReply:
+        """Compute and push a task, or each task of a run in turn; complete them in one
+        call (with an error if one could not be done). A run ends early, handing back
+        its tasks not started, when a step was not applied in time (its θ is not here
+        to go on with) or when the worker is asked to stop."""
+        run = [reply.task, *reply.following]
+        results: list[pb.CompleteRequest] = []
+        for i, task in enumerate(run):
+            if i and self.stop.is_set():
+                break
+            done, applied = self._one(task)
+            results.append(done)
+            if done.error or not applied:
+                break
+        last = results[-1]
+        last.earlier.extend(results[:-1])
+        last.released.extend(t.task_id for t in run[len(results) :])
+        # asked only now, so that a SIGTERM that came mid-task is honoured: -1 = no next task
+        last.wait_seconds = -1 if self.stop.is_set() else self.poll_seconds
+        return self._complete(last)
+
+    def _one(self, task: pb.Task) -> tuple[pb.CompleteRequest, bool]:
+        """One task's result, and whether θ is now the version after it (its step was
+        applied within the push's wait), which the next task of a run needs."""
         done = pb.CompleteRequest(
             worker_id=self.worker_id,
             incarnation=self.incarnation,
@@ -137,10 +159,10 @@ class Worker:
             done.error = f"parameter server said {e.code().name}: {e.details()}"
         except (ValueError, KeyError, RuntimeError) as e:
             done.error = str(e)
+        done.finished_unix = time.time()
         telemetry.record_task(time.perf_counter() - started, failed=bool(done.error))
-        # asked only now, so that a SIGTERM that came mid-task is honoured: -1 = no next task
-        done.wait_seconds = -1 if self.stop.is_set() else self.poll_seconds
-        return self._complete(done)
+        cache = self.cache.get(task.job_id)
+        return done, cache is not None and cache.version == task.base_version + 1
 
     def _compute_and_push(self, task: pb.Task, done: pb.CompleteRequest) -> None:
         if self.task_delay_s:

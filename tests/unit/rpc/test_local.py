@@ -160,7 +160,9 @@ def test_the_paramserver_serves_both_transports_alike(tmp_path: Path) -> None:
         params = {"W1": np.arange(6, dtype=np.float32).reshape(2, 3)}
         assert local.create_job("j", params, "sgd") == (0, True)
         local.plan("j", 0, ["t"], lr=0.5)
-        version, theta = local.push_pull("j", "t", 0, {"W1": np.ones((2, 3), np.float32)}, 1, 0.1, 5)
+        version, theta = local.push_pull(
+            "j", "t", 0, {"W1": np.ones((2, 3), np.float32)}, 1, 0.1, 5
+        )
         assert version == 1 and theta is not None
         np.testing.assert_array_equal(theta["W1"], params["W1"] - 0.5)
         assert tcp.pull("j")[0] == 1

@@ -167,6 +167,12 @@ class FakeJobs:
             self.records[job_id] = dataclasses.replace(record, step=progress)  # as the script
         return f"{len(self.points[job_id])}-0"
 
+    def append_metrics_many(
+        self, job_id: str, points: list[dict[str, Any]], progress: int | None = None
+    ) -> list[str]:
+        ids = [self.append_metrics(job_id, p) for p in points[:-1]]
+        return [*ids, self.append_metrics(job_id, points[-1], progress)]
+
     def stop_requested(self, job_id: str) -> bool:
         return job_id in self.stops
 
@@ -379,6 +385,12 @@ class FakeDiagnostics(DiagnosticsStore):
     def append(self, job_id: str, step: int, layers: Sequence[dict[str, Any]]) -> None:
         self.entries.setdefault(job_id, []).append({"step": step, "layers": list(layers)})
 
+    def append_many(
+        self, job_id: str, entries: Sequence[tuple[int, Sequence[dict[str, Any]]]]
+    ) -> None:
+        for step, layers in entries:
+            self.append(job_id, step, layers)
+
     def series(self, job_id: str) -> list[dict[str, Any]]:
         return list(self.entries.get(job_id, []))
 
@@ -409,13 +421,22 @@ class SimWorker:
     worker_id: str
     caches: dict[str, JobCache] = field(default_factory=dict)
     incarnation: str = ""
+    in_hand: list[Task] = field(default_factory=list)  # the rest of a run handed out (sync)
 
     def register(self) -> SimWorker:
         self.stack.core.register(self.worker_id, "testhost", self.incarnation)
         return self
 
     def take(self) -> Task | None:
-        return self.stack.core.next_task(self.worker_id, 0, self.incarnation)
+        """The next task of the run in hand, else a new one from the scheduler (this
+        worker completes a run's tasks one by one; the real one sends them together)."""
+        self.in_hand = [t for t in self.in_hand if t.job_id in self.stack.core.active]
+        if self.in_hand:  # (a real worker's pushes would fail once the job ended)
+            return self.in_hand.pop(0)
+        task = self.stack.core.next_task(self.worker_id, 0, self.incarnation)
+        if task is not None:
+            self.in_hand = list(task.following)
+        return task
 
     def compute(self, task: Task) -> Gradient:
         """Compute and push ``task``'s gradient, as the worker loop does before completing."""
@@ -1030,7 +1051,10 @@ def test_a_job_a_dead_scheduler_was_running_resumes_from_its_checkpoint(stack: S
     assert stack.jobs.record(job_id).status is JobStatus.SUCCEEDED
     assert acks == ["m1"]
     steps = [(p["step"], p.get("restored_from")) for p in stack.jobs.points[job_id]]
-    assert steps == [(1, None), (2, None), (3, None), (3, 2), (4, None), (5, None), (6, None)]
+    # step 3's point was not written yet (points go out a run at a time, and at every
+    # checkpoint): the new scheduler recomputes step 3 from the checkpoint at 2, so no
+    # step is missing from the series
+    assert steps == [(1, None), (2, None), (3, 2), (4, None), (5, None), (6, None)]
 
 
 def test_a_job_whose_start_failed_is_started_on_a_later_tick(stack: Stack) -> None:
@@ -1088,3 +1112,105 @@ def test_membership_is_published_with_per_job_counts(stack: Stack) -> None:
         worker.run(task)
     stack.core.publish_workers()
     assert stack.jobs.workers[job_id] == (2, 0)
+
+
+# -- runs: a worker's tasks of several sync steps at once -----------------------------------
+
+
+def test_sync_steps_go_out_in_runs_that_end_at_evaluation_steps(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec(steps=14, eval_every=6))
+    first = take_all(team)
+    assert all(not t.following for _, t in first)  # step 0 alone: workers may be arriving
+    for worker, task in first:
+        worker.run(task)
+    runs = take_all(team)  # steps 1 .. 5: version 6 is evaluated, so the run ends there
+    assert [[t.step for t in [task, *task.following]] for _, task in runs] == [[1, 2, 3, 4, 5]] * 2
+    job = stack.core.active[job_id]
+    for (_, task), slot in zip(runs, range(2), strict=True):
+        for later in task.following:  # the same slot of each later step, this worker's
+            ahead = next(s for s in job.ahead if s.step == later.step)
+            assert later.task_id == ahead.tasks[slot].task_id
+    for worker, task in runs:
+        worker.run(task)
+    run_to_end(stack, job_id, team)
+    assert stack.jobs.record(job_id).status is JobStatus.SUCCEEDED
+    steps = [p["step"] for p in stack.jobs.points[job_id]]
+    assert steps == list(range(1, 15))  # every step recorded once, in order
+    evaluated = [p["step"] for p in stack.jobs.points[job_id] if "eval_loss" in p]
+    assert evaluated == [6, 12, 14]
+
+
+def _theta_after(stack: Stack, job_id: str) -> Params:
+    return stack.ps.final[job_id]
+
+
+def test_a_run_reported_in_one_go_trains_as_step_by_step() -> None:
+    """The real worker completes a run's tasks together, after all its pushes: the
+    scheduler counts each step's results when the step comes, and θ, the losses and the
+    steps are those of completing every task at once."""
+    spec = job_spec(steps=9, eval_every=9, checkpoint_every=100)
+    one_by_one = make_stack()
+    job_a, team_a = start(one_by_one, spec)
+    run_to_end(one_by_one, job_a, team_a)
+
+    together = make_stack()
+    job_b, team_b = start(together, spec)
+    for worker, task in take_all(team_b):  # step 0
+        worker.run(task)
+    while job_b in together.core.active:
+        runs = take_all(team_b)
+        assert runs
+        grads: dict[str, list[tuple[Task, Gradient]]] = {w.worker_id: [] for w, _ in runs}
+        tasks = [task for _, task in runs]
+        while tasks:  # push step by step (each push needs the θ of the step before)
+            for (worker, _), task in zip(runs, tasks, strict=True):
+                grads[worker.worker_id].append((task, worker.compute(task)))
+            tasks = [w.in_hand.pop(0) for w, _ in runs] if runs[0][0].in_hand else []
+        for worker, _ in runs:  # then each worker's whole run, one after the other
+            for task, gradient in grads[worker.worker_id]:
+                worker.complete(task, gradient)
+    assert together.jobs.record(job_b).status is JobStatus.SUCCEEDED
+    loss = [(p["step"], p["loss"]) for p in one_by_one.jobs.points[job_a]]
+    assert [(p["step"], p["loss"]) for p in together.jobs.points[job_b]] == loss
+    for name, value in _theta_after(one_by_one, job_a).items():
+        np.testing.assert_array_equal(_theta_after(together, job_b)[name], value)
+
+
+def test_tasks_of_a_run_handed_back_go_to_whoever_takes_their_step(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec(steps=8, eval_every=8))
+    for worker, task in take_all(team):
+        worker.run(task)
+    (w1, t1), (w2, t2) = take_all(team)
+    assert len(t1.following) == 6
+    w1.run(t1)
+    w2.run(t2)  # step 1 applied; w2 stops its run there and hands back the rest
+    stack.core.release(w2.worker_id, [t.task_id for t in w2.in_hand])
+    w2.in_hand.clear()
+    third = SimWorker(stack, "w3").register()
+    job = stack.core.active[job_id]
+    assert job.version == 2
+    step2 = third.take()  # w2's slot of step 2 is free now
+    assert step2 is not None and step2.step == 2
+    assert step2.task_id == job.step_tasks[1]
+    assert [t.step for t in step2.following] == [3, 4, 5, 6, 7]  # the rest of the slot's run
+    third.run(step2)
+    w1.run(w1.take())  # type: ignore[arg-type]
+    assert stack.core.active[job_id].version == 3
+
+
+def test_a_lost_worker_frees_its_tasks_of_the_steps_ahead(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec(steps=8, eval_every=8))
+    for worker, task in take_all(team):
+        worker.run(task)
+    (w1, t1), (_, t2) = take_all(team)
+    w1.run(t1)
+    stack.core.workers["w2"].last_seen -= 60  # w2 dies holding step 1 and its run
+    stack.core.tick()
+    job = stack.core.active[job_id]
+    assert all(s.tasks[1].worker_id is None for s in job.ahead)
+    third = SimWorker(stack, "w3").register()
+    again = third.take()
+    assert again is not None and again.task_id == t2.task_id  # step 1's task, requeued
+    assert [t.step for t in again.following] == [2, 3, 4, 5, 6, 7]
+    third.run(again)
+    assert stack.core.active[job_id].version == 2
