@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from chainrule.nn import Params
+from chainrule.paramserver.state import AppliedStep
 from chainrule.rpc import codec
 from chainrule.rpc.local import local_path
 from chainrule.rpc.retry import with_retries
@@ -23,6 +24,7 @@ class JobStatus:
     checkpoint_version: int  # -1: no checkpoint
     scheduler_state: str
     restored: bool
+    applied: tuple[AppliedStep, ...] = ()  # the last planned steps applied, oldest first
 
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
@@ -171,16 +173,12 @@ class ParamServerClient:
     def status(self, job_id: str) -> JobStatus:
         """Version and latest checkpoint (restoring the job from it if this server had lost it)."""
         reply = self._call("Status", pb.StatusRequest(job_id=job_id))
-        return JobStatus(
-            reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored
-        )
+        return _status(reply)
 
     def restore(self, job_id: str) -> JobStatus:
         """Reload the latest checkpoint, throwing away later steps."""
         reply = self._call("Restore", pb.StatusRequest(job_id=job_id))
-        return JobStatus(
-            reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored
-        )
+        return _status(reply)
 
     def drop_job(self, job_id: str) -> bool:
         reply = self._call("DropJob", pb.DropJobRequest(job_id=job_id))
@@ -193,3 +191,10 @@ def _pulled(data: bytes) -> tuple[int, Params | None]:
     if not reply.params:
         return reply.version, None
     return reply.version, codec.decode_framed(reply.params, payload)
+
+
+def _status(reply: pb.StatusReply) -> JobStatus:
+    applied = tuple(AppliedStep(a.step, a.loss, a.samples, a.tasks) for a in reply.applied)
+    return JobStatus(
+        reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored, applied
+    )

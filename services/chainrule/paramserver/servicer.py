@@ -185,4 +185,8 @@ def status_reply(job: JobState, restored: bool) -> pb.StatusReply:
             checkpoint_version=job.checkpoint_version,
             scheduler_state=job.scheduler_state,
             restored=restored,
+            applied=[
+                pb.AppliedStep(step=a.step, loss=a.loss, samples=a.samples, tasks=a.tasks)
+                for a in job.applied_steps
+            ],
         )

@@ -353,13 +353,16 @@ class ShardedParamServerClient(ParamServerClient):
 
 def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
     """The lowest version and checkpoint over the shards, the scheduler state saved with
-    that checkpoint (the first shard that has it), restored if any shard was."""
+    that checkpoint (the first shard that has it), restored if any shard was; the steps
+    every shard applied (each applies the same plans to its part of θ)."""
     oldest = min(statuses, key=lambda s: s.checkpoint_version)
+    version = min(s.version for s in statuses)
     return JobStatus(
-        version=min(s.version for s in statuses),
+        version=version,
         checkpoint_version=oldest.checkpoint_version,
         scheduler_state=oldest.scheduler_state,
         restored=any(s.restored for s in statuses),
+        applied=tuple(a for a in statuses[0].applied if a.step < version),
     )
 
 

@@ -12,7 +12,7 @@ restored from its latest checkpoint on first use.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,6 +40,9 @@ MAX_PLANS = 64
 MAX_WAIT_SECONDS = 30.0
 """The longest a Pull or PushPull waits for θ to move."""
 
+APPLIED_STEPS = 64
+"""How many planned steps a job remembers the loss and samples of (see Status)."""
+
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -52,6 +55,16 @@ class StepPlan:
     checkpoint: bool
     scheduler_state: str
     epoch: int
+
+
+@dataclass(frozen=True)
+class AppliedStep:
+    """A planned step as the server applied it: what the scheduler records of it."""
+
+    step: int
+    loss: float  # sample-weighted mean over the gradients summed
+    samples: int
+    tasks: int
 
 
 @dataclass
@@ -85,6 +98,7 @@ class JobState:
     plans: dict[int, StepPlan] = field(default_factory=dict)  # step -> plan, steps >= version
     epoch: int = 0  # the highest leader epoch seen in a plan
     checkpoint_error: str = ""  # why the last checkpoint a plan asked for was not written
+    applied_steps: deque[AppliedStep] = field(default_factory=lambda: deque(maxlen=APPLIED_STEPS))
     moved: threading.Condition = field(init=False)  # notified when the version moves
 
     def __post_init__(self) -> None:
@@ -241,7 +255,11 @@ class ParameterStore:
                 return
             step = job.version
             del job.plans[step]
+            summed = [job.buffers[t] for t in arrived[: plan.needed]]
+            samples = sum(g.samples for g in summed)
+            loss = sum(g.loss * g.samples for g in summed) / samples
             self._step(job, arrived[: plan.needed], plan.lr)
+            job.applied_steps.append(AppliedStep(step, loss, samples, len(summed)))
             for t in plan.task_ids:  # the rest of a quorum: late, a no-op when pushed
                 job.applied[t] = None
             # gradients computed on θ of this step or older can never be applied now

@@ -766,6 +766,8 @@ class SchedulerCore:
         self._flush(job)  # the steps rolled back stay in the series, as they happened
         try:
             status = self.paramserver.status(job.job_id)
+            if status.version > job.version and self._catch_up(job, status):
+                return
             if status.version != job.version:
                 status = self.paramserver.restore(job.job_id)
         except grpc.RpcError as e:
@@ -790,6 +792,33 @@ class SchedulerCore:
             drawn = job.queue_step() if job.mode == "sync" else []
             self.cond.notify_all()
         self._plan(job, drawn)
+
+    def _catch_up(self, job: ActiveJob, status: Any) -> bool:
+        """Sync: the server is ahead because it applied steps whose reports did not all
+        reach this scheduler (a worker died between its pushes and its Complete, as one
+        may in a run). Those steps were applied by this scheduler's own plans, so they
+        are recorded from the server's log of them and the job goes on from the server's
+        version, without a rollback. False when the log does not cover them."""
+        if job.mode != "sync" or status.restored:
+            return False
+        log = {a.step: a for a in status.applied}
+        if any(step not in log for step in range(job.version, status.version)):
+            return False
+        if self.log:
+            self.log.info(
+                "steps applied without their reports", job_id=job.job_id, steps=status.version
+            )
+        while job.version < status.version and job.job_id in self.active:
+            applied = log[job.version]
+            with self.cond:  # the step's tasks still out are late: it was applied without them
+                done = list(job.done.values())
+                job.closing = True
+                job.open.clear()
+                job.queue.clear()
+            rate = applied.samples / max(time.monotonic() - job.step_started, 1e-9)
+            job.last_point_unix = time.time()
+            self._stepped(job, job.version + 1, job.schedule(job.version), applied.loss, rate, done)
+        return True
 
     def _evaluate(self, job: ActiveJob, version: int) -> dict[str, float]:
         """Holdout metrics of θ at ``version`` (a plan may still be on its way to the

@@ -7,7 +7,9 @@ of every step of the run at once and reports them in one Complete, so that the s
 is off the critical path of all but the last step (the parameter server applies each
 step as its gradients arrive, by the plans registered for the whole run). A run never
 goes past an evaluation step, so evaluations and the stop rules they feed see the θ of
-their step. The minibatches are the same ones, in the same order, as step by step.
+their step. The minibatches are the same ones, in the same order, as step by step; the
+per-layer derivative diagnostics come from one task of each run (of every step when
+they go one at a time).
 In **async** and **ssp** modes a
 task is made whenever a worker is free, for the next slot in turn, on the θ version of
 that moment. The minibatch random stream can be saved with a checkpoint and restored, so
@@ -208,7 +210,7 @@ class ActiveJob:
         drawn: list[Step] = []
         if not self.ahead or self.ahead[0].step != self.version:
             self.ahead.clear()
-            drawn = [self._draw(self.version + k) for k in range(self.run_length(runs))]
+            drawn = [self._draw(self.version + k, k == 0) for k in range(self.run_length(runs))]
             self.ahead.extend(drawn)
         current = self.ahead.popleft()
         self.step_tasks = current.task_ids
@@ -225,10 +227,12 @@ class ActiveJob:
                 task.deadline = time.monotonic() + timeout
         return drawn
 
-    def _draw(self, step: int) -> Step:
+    def _draw(self, step: int, diagnosed: bool) -> Step:
+        """Step ``step``'s tasks; if ``diagnosed``, its first computes the per-layer
+        diagnostics (one task of each run: they cost a forward pass's worth of work)."""
         batches = step_batches(self.shards, self.spec.training.batch_size, self.batch_rng)
         tasks = [
-            self._task(rows, step, diagnostics=slot == 0, queued=False)
+            self._task(rows, step, diagnostics=diagnosed and slot == 0, queued=False)
             for slot, rows in enumerate(batches)
             if len(rows)
         ]

@@ -362,7 +362,13 @@ class FakeParamServer:
 
 def _status(job: Any, restored: bool) -> ParamServerStatus:
     with job.lock:
-        return ParamServerStatus(job.version, job.checkpoint_version, job.scheduler_state, restored)
+        return ParamServerStatus(
+            job.version,
+            job.checkpoint_version,
+            job.scheduler_state,
+            restored,
+            tuple(job.applied_steps),
+        )
 
 
 class FakeBlobs(BlobStore):
@@ -431,6 +437,11 @@ class SimWorker:
         """The next task of the run in hand, else a new one from the scheduler (this
         worker completes a run's tasks one by one; the real one sends them together)."""
         self.in_hand = [t for t in self.in_hand if t.job_id in self.stack.core.active]
+        if self.in_hand and self.stack.ps.theta(self.in_hand[0].job_id)[0] != (
+            self.in_hand[0].base_version
+        ):  # θ is not at the next task's step: the run ends, the rest is handed back
+            self.stack.core.release(self.worker_id, [t.task_id for t in self.in_hand])
+            self.in_hand.clear()
         if self.in_hand:  # (a real worker's pushes would fail once the job ended)
             return self.in_hand.pop(0)
         task = self.stack.core.next_task(self.worker_id, 0, self.incarnation)
@@ -1214,3 +1225,46 @@ def test_a_lost_worker_frees_its_tasks_of_the_steps_ahead(stack: Stack) -> None:
     assert [t.step for t in again.following] == [2, 3, 4, 5, 6, 7]
     third.run(again)
     assert stack.core.active[job_id].version == 2
+
+
+def test_steps_a_dead_worker_pushed_but_never_reported_are_recorded_without_a_rollback() -> None:
+    """A worker dies in a run after its pushes of steps 1-3 (applied by the server) and
+    before its Complete: the scheduler records those steps from the server's log and
+    goes on, θ and losses exactly as if nothing had happened."""
+    spec = job_spec(steps=8, eval_every=8, checkpoint_every=100)
+    clean = make_stack()
+    job_a, team_a = start(clean, spec)
+    run_to_end(clean, job_a, team_a)
+
+    stack = make_stack()
+    job_id, (w1, w2) = start(stack, spec)
+    for worker, task in take_all([w1, w2]):  # step 0
+        worker.run(task)
+    (_, t1), (_, t2) = take_all([w1, w2])  # each a run of steps 1..7
+    runs = {w1.worker_id: [t1, *w1.in_hand], w2.worker_id: [t2, *w2.in_hand]}
+    w1.in_hand.clear()
+    w2.in_hand.clear()
+    pushed = {(w.worker_id, k): w.compute(runs[w.worker_id][k]) for k in range(3) for w in (w1, w2)}
+    step4 = w1.compute(runs[w1.worker_id][3])  # not applied: w2 is gone
+    for k in range(3):
+        w1.complete(runs[w1.worker_id][k], pushed[(w1.worker_id, k)])
+    w1.complete(runs[w1.worker_id][3], step4)
+    stack.core.release(w1.worker_id, [t.task_id for t in runs[w1.worker_id][4:]])
+    stack.core.workers["w2"].last_seen -= 60  # w2 never reports
+    stack.core.tick()
+    requeued = w1.take()
+    assert requeued is not None and requeued.task_id == t2.task_id  # step 1, applied long ago
+    w1.fail(requeued, error="parameter server said FAILED_PRECONDITION: the server is at 4")
+
+    job = stack.core.active[job_id]
+    assert job.version == 4  # steps 1..3 recorded from the server's log; no rollback
+    run_to_end(stack, job_id, [w1])
+    assert stack.jobs.record(job_id).status is JobStatus.SUCCEEDED
+    points = stack.jobs.points[job_id]
+    assert [p["step"] for p in points] == list(range(1, 9))
+    assert all("restored_from" not in p for p in points)
+    want = {p["step"]: p["loss"] for p in clean.jobs.points[job_a]}
+    for p in points:
+        assert p["loss"] == pytest.approx(want[p["step"]], rel=1e-6)
+    for name, value in _theta_after(clean, job_a).items():
+        np.testing.assert_array_equal(_theta_after(stack, job_id)[name], value)
