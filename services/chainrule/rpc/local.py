@@ -84,18 +84,45 @@ def local_path(target: str) -> str | None:
     return target[len(SCHEME) :] if target.startswith(SCHEME) else None
 
 
-def _recv_exactly(conn: socket.socket, n: int) -> bytearray:
-    """``n`` bytes into a new buffer (its tensors are read as views of it, so it is
-    never reused); EOFError if the peer closed first."""
-    buffer = bytearray(n)
-    view = memoryview(buffer)
-    got = 0
-    while got < n:
-        k = conn.recv_into(view[got:])
-        if k == 0:
-            raise EOFError("connection closed by the peer")
-        got += k
-    return buffer
+_CHUNK = 64 * 1024
+
+
+class _Reader:
+    """Reads exact byte counts from a socket: small messages (a header, a method name,
+    a small body) come out of one ``recv`` of up to 64 KiB; a large body is received
+    straight into its own buffer."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self._buffer = bytearray()
+
+    def read(self, n: int) -> bytearray:
+        """``n`` bytes in a new buffer (its tensors are read as views of it, so it is
+        never reused); EOFError if the peer closed first."""
+        if len(self._buffer) >= n:
+            out = self._buffer[:n]
+            del self._buffer[:n]
+            return out
+        out = bytearray(n)
+        got = len(self._buffer)
+        out[:got] = self._buffer
+        self._buffer.clear()
+        view = memoryview(out)
+        while got < n:
+            if n - got >= _CHUNK:  # a large body: no detour through the buffer
+                k = self.conn.recv_into(view[got:])
+                if k == 0:
+                    raise EOFError("connection closed by the peer")
+                got += k
+                continue
+            chunk = self.conn.recv(_CHUNK)
+            if not chunk:
+                raise EOFError("connection closed by the peer")
+            take = min(len(chunk), n - got)
+            view[got : got + take] = chunk[:take]
+            self._buffer += chunk[take:]
+            got += take
+        return out
 
 
 def _send(conn: socket.socket, parts: Sequence[bytes | bytearray | memoryview]) -> None:
@@ -237,9 +264,10 @@ class LocalServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             with conn:
+                reader = _Reader(conn)
                 while not self._stopped.is_set():
                     method_len, meta_len, body_len, timeout = _REQUEST.unpack(
-                        _recv_exactly(conn, _REQUEST.size)
+                        reader.read(_REQUEST.size)
                     )
                     if method_len > _MAX_METHOD or meta_len > _MAX_METADATA:
                         return  # not a client of this protocol
@@ -250,9 +278,9 @@ class LocalServer:
                         )
                         _send(conn, _reply(grpc.StatusCode.RESOURCE_EXHAUSTED, details))
                         return  # its body is not read: the connection cannot go on
-                    method = bytes(_recv_exactly(conn, method_len)).decode()
-                    metadata = _parse_metadata(bytes(_recv_exactly(conn, meta_len)))
-                    body = _recv_exactly(conn, body_len)
+                    method = bytes(reader.read(method_len)).decode()
+                    metadata = _parse_metadata(bytes(reader.read(meta_len)))
+                    body = reader.read(body_len)
                     _send(conn, self._call(method, metadata, body, timeout))
         except (EOFError, OSError, UnicodeDecodeError):
             pass  # the caller went away, or the server is stopping
@@ -338,7 +366,7 @@ class LocalChannel:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._idle: list[socket.socket] = []
+        self._idle: list[_Reader] = []  # connections kept between calls
         self._lock = threading.Lock()
         self._closed = False
 
@@ -367,8 +395,8 @@ class LocalChannel:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        for reader in idle:
+            reader.conn.close()
 
     def _round_trip(
         self,
@@ -382,13 +410,14 @@ class LocalChannel:
         parts = list(body) if isinstance(body, list | tuple) else [body]
         size = sum(memoryview(p).nbytes for p in parts)
         meta = "\n".join(f"{k}={v}" for k, v in metadata).encode()
-        conn = self._connection()
+        reader = self._connection()
+        conn = reader.conn
         try:
             conn.settimeout(timeout)
             header = _REQUEST.pack(len(method), len(meta), size, timeout or 0.0)
             _send(conn, [header, method, meta, *parts])
-            code, length = _REPLY.unpack(_recv_exactly(conn, _REPLY.size))
-            data = _recv_exactly(conn, length)
+            code, length = _REPLY.unpack(reader.read(_REPLY.size))
+            data = reader.read(length)
         except TimeoutError as e:  # the reply may still come: this connection is unusable
             conn.close()
             raise LocalRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from e
@@ -397,12 +426,12 @@ class LocalChannel:
             raise LocalRpcError(
                 grpc.StatusCode.UNAVAILABLE, f"connection to {self.path} lost: {e}"
             ) from e
-        self._release(conn)
+        self._release(reader)
         if code != 0:
             raise LocalRpcError(_CODES.get(code, grpc.StatusCode.UNKNOWN), data.decode())
         return data
 
-    def _connection(self) -> socket.socket:
+    def _connection(self) -> _Reader:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -414,11 +443,11 @@ class LocalChannel:
             raise LocalRpcError(
                 grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self.path}: {e}"
             ) from e
-        return conn
+        return _Reader(conn)
 
-    def _release(self, conn: socket.socket) -> None:
+    def _release(self, reader: _Reader) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS:
-                self._idle.append(conn)
+                self._idle.append(reader)
                 return
-        conn.close()
+        reader.conn.close()

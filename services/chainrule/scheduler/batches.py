@@ -32,4 +32,10 @@ def make_shards(n_train: int, slots: int, rng: np.random.Generator) -> list[Indi
 
 def step_batches(shards: list[Indices], batch_size: int, rng: np.random.Generator) -> list[Indices]:
     """One step's rows per slot: ``batch_size`` distinct rows of each shard."""
-    return [shard[rng.permutation(len(shard))[:batch_size]] for shard in shards]
+    return [draw_rows(shard, batch_size, rng) for shard in shards]
+
+
+def draw_rows(shard: Indices, batch_size: int, rng: np.random.Generator) -> Indices:
+    """``batch_size`` distinct rows of ``shard`` (all of it if it is smaller), in random
+    order: O(batch_size), not a permutation of the whole shard."""
+    return shard[rng.choice(len(shard), size=min(batch_size, len(shard)), replace=False)]

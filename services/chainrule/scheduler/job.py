@@ -31,7 +31,13 @@ import numpy as np
 
 from chainrule.data import Split
 from chainrule.nn import MLP, Schedule
-from chainrule.scheduler.batches import Indices, job_rngs, make_shards, step_batches
+from chainrule.scheduler.batches import (
+    Indices,
+    draw_rows,
+    job_rngs,
+    make_shards,
+    step_batches,
+)
 from chainrule.scheduler.stopping import StopState
 from chainrule.spec import JobSpec
 
@@ -270,8 +276,9 @@ class ActiveJob:
         """Async/ssp: one task on the current θ, for the next slot in turn."""
         shard = self.shards[self.next_slot % len(self.shards)]
         self.next_slot += 1
-        size = min(self.spec.training.batch_size, len(shard))
-        return self._task(shard[self.batch_rng.permutation(len(shard))[:size]], self.version)
+        return self._task(
+            draw_rows(shard, self.spec.training.batch_size, self.batch_rng), self.version
+        )
 
     def may_take(self, worker_id: str, live: set[str]) -> bool:
         """SSP: a worker more than max_staleness tasks ahead of the slowest waits."""

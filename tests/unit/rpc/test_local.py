@@ -134,7 +134,7 @@ def test_a_dead_servers_socket_file_is_replaced(tmp_path: Path) -> None:
 
 def test_a_request_over_the_limit_is_refused(echo: LocalServer) -> None:
     ch = LocalChannel(echo.path)
-    conn = ch._connection()
+    conn = ch._connection().conn
     import struct
 
     conn.sendall(struct.pack("!IIId", len(METHOD), 0, MAX_MESSAGE_BYTES + 1, 5.0))
