@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,18 @@ from chainrule.rpc.retry import with_retries
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One sync step's plan (see ParamServer.Plan in protos/)."""
+
+    step: int
+    task_ids: list[str]
+    lr: float
+    quorum: int = 0
+    checkpoint: bool = False
+    scheduler_state: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,17 +136,28 @@ class ParamServerClient:
         epoch: int = 0,
     ) -> tuple[int, bool]:
         """Register sync step ``step``'s plan: applied by the server when its gradients are in."""
-        request = pb.PlanRequest(
-            job_id=job_id,
-            step=step,
-            task_ids=task_ids,
-            lr=lr,
-            quorum=quorum,
-            checkpoint=checkpoint,
-            scheduler_state=scheduler_state,
-            epoch=epoch,
+        return self.plan_run(
+            job_id, [Plan(step, task_ids, lr, quorum, checkpoint, scheduler_state)], epoch
         )
-        reply = self._call("Plan", request)
+
+    def plan_run(self, job_id: str, plans: Sequence[Plan], epoch: int = 0) -> tuple[int, bool]:
+        """Register the plans of a run of steps, in step order, in one call; (version,
+        duplicate) as of the last."""
+        first, *rest = [
+            pb.PlanRequest(
+                job_id=job_id,
+                step=p.step,
+                task_ids=p.task_ids,
+                lr=p.lr,
+                quorum=p.quorum,
+                checkpoint=p.checkpoint,
+                scheduler_state=p.scheduler_state,
+                epoch=epoch,
+            )
+            for p in plans
+        ]
+        first.then.extend(rest)
+        reply = self._call("Plan", first)
         return reply.version, reply.duplicate
 
     def push(

@@ -14,6 +14,7 @@ from chainrule.paramserver.state import (
     JobState,
     OutOfOrderError,
     ParameterStore,
+    PlannedStep,
 )
 from chainrule.rpc import codec
 from chainrule.rpc.v1 import paramserver_pb2 as pb
@@ -96,16 +97,13 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
 
     def Plan(self, request: pb.PlanRequest, context: grpc.ServicerContext) -> pb.PlanReply:
         with telemetry.paramserver_rpc("Plan", context), grpc_errors(context):
-            version, duplicate = self.store.plan(
-                request.job_id,
-                request.step,
-                list(request.task_ids),
-                request.lr,
-                quorum=request.quorum,
-                checkpoint=request.checkpoint,
-                scheduler_state=request.scheduler_state,
-                epoch=request.epoch,
-            )
+            plans = [  # a run's plans, in step order: all checked before any is kept
+                PlannedStep(
+                    p.step, list(p.task_ids), p.lr, p.quorum, p.checkpoint, p.scheduler_state
+                )
+                for p in [request, *request.then]
+            ]
+            version, duplicate = self.store.plan_run(request.job_id, plans, request.epoch)
             return pb.PlanReply(version=version, duplicate=duplicate)
         raise AssertionError
 

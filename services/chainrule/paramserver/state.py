@@ -67,6 +67,29 @@ class AppliedStep:
     tasks: int
 
 
+@dataclass(frozen=True)
+class PlannedStep:
+    """A plan as the scheduler sends it (see ParameterStore.plan)."""
+
+    step: int
+    task_ids: list[str]
+    lr: float
+    quorum: int = 0
+    checkpoint: bool = False
+    scheduler_state: str = ""
+
+
+def _check_plan(task_ids: list[str], quorum: int, lr: float) -> None:
+    if not task_ids:
+        raise ValueError("a plan needs at least one task id")
+    if len(set(task_ids)) != len(task_ids):
+        raise ValueError(f"a plan names each task once; got {task_ids}")
+    if not 0 <= quorum <= len(task_ids):
+        raise ValueError(f"quorum must lie in [0, {len(task_ids)}]; got {quorum}")
+    if not np.isfinite(lr):
+        raise ValueError(f"lr must be finite; got {lr}")
+
+
 @dataclass
 class PushedGradient:
     grads: Params
@@ -222,30 +245,38 @@ class ParameterStore:
     ) -> tuple[int, bool]:
         """Register the plan of sync step ``step`` and apply it if its gradients are in
         already. Returns (version, duplicate: the step was applied before)."""
-        if not task_ids:
-            raise ValueError("a plan needs at least one task id")
-        if len(set(task_ids)) != len(task_ids):
-            raise ValueError(f"a plan names each task once; got {task_ids}")
-        if not 0 <= quorum <= len(task_ids):
-            raise ValueError(f"quorum must lie in [0, {len(task_ids)}]; got {quorum}")
-        if not np.isfinite(lr):
-            raise ValueError(f"lr must be finite; got {lr}")
+        plan = PlannedStep(step, task_ids, lr, quorum, checkpoint, scheduler_state)
+        return self.plan_run(job_id, [plan], epoch)
+
+    def plan_run(self, job_id: str, plans: list[PlannedStep], epoch: int = 0) -> tuple[int, bool]:
+        """:meth:`plan` for the steps of a run, in step order: all are checked before
+        any is registered. Returns (version, duplicate) as of the last."""
+        if not plans:
+            raise ValueError("a run needs at least one plan")
+        for p in plans:
+            _check_plan(p.task_ids, p.quorum, p.lr)
         job = self.job(job_id)
         with job.lock:
-            if step < job.version:
-                return job.version, True
-            if step >= job.version + MAX_PLANS:
-                raise OutOfOrderError(
-                    f"step {step} is more than {MAX_PLANS} steps ahead of job {job_id!r} "
-                    f"at {job.version}"
-                )
+            before = job.version
+            for p in plans:
+                if p.step >= job.version + MAX_PLANS:
+                    raise OutOfOrderError(
+                        f"step {p.step} is more than {MAX_PLANS} steps ahead of job "
+                        f"{job_id!r} at {job.version}"
+                    )
             job.epoch = max(job.epoch, epoch)
-            needed = quorum or len(task_ids)
-            job.plans[step] = StepPlan(
-                tuple(task_ids), lr, needed, checkpoint, scheduler_state, epoch
-            )
+            for p in plans:
+                if p.step >= job.version:
+                    job.plans[p.step] = StepPlan(
+                        tuple(p.task_ids),
+                        p.lr,
+                        p.quorum or len(p.task_ids),
+                        p.checkpoint,
+                        p.scheduler_state,
+                        epoch,
+                    )
             self._apply_planned(job_id, job)
-            return job.version, False
+            return job.version, plans[-1].step < before
 
     def _apply_planned(self, job_id: str, job: JobState) -> None:
         """Apply every plan whose gradients are in, in step order (lock held)."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -41,6 +41,7 @@ from chainrule import telemetry
 from chainrule.data.evaluation import evaluate
 from chainrule.data.registry import prepare_dataset
 from chainrule.nn import Params
+from chainrule.paramserver.client import Plan
 from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Step, Task
@@ -101,17 +102,7 @@ class ParamServer(Protocol):
     def pull(
         self, job_id: str, have_version: int = -1, min_version: int = 0, wait_seconds: float = 0.0
     ) -> tuple[int, Params | None]: ...
-    def plan(
-        self,
-        job_id: str,
-        step: int,
-        task_ids: list[str],
-        lr: float,
-        quorum: int = 0,
-        checkpoint: bool = False,
-        scheduler_state: str = "",
-        epoch: int = 0,
-    ) -> tuple[int, bool]: ...
+    def plan_run(self, job_id: str, plans: Sequence[Plan], epoch: int = 0) -> tuple[int, bool]: ...
     def apply(
         self,
         job_id: str,
@@ -601,24 +592,18 @@ class SchedulerCore:
             return
         generation, quorum = job.generation, job.spec.training.quorum or 0
 
+        plans = [
+            Plan(s.step, s.task_ids, job.schedule(s.step), quorum, s.checkpoint, s.scheduler_state)
+            for s in steps
+        ]
+
         def register() -> None:
-            for step in steps:
-                if generation != job.generation or job.job_id not in self.active:
-                    return  # the job was rolled back or ended since: these plans are void
-                try:
-                    self.paramserver.plan(
-                        job.job_id,
-                        step.step,
-                        step.task_ids,
-                        job.schedule(step.step),
-                        quorum,
-                        step.checkpoint,
-                        step.scheduler_state,
-                        self.epoch,
-                    )
-                except Exception as e:
-                    self._fail_later(job, e)
-                    return
+            if generation != job.generation or job.job_id not in self.active:
+                return  # the job was rolled back or ended since: these plans are void
+            try:
+                self.paramserver.plan_run(job.job_id, plans, self.epoch)
+            except Exception as e:
+                self._fail_later(job, e)
 
         self.publisher.submit(register)
 

@@ -101,3 +101,28 @@ def test_waiting_for_a_version_returns_when_it_is_reached_or_times_out() -> None
     with job.lock:
         assert job.wait_for(0, 0.0) is True
         assert job.wait_for(1, 0.01) is False
+
+
+def test_a_runs_plans_apply_in_turn_and_a_bad_one_registers_none() -> None:
+    from chainrule.paramserver.state import PlannedStep
+
+    store = store_with_job()
+    grads = gradients(4)
+    bad_run = [PlannedStep(0, ["a"], 0.1), PlannedStep(1, ["b", "b"], 0.1)]
+    with pytest.raises(ValueError, match="names each task once"):
+        store.plan_run("j", bad_run)
+    assert store.job("j").plans == {}  # the good first plan was not kept either
+    run = [PlannedStep(s, [f"t{s}"], 0.1) for s in range(3)]
+    assert store.plan_run("j", run) == (0, False)
+    for s in range(3):
+        store.push("j", f"t{s}", s, grads[s], 1, 0.5 + s)
+        assert store.job("j").version == s + 1  # each step as its gradient arrives
+    assert [(a.step, a.loss, a.tasks) for a in store.job("j").applied_steps] == [
+        (0, 0.5, 1),
+        (1, 1.5, 1),
+        (2, 2.5, 1),
+    ]
+    assert store.plan_run("j", run[-1:]) == (3, True)  # a replay changes nothing
+    with pytest.raises(OutOfOrderError, match="ahead"):
+        store.plan_run("j", [PlannedStep(3, ["x"], 0.1), PlannedStep(3 + MAX_PLANS, ["y"], 0.1)])
+    assert store.job("j").plans == {}

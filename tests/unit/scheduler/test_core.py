@@ -28,6 +28,7 @@ from chainrule.data import Split, prepare, targets
 from chainrule.nn import Params, make_optimizer
 from chainrule.nn.train import accuracy
 from chainrule.paramserver.client import JobStatus as ParamServerStatus
+from chainrule.paramserver.client import Plan
 from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFound
 from chainrule.paramserver.state import OutOfOrderError, ParameterStore, StepPlan
 from chainrule.scheduler import core as core_module
@@ -293,6 +294,13 @@ class FakeParamServer:
             return self.store.plan(
                 job_id, step, task_ids, lr, quorum, checkpoint, scheduler_state, epoch
             )
+
+    def plan_run(self, job_id: str, plans: Sequence[Plan], epoch: int = 0) -> tuple[int, bool]:
+        for p in plans:
+            version, duplicate = self.plan(
+                job_id, p.step, p.task_ids, p.lr, p.quorum, p.checkpoint, p.scheduler_state, epoch
+            )
+        return version, duplicate
 
     @contextmanager
     def _recording_plans(
