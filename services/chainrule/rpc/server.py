@@ -16,6 +16,11 @@ from chainrule.rpc.codec import GRPC_OPTIONS
 from chainrule.rpc.local import LocalChannel, LocalServer, local_path
 
 
+# gRPC Python sets SO_REUSEPORT by default: a second server on a taken port would start
+# "serving" and split the connections with the first. Off, the second fails to bind.
+SERVER_OPTIONS = [*GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+
+
 class Server:
     """A started gRPC server, and the same-host server beside it if there is one."""
 
@@ -49,7 +54,7 @@ def start_server(
         local = LocalServer(local_socket)
         register(local)
         local.start()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=GRPC_OPTIONS)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
     register(server)
     own_health = health_servicer is None
     health_servicer = health_servicer or health.HealthServicer()

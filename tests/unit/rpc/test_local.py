@@ -178,3 +178,15 @@ def test_the_paramserver_serves_both_transports_alike(tmp_path: Path) -> None:
     finally:
         server.stop(None)
     assert not os.path.exists(path)
+
+
+def test_a_second_server_on_a_taken_port_fails_to_start(tmp_path: Path) -> None:
+    first, port = serve("127.0.0.1:0")
+    try:
+        with pytest.raises(OSError, match="could not bind"):
+            serve(f"127.0.0.1:{port}")
+        with pytest.raises(OSError, match="could not bind"):  # its socket is not taken over
+            serve(f"127.0.0.1:{port}", local_socket=str(tmp_path / "second.sock"))
+        assert not os.path.exists(tmp_path / "second.sock")
+    finally:
+        first.stop(None)
