@@ -15,7 +15,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from chainrule.rpc.codec import GRPC_OPTIONS
 from chainrule.rpc.local import LocalChannel, LocalServer, local_path
 
-
 # gRPC Python sets SO_REUSEPORT by default: a second server on a taken port would start
 # "serving" and split the connections with the first. Off, the second fails to bind.
 SERVER_OPTIONS = [*GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
@@ -54,7 +53,9 @@ def start_server(
         local = LocalServer(local_socket)
         register(local)
         local.start()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS
+    )
     register(server)
     own_health = health_servicer is None
     health_servicer = health_servicer or health.HealthServicer()
