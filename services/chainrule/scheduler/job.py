@@ -6,13 +6,13 @@ of them), drawn by :mod:`chainrule.scheduler.batches`. Steps are drawn in *runs*
 of every step of the run at once and reports them in one Complete, so that the scheduler
 is off the critical path of all but the last step (the parameter server applies each
 step as its gradients arrive, by the plans registered for the whole run). A run never
-goes past an evaluation step, so evaluations and the stop rules they feed see the θ of
-their step. The minibatches are the same ones, in the same order, as step by step; the
-per-layer derivative diagnostics come from one task of each run (of every step when
-they go one at a time).
-In **async** and **ssp** modes a
-task is made whenever a worker is free, for the next slot in turn, on the θ version of
-that moment. The minibatch random stream can be saved with a checkpoint and restored, so
+goes past an evaluation or a checkpoint step, so evaluations and the stop rules they feed
+see the θ of their step, and a checkpoint never holds steps the scheduler has not heard
+of. The minibatches are the same ones, in the same order, as step by step; the per-layer
+derivative diagnostics come from one task of each run (of every step when they go one at
+a time). In **async** and **ssp** modes a task is made whenever a worker is free, for the
+next slot in turn, on the θ version of that moment. The minibatch random stream can be
+saved with a checkpoint and restored, so
 a job resumed from a checkpoint draws the same minibatches it would have drawn.
 """
 
@@ -199,12 +199,13 @@ class ActiveJob:
 
     def run_length(self, runs: bool) -> int:
         """Steps to draw at ``version``: 1, or (``runs``) up to RUN_STEPS, ending at the
-        next evaluation step or the last step."""
+        next evaluation, the next checkpoint or the last step (so that the scheduler has
+        every report of a run before θ is evaluated or checkpointed past it)."""
         if not runs:
             return 1
-        every = self.spec.training.eval_every
-        next_eval = (self.version // every + 1) * every  # the next version evaluated
-        return max(1, min(RUN_STEPS, next_eval - self.version, self.total_steps - self.version))
+        t = self.spec.training
+        ends = [(self.version // every + 1) * every for every in (t.eval_every, t.checkpoint_every)]
+        return max(1, min(RUN_STEPS, min(self.total_steps, *ends) - self.version))
 
     def queue_step(self, runs: bool = False, live: set[str] | None = None) -> list[Step]:
         """Sync: make step ``version`` the current one: the next step of the run under

@@ -1276,3 +1276,11 @@ def test_steps_a_dead_worker_pushed_but_never_reported_are_recorded_without_a_ro
         assert p["loss"] == pytest.approx(want[p["step"]], rel=1e-6)
     for name, value in _theta_after(clean, job_a).items():
         np.testing.assert_array_equal(_theta_after(stack, job_id)[name], value)
+
+
+def test_a_run_ends_at_a_checkpoint_step_too(stack: Stack) -> None:
+    job_id, team = start(stack, job_spec(steps=14, eval_every=100, checkpoint_every=4))
+    for worker, task in take_all(team):
+        worker.run(task)
+    runs = take_all(team)  # from version 1: version 4 is checkpointed, so steps 1..3
+    assert [[t.step for t in [task, *task.following]] for _, task in runs] == [[1, 2, 3]] * 2
