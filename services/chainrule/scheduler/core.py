@@ -583,6 +583,9 @@ class SchedulerCore:
         else:
             elapsed = time.monotonic() - job.step_started
         job.last_point_unix = finished
+        job.step_seconds = (
+            elapsed if not job.step_seconds else 0.8 * job.step_seconds + 0.2 * elapsed
+        )
         self._stepped(job, job.version + 1, lr, loss, samples / max(elapsed, 1e-9), done)
 
     def _plan(self, job: ActiveJob, steps: list[Step]) -> None:
@@ -694,7 +697,10 @@ class SchedulerCore:
             if stop is None and job.mode == "sync":
                 job.closing = False
                 live_set = self.live_workers()
-                drawn = job.queue_step(self._runs(job, live_set), live_set)
+                # a run lasts a quarter of a lease at most: its worker is silent meanwhile
+                drawn = job.queue_step(
+                    self._runs(job, live_set), live_set, budget_s=self.lease_seconds / 4
+                )
                 closes = self._closing(job)  # a run's results for it are all in already
             if stop is not None:
                 self.active.pop(job.job_id, None)

@@ -19,6 +19,7 @@ a job resumed from a checkpoint draws the same minibatches it would have drawn.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -123,6 +124,7 @@ class ActiveJob:
     ahead: deque[Step] = field(default_factory=deque)  # sync: the rest of the current run
     early: dict[str, Completion] = field(default_factory=dict)  # completions of steps ahead
     last_point_unix: float = 0.0  # when the previous step's last push was answered
+    step_seconds: float = 0.0  # sync: how long recent steps took (a moving average)
     # sync: recorded steps not yet written to Redis: (version, point, diagnostics)
     unrecorded: list[tuple[int, dict[str, Any], list[dict[str, Any]] | None]] = field(
         default_factory=list
@@ -197,17 +199,24 @@ class ActiveJob:
             self.queue.append(task_id)
         return task
 
-    def run_length(self, runs: bool) -> int:
+    def run_length(self, runs: bool, budget_s: float = math.inf) -> int:
         """Steps to draw at ``version``: 1, or (``runs``) up to RUN_STEPS, ending at the
         next evaluation, the next checkpoint or the last step (so that the scheduler has
-        every report of a run before θ is evaluated or checkpointed past it)."""
+        every report of a run before θ is evaluated or checkpointed past it), and taking
+        about ``budget_s`` at most at the recent pace (a worker in a run sends no
+        heartbeat until it reports: the run must end well within its lease)."""
         if not runs:
             return 1
         t = self.spec.training
         ends = [(self.version // every + 1) * every for every in (t.eval_every, t.checkpoint_every)]
-        return max(1, min(RUN_STEPS, min(self.total_steps, *ends) - self.version))
+        steps = min(RUN_STEPS, min(self.total_steps, *ends) - self.version)
+        if self.step_seconds > 0:
+            steps = min(steps, int(budget_s / self.step_seconds))
+        return max(1, steps)
 
-    def queue_step(self, runs: bool = False, live: set[str] | None = None) -> list[Step]:
+    def queue_step(
+        self, runs: bool = False, live: set[str] | None = None, budget_s: float = math.inf
+    ) -> list[Step]:
         """Sync: make step ``version`` the current one: the next step of the run under
         way, or a new run (one step unless ``runs``). Returns the steps newly drawn,
         whose plans are to be registered. A task of the run assigned to a worker that
@@ -217,7 +226,8 @@ class ActiveJob:
         drawn: list[Step] = []
         if not self.ahead or self.ahead[0].step != self.version:
             self.ahead.clear()
-            drawn = [self._draw(self.version + k, k == 0) for k in range(self.run_length(runs))]
+            length = self.run_length(runs, budget_s)
+            drawn = [self._draw(self.version + k, k == 0) for k in range(length)]
             self.ahead.extend(drawn)
         current = self.ahead.popleft()
         self.step_tasks = current.task_ids

@@ -1284,3 +1284,13 @@ def test_a_run_ends_at_a_checkpoint_step_too(stack: Stack) -> None:
         worker.run(task)
     runs = take_all(team)  # from version 1: version 4 is checkpointed, so steps 1..3
     assert [[t.step for t in [task, *task.following]] for _, task in runs] == [[1, 2, 3]] * 2
+
+
+def test_slow_steps_go_out_one_at_a_time_so_a_run_ends_well_within_a_lease(
+    stack: Stack,
+) -> None:
+    job_id, team = start(stack, job_spec(steps=14, eval_every=100))
+    stack.core.active[job_id].step_seconds = 100.0  # steps of this job take long
+    for worker, task in take_all(team):
+        worker.run(task)
+    assert all(not task.following for _, task in take_all(team))  # no run: heartbeats go on
