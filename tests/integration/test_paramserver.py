@@ -180,3 +180,17 @@ def test_a_25m_parameter_model_moves_both_ways(paramserver: ParamServerClient) -
     _, theta = pull_theta(paramserver, job, 0)
     np.testing.assert_allclose(theta["W"][:2, :2], big["W"][:2, :2] - 0.5)
     paramserver.drop_job(job)
+
+
+def test_a_second_paramserver_on_a_taken_port_exits_at_once_naming_it(
+    paramserver: ParamServerClient, tmp_path: Path
+) -> None:
+    """gRPC Python's default SO_REUSEPORT would let it "serve" beside the first."""
+    env = {"CHAINRULE_PARAMSERVER_LISTEN": paramserver.target}
+    log = tmp_path / "second.log"
+    with service_process("chainrule.paramserver", env, str(log)) as proc:
+        code = proc.wait(timeout=30)
+    assert code != 0
+    assert f"could not bind gRPC server to {paramserver.target}" in log.read_text()
+    job_id, _ = new_job(paramserver)  # the first one still serves every call
+    assert paramserver.pull(job_id, -1)[0] == 0

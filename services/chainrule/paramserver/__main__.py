@@ -22,9 +22,13 @@ def main() -> None:
     if settings.redis_url:
         client = redis.Redis.from_url(settings.redis_url)  # binary values: no decoding
         checkpoints = CheckpointStore(client, settings.key_prefix, settings.paramserver_shard)
-    server, port = serve(
-        settings.paramserver_listen, ParameterStore(checkpoints), settings.local_socket or None
-    )
+    try:
+        server, port = serve(
+            settings.paramserver_listen, ParameterStore(checkpoints), settings.local_socket or None
+        )
+    except OSError as e:  # the address is taken (or not ours): another server has it
+        log.error("cannot serve", listen=settings.paramserver_listen, error=str(e))
+        raise SystemExit(f"paramserver: {e}") from e
     log.info(
         "serving",
         listen=settings.paramserver_listen,

@@ -53,14 +53,18 @@ def main() -> None:
     )
     servicer = SchedulerServicer(core)
     health_servicer = health.HealthServicer()
-    server, port = start_server(
-        lambda s: scheduler_pb2_grpc.add_SchedulerServicer_to_server(servicer, s),
-        [SERVICE_NAME],
-        settings.scheduler_listen,
-        max_workers=64,
-        health_servicer=health_servicer,
-        local_socket=settings.local_socket or None,
-    )
+    try:
+        server, port = start_server(
+            lambda s: scheduler_pb2_grpc.add_SchedulerServicer_to_server(servicer, s),
+            [SERVICE_NAME],
+            settings.scheduler_listen,
+            max_workers=64,
+            health_servicer=health_servicer,
+            local_socket=settings.local_socket or None,
+        )
+    except OSError as e:  # the address is taken (or not ours): another server has it
+        log.error("cannot serve", listen=settings.scheduler_listen, error=str(e))
+        raise SystemExit(f"scheduler: {e}") from e
     set_serving(health_servicer, [SERVICE_NAME], False)
     lease = LeaderLease(
         client,
