@@ -1279,7 +1279,7 @@ def test_steps_a_dead_worker_pushed_but_never_reported_are_recorded_without_a_ro
 
 
 def test_a_run_ends_at_a_checkpoint_step_too(stack: Stack) -> None:
-    job_id, team = start(stack, job_spec(steps=14, eval_every=100, checkpoint_every=4))
+    _, team = start(stack, job_spec(steps=14, eval_every=100, checkpoint_every=4))
     for worker, task in take_all(team):
         worker.run(task)
     runs = take_all(team)  # from version 1: version 4 is checkpointed, so steps 1..3
