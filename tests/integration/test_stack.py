@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import redis
 
@@ -80,6 +83,21 @@ def test_xor_reaches_full_holdout_accuracy_and_version_counts_steps(stack: Local
     assert [p["step"] for p in points] == list(range(1, 401))
     assert job["step"] == 400
     assert {p["active_workers"] for p in points} == {2}
+
+
+def test_services_on_one_host_call_each_other_through_their_unix_sockets(
+    stack: LocalStack,
+) -> None:
+    """chainrule up's processes share a host: workers and the scheduler reach the
+    parameter server, and workers the scheduler, on the same-host sockets, not TCP."""
+    job = run_job(stack.gateway_url, spec(training={"steps": 50}))
+    assert job["status"] == "SUCCEEDED", job
+    assert stat.S_IMODE(os.stat(stack.socket_dir).st_mode) == 0o700
+    for server, clients in (("paramserver", 3), ("scheduler", 2)):
+        path = stack.socket_path(server)
+        held = psutil.Process(stack.processes[server].pid).net_connections(kind="unix")
+        accepted = [c for c in held if c.laddr == path and c.status != psutil.CONN_LISTEN]
+        assert len(accepted) >= clients, (server, held)  # one or more per client process
 
 
 def test_digits_reaches_95_percent_holdout_accuracy(stack: LocalStack) -> None:

@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chainrule.rpc.local import SCHEME
 
 HOST = "127.0.0.1"
+MAX_SOCKET_PATH = 100  # bytes; the kernel's limit for a Unix socket path is 107
 _MODULES = {
     "paramserver": "chainrule.paramserver",
     "scheduler": "chainrule.scheduler",
@@ -165,6 +166,9 @@ class LocalStack:
             if self.config.local_sockets and not self.socket_dir:
                 # mode 0700: only this user may connect (rpc/local.py checks the peer too)
                 self.socket_dir = tempfile.mkdtemp(prefix="chainrule-rpc-")
+                if len(self.socket_path("scheduler-standby")) > MAX_SOCKET_PATH:
+                    os.rmdir(self.socket_dir)  # a long TMPDIR: Unix socket paths are short
+                    self.socket_dir = ""
             if not self.redis_url:
                 self._start_embedded_redis()
             for name in self.config.paramserver_names:
