@@ -136,3 +136,17 @@ def test_a_straggler_does_not_stall_a_sync_job(
     job = run_job(stack.gateway_url, spec(training={"workers": 2, "steps": 40, **training}))
     assert job["status"] == "SUCCEEDED", job
     assert metric_series(stack.gateway_url, job["id"])[-1][counter] >= 1
+
+
+def test_a_task_three_times_longer_than_the_lease_is_not_reassigned(make_stack: Any) -> None:
+    """Workers send heartbeats while they compute: a 9 s task under a 3 s lease
+    (FAST_FAILOVER) keeps its worker, and nobody computes it twice."""
+    stack = make_stack(0)
+    for _ in range(2):
+        stack.add_worker({"CHAINRULE_TASK_DELAY_S": "9"})
+    job = run_job(stack.gateway_url, spec(training={"workers": 2, "steps": 2}), timeout=120)
+    assert job["status"] == "SUCCEEDED", job
+    points = metric_series(stack.gateway_url, job["id"])
+    assert [p["step"] for p in points] == [1, 2]
+    assert points[-1]["reassigned"] == 0
+    assert job["workers"]["lost"] == 0

@@ -57,6 +57,7 @@ RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 LOST_WORKERS_SHOWN_S = 600.0
 EVAL_WAIT_SECONDS = 10.0
 MAX_PUSH_WAIT_SECONDS = 1.0  # a PushPull's wait for its step (see _push_wait)
+MAX_TASK_ATTEMPTS = 3  # a task that fails this often (not by diverging) fails its job
 
 
 class OutOfStepError(grpc.RpcError):  # type: ignore[misc]
@@ -166,6 +167,11 @@ class SchedulerCore:
             if ended is not None:
                 self._workers_gone({ended.worker_id})
             self.cond.notify_all()
+
+    def heartbeat(self, worker_id: str, incarnation: str = "") -> None:
+        """A worker busy with a task says it is alive (EndedIncarnationError if ended)."""
+        with self.cond:
+            self._heartbeat(worker_id, incarnation)
 
     def live_workers(self) -> set[str]:
         return self.membership.live()
@@ -487,8 +493,14 @@ class SchedulerCore:
             self._heartbeat(done.worker_id, done.incarnation)  # an ended incarnation: refused
             job = self.active.get(done.job_id)
             task = job.open.pop(done.task_id, None) if job else None
-            if job is not None and task is None and job.ahead_task(done.task_id) is not None:
-                job.early[done.task_id] = done  # a run's: counted when its step comes
+            ahead = job.ahead_task(done.task_id) if job is not None and task is None else None
+            if job is not None and ahead is not None:  # a run's task of a later step
+                if done.error:  # done again by whoever takes its step (errors counted)
+                    ahead.worker_id = None
+                    if not done.error.startswith("parameter server said"):
+                        ahead.errors.append(f"worker {done.worker_id}: {done.error}")
+                else:
+                    job.early[done.task_id] = done  # counted when its step comes
                 return
             if job is None or task is None:
                 return  # a job that ended, or a task completed already (first one counts)
@@ -510,14 +522,14 @@ class SchedulerCore:
             if any(code.name in done.error for code in RESYNC_CODES):
                 return lambda j, t, d: self._resync(j)
             if any(code.name in done.error for code in TRANSIENT):  # try the task again
-                task.worker_id, task.deadline = None, float("inf")
-                job.open[task.task_id] = task
-                job.queue.appendleft(task.task_id)
-                job.reassigned += 1
-                telemetry.record_reassigned()
-                self.cond.notify_all()
+                self._retry(job, task)
                 return lambda j, t, d: None
-        failure = _failure(done)
+        if done.error and not done.error.startswith("diverged"):
+            task.errors.append(f"worker {done.worker_id}: {done.error}")
+            if len(task.errors) < MAX_TASK_ATTEMPTS:  # another worker may do it
+                self._retry(job, task)
+                return lambda j, t, d: None
+        failure = _failure(done, task)
         if failure:
             self.active.pop(job.job_id, None)
             return lambda j, t, d: self._end(j.job_id, j.message_id, "FAILED", reason=failure)
@@ -527,6 +539,15 @@ class SchedulerCore:
         if not self._closing(job):
             return lambda j, t, d: None
         return lambda j, t, d: self._close_step(j)
+
+    def _retry(self, job: ActiveJob, task: Task) -> None:
+        """Put a task that failed back at the head of its job's queue (lock held)."""
+        task.worker_id, task.deadline = None, float("inf")
+        job.open[task.task_id] = task
+        job.queue.appendleft(task.task_id)
+        job.reassigned += 1
+        telemetry.record_reassigned()
+        self.cond.notify_all()
 
     @staticmethod
     def _closing(job: ActiveJob) -> bool:
@@ -851,14 +872,17 @@ class SchedulerCore:
             self.log.info("job ended", job_id=job_id, status=status, reason=reason, message=message)
 
 
-def _failure(done: Completion) -> str:
+def _failure(done: Completion, task: Task) -> str:
     """Why this completion ends its job ("" when it does not)."""
     if not np.isfinite(done.loss):
         return f"diverged: loss became {done.loss} at step {done.step}"
     if done.error.startswith("diverged"):
         return f"{done.error} at step {done.step}"
     if done.error:
-        return f"worker {done.worker_id} could not compute step {done.step}: {done.error}"
+        return (
+            f"step {done.step} could not be computed in {len(task.errors)} attempts: "
+            + "; ".join(task.errors)
+        )
     return ""
 
 

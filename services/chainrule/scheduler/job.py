@@ -61,6 +61,7 @@ class Task:
     diagnostics: bool = True  # compute per-layer derivative statistics
     push_wait_s: float = 0.0  # planned: how long the PushPull may wait for the step
     following: list[Task] = field(default_factory=list)  # handed out with it: its run
+    errors: list[str] = field(default_factory=list)  # of the attempts that failed
 
 
 @dataclass

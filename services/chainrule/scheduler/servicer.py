@@ -70,6 +70,18 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):  # type: ignore[m
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         return pb.RegisterReply(lease_seconds=self.core.lease_seconds)
 
+    def Heartbeat(
+        self, request: pb.HeartbeatRequest, context: grpc.ServicerContext
+    ) -> pb.RegisterReply:
+        self._standby(context)
+        if not request.worker_id:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
+        try:
+            self.core.heartbeat(request.worker_id, request.incarnation)
+        except EndedIncarnationError as e:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+        return pb.RegisterReply(lease_seconds=self.core.lease_seconds)
+
     def NextTask(self, request: pb.NextTaskRequest, context: grpc.ServicerContext) -> pb.TaskReply:
         self._standby(context)
         if not request.worker_id:

@@ -64,10 +64,13 @@ class Worker:
         self.paramserver, self.blobs, self.stop = paramserver, blobs, stop
         self.poll_seconds, self.log, self.task_delay_s = poll_seconds, log, task_delay_s
         self.cache: dict[str, JobCache] = {}
+        self.lease_seconds = 10.0  # the scheduler's, from Register
 
     def run(self) -> None:
         """Serve tasks until ``stop`` is set; a task in hand is finished first."""
         self._register()
+        beats = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        beats.start()
         reply: pb.TaskReply | None = None
         while not self.stop.is_set():
             try:
@@ -92,8 +95,24 @@ class Worker:
                 self.stop.wait(0.5)
                 if e.code() == grpc.StatusCode.UNAVAILABLE:
                     self._register()
+        beats.join(timeout=10)
         if self._channel is not None:
             self._channel.close()
+
+    def _heartbeats(self) -> None:
+        """Every third of the lease, until stopped: the lease must not lapse while this
+        worker computes a long task or a run (its calls are the scheduler's only sign)."""
+        while not self.stop.wait(self.lease_seconds / 3):
+            try:
+                self.scheduler.Heartbeat(
+                    pb.HeartbeatRequest(worker_id=self.worker_id, incarnation=self.incarnation),
+                    timeout=5,
+                )
+            except grpc.RpcError as e:  # the main loop deals with a lost or new scheduler
+                if self.log:
+                    self.log.debug("heartbeat failed", code=str(e.code()))
+            except ValueError:  # the channel was closed by a failover meanwhile
+                pass
 
     def _next_scheduler(self) -> None:
         if self._channel is not None:
@@ -106,7 +125,7 @@ class Worker:
         """Register with the first scheduler that leads (trying each in turn)."""
         while not self.stop.is_set():
             try:
-                self.scheduler.Register(
+                reply = self.scheduler.Register(
                     pb.RegisterRequest(
                         worker_id=self.worker_id,
                         host=socket.gethostname(),
@@ -114,6 +133,7 @@ class Worker:
                     ),
                     timeout=5,
                 )
+                self.lease_seconds = reply.lease_seconds or self.lease_seconds
                 return
             except grpc.RpcError as e:
                 _raise_if_replaced(e)
@@ -157,8 +177,9 @@ class Worker:
         except grpc.RpcError as e:  # first: some gRPC errors are RuntimeErrors too
             # after retries, or a refusal; the scheduler resyncs or fails the job by code
             done.error = f"parameter server said {e.code().name}: {e.details()}"
-        except (ValueError, KeyError, RuntimeError) as e:
-            done.error = str(e)
+        except Exception as e:  # reported on the task: the scheduler retries it elsewhere
+            known = isinstance(e, ValueError | KeyError | RuntimeError)  # say what they are
+            done.error = str(e) if known else f"{type(e).__name__}: {e}"
         done.finished_unix = time.time()
         telemetry.record_task(time.perf_counter() - started, failed=bool(done.error))
         cache = self.cache.get(task.job_id)

@@ -864,19 +864,43 @@ def test_a_divergence_a_worker_reports_fails_the_job_with_its_reason(stack: Stac
     assert stack.acks == ["m1"]
 
 
-def test_a_task_a_worker_could_not_compute_fails_the_job_naming_the_worker(
+def test_a_task_that_fails_is_tried_again_and_fails_the_job_after_three_attempts(
     stack: Stack,
 ) -> None:
     job_id, team = start(stack, job_spec())
     _, (w2, t2) = take_all(team)
-    w2.fail(t2, error="nothing stored at 'test:job:job1:data'")
+    w2.fail(t2, error="MemoryError: ")  # e.g. one worker short of memory
+    assert stack.jobs.record(job_id).status is JobStatus.RUNNING
+    again = w2.take()
+    assert again is not None and again.task_id == t2.task_id  # back at the head of the queue
+    w2.fail(again, error="nothing stored at 'test:job:job1:data'")
+    third = SimWorker(stack, "w3").register()
+    last = third.take()
+    assert last is not None and last.task_id == t2.task_id
+    third.fail(last, error="nothing stored at 'test:job:job1:data'")
     record = stack.jobs.record(job_id)
     assert record.status is JobStatus.FAILED
     assert record.failure_reason == (
-        "worker w2 could not compute step 0: nothing stored at 'test:job:job1:data'"
+        "step 0 could not be computed in 3 attempts: worker w2: MemoryError: ; "
+        "worker w2: nothing stored at 'test:job:job1:data'; "
+        "worker w3: nothing stored at 'test:job:job1:data'"
     )
     assert stack.acks == ["m1"]
     assert not stack.ps.has_job(job_id)
+
+
+def test_a_task_that_fails_once_is_done_by_another_worker_and_the_job_goes_on(
+    stack: Stack,
+) -> None:
+    job_id, (w1, w2) = start(stack, job_spec())
+    (_, t1), (_, t2) = take_all([w1, w2])
+    w2.fail(t2, error="ConnectionError: Redis went away")
+    w1.run(t1)
+    retried = w1.take()
+    assert retried is not None and retried.task_id == t2.task_id
+    w1.run(retried)
+    assert stack.core.active[job_id].version == 1
+    assert stack.jobs.points[job_id][-1]["reassigned"] == 1
 
 
 def test_a_step_whose_apply_is_refused_as_out_of_order_is_queued_again(stack: Stack) -> None:
