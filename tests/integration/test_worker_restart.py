@@ -104,3 +104,45 @@ def test_a_task_held_by_a_worker_killed_before_its_push_goes_to_a_live_worker(
     assert job_view(stack.gateway_url, job_id)["step"] == 0  # the step waits for its task
     stack.restart(restarted)
     assert_trained_through_the_restart(stack.gateway_url, job_id, 200)
+
+
+def test_peers_of_another_protocol_version_are_refused_naming_both(stack: LocalStack) -> None:
+    """A worker or scheduler of another release must not half-understand this one."""
+    import grpc
+    import numpy as np
+
+    from chainrule.rpc import PROTOCOL_VERSION
+    from chainrule.rpc.server import channel
+    from chainrule.rpc.v1 import paramserver_pb2, scheduler_pb2, scheduler_pb2_grpc
+
+    scheduler = scheduler_pb2_grpc.SchedulerStub(
+        channel(f"127.0.0.1:{stack.config.scheduler_port}")
+    )
+    old = scheduler_pb2.RegisterRequest(worker_id="old-worker", host="h", incarnation="x")
+    with pytest.raises(grpc.RpcError) as refused:
+        scheduler.Register(old, timeout=5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"speaks chainrule protocol {PROTOCOL_VERSION}" in refused.value.details()
+    assert "old-worker" not in httpx.get(f"{stack.gateway_url}/api/v1/workers").text
+
+    ps = channel(stack.paramserver_target("paramserver"))
+    create = ps.unary_unary(
+        "/chainrule.rpc.v1.ParamServer/CreateJob",
+        request_serializer=paramserver_pb2.CreateJobRequest.SerializeToString,
+        response_deserializer=paramserver_pb2.CreateJobReply.FromString,
+    )
+    from chainrule.rpc import codec
+
+    request = paramserver_pb2.CreateJobRequest(
+        job_id="old-job",
+        params=codec.encode_all({"W": np.zeros(2, np.float32)}),
+        protocol=PROTOCOL_VERSION + 1,
+    )
+    with pytest.raises(grpc.RpcError) as newer:
+        create(request, timeout=5)
+    assert newer.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"the caller speaks {PROTOCOL_VERSION + 1}" in newer.value.details()
+
+    stack.add_worker()  # the stack's own workers (of this version) train as usual
+    job = run_job_to_end(stack.gateway_url, submit(stack.gateway_url, 20))
+    assert job["status"] == "SUCCEEDED", job

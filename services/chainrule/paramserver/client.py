@@ -10,7 +10,7 @@ import grpc
 
 from chainrule.nn import Params
 from chainrule.paramserver.state import AppliedStep
-from chainrule.rpc import codec
+from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.local import local_path
 from chainrule.rpc.retry import with_retries
 from chainrule.rpc.server import channel
@@ -78,7 +78,12 @@ class ParamServerClient:
         cfg = pb.OptimizerConfig(name=optimizer, hyper=dict(hyper or {}), flags=dict(flags or {}))
         reply = self._call(
             "CreateJob",
-            pb.CreateJobRequest(job_id=job_id, params=codec.encode_all(params), optimizer=cfg),
+            pb.CreateJobRequest(
+                job_id=job_id,
+                params=codec.encode_all(params),
+                optimizer=cfg,
+                protocol=PROTOCOL_VERSION,
+            ),
         )
         return reply.version, reply.created
 

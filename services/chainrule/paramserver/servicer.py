@@ -16,7 +16,7 @@ from chainrule.paramserver.state import (
     ParameterStore,
     PlannedStep,
 )
-from chainrule.rpc import codec
+from chainrule.rpc import codec, protocol_mismatch
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
@@ -60,6 +60,9 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
     def CreateJob(
         self, request: pb.CreateJobRequest, context: grpc.ServicerContext
     ) -> pb.CreateJobReply:
+        mismatch = protocol_mismatch(request.protocol, "parameter server")
+        if mismatch:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, mismatch)
         with grpc_errors(context):
             cfg = request.optimizer
             options = {**dict(cfg.hyper), **dict(cfg.flags)}

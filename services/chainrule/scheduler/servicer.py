@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from chainrule.rpc import protocol_mismatch
 from chainrule.rpc.v1 import scheduler_pb2 as pb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
 from chainrule.scheduler.core import Completion, EndedIncarnationError, SchedulerCore, Task
@@ -64,6 +65,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):  # type: ignore[m
         self._standby(context)
         if not request.worker_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id must not be empty")
+        mismatch = protocol_mismatch(request.protocol, "scheduler")
+        if mismatch:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, mismatch)
         try:
             self.core.register(request.worker_id, request.host, request.incarnation)
         except EndedIncarnationError as e:

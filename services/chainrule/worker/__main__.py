@@ -10,7 +10,7 @@ from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
 from chainrule.signals import shutdown_event
 from chainrule.store.blobs import BlobStore
-from chainrule.worker.loop import Worker, WorkerReplacedError
+from chainrule.worker.loop import IncompatibleError, Worker, WorkerReplacedError
 from chainrule.worker.settings import WorkerSettings
 
 
@@ -39,6 +39,9 @@ def main() -> None:
     except WorkerReplacedError as e:
         log.error("replaced by a newer incarnation; exiting", reason=str(e))
         raise SystemExit(3) from e
+    except IncompatibleError as e:
+        log.error("refused by the scheduler; exiting", reason=str(e))
+        raise SystemExit(4) from e
     finally:
         paramserver.close()
     log.info("stopped")

@@ -14,6 +14,7 @@ import numpy as np
 
 from chainrule import telemetry
 from chainrule.paramserver.client import ParamServerClient
+from chainrule.rpc import PROTOCOL_VERSION
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import scheduler_pb2 as pb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
@@ -33,6 +34,10 @@ class StaleTaskError(grpc.RpcError):  # type: ignore[misc]
 
     def details(self) -> str:
         return str(self)
+
+
+class IncompatibleError(RuntimeError):
+    """The scheduler refused to register this worker (another protocol version)."""
 
 
 class WorkerReplacedError(RuntimeError):
@@ -130,6 +135,7 @@ class Worker:
                         worker_id=self.worker_id,
                         host=socket.gethostname(),
                         incarnation=self.incarnation,
+                        protocol=PROTOCOL_VERSION,
                     ),
                     timeout=5,
                 )
@@ -137,6 +143,8 @@ class Worker:
                 return
             except grpc.RpcError as e:
                 _raise_if_replaced(e)
+                if e.code() == grpc.StatusCode.INVALID_ARGUMENT:  # e.g. another protocol
+                    raise IncompatibleError(str(e.details())) from e
                 self._next_scheduler()
                 self.stop.wait(0.25)
 
