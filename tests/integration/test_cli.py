@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 import redis
 
@@ -352,3 +353,47 @@ def test_run_trains_a_spec_on_a_fresh_stack_and_exits_0(tmp_path: Path) -> None:
     job = json.loads(done.stdout)
     assert job["status"] == "SUCCEEDED"
     assert not (tmp_path / ".chainrule" / "token").exists()
+
+
+def test_up_with_two_schedulers_keeps_training_when_the_leader_is_killed(tmp_path: Path) -> None:
+    """`chainrule up --schedulers 2`: a standby beside the leader takes over its jobs."""
+    port = free_port()
+    command = ["up", "--schedulers", "2", "--free-ports", "--port", str(port), "--json"]
+    up = subprocess.Popen(
+        [sys.executable, "-m", "chainrule.cli", *command],
+        cwd=tmp_path,
+        env={**clean_env(), "CHAINRULE_LEADER_TTL_S": "3", "CHAINRULE_WORKER_LEASE_S": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        ready = json.loads(up.stdout.readline())
+        assert ready["schedulers"] == 2
+        schedulers = [
+            p
+            for p in psutil.Process(up.pid).children(recursive=True)
+            if "chainrule.scheduler" in " ".join(p.cmdline())
+        ]
+        assert len(schedulers) == 2
+        cli = Cli(ready["gateway_url"], tmp_path)
+        path = write_spec(tmp_path, "xor.json", spec(training={"steps": 4000}))
+        submitted = cli.json("submit", path, token=None)
+        deadline = time.monotonic() + 60
+        while (status := cli.json("status", submitted["id"], token=None))["step"] < 100:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert status["status"] == "RUNNING" and status["step"] < 4000
+        leader = min(schedulers, key=lambda p: p.create_time())  # started first, leads
+        leader.kill()
+        job = cli.json("watch", submitted["id"], token=None)
+        assert job["status"] == "SUCCEEDED", job
+        assert job["step"] == 4000
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait(timeout=10)

@@ -29,7 +29,7 @@ from chainrule.cli.options import (
     gateway,
 )
 from chainrule.cli.output import print_json, stderr_console, stdout_console
-from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.cli.stack import LocalStack, StackConfig, free_port
 from chainrule.signals import shutdown_event
 
 SpecPath = Annotated[
@@ -38,6 +38,12 @@ SpecPath = Annotated[
 Workers = Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")]
 Paramservers = Annotated[
     int, typer.Option(min=1, max=16, help="Parameter-server shards to split θ over.")
+]
+Schedulers = Annotated[
+    int,
+    typer.Option(
+        min=1, max=2, help="2: a standby scheduler beside the leader, taking over if it dies."
+    ),
 ]
 RedisUrl = Annotated[
     str | None,
@@ -72,6 +78,7 @@ class StackOptions:
     log_dir: Path = Path(".chainrule/logs")
     free_ports: bool = False
     api_tokens: str | None = None
+    schedulers: int = 1
 
     def config(self, tokens: str) -> StackConfig:
         settings: dict[str, Any] = {
@@ -82,6 +89,8 @@ class StackOptions:
             "log_dir": self.log_dir,
             "extra_env": {"CHAINRULE_API_TOKENS": tokens},
         }
+        if self.schedulers > 1:
+            settings["standby_scheduler_port"] = free_port() if self.free_ports else 50053
         if self.free_ports:
             return StackConfig.on_free_ports(**settings)
         return StackConfig(**settings)
@@ -90,6 +99,7 @@ class StackOptions:
 def up(
     workers: Workers = 2,
     paramservers: Paramservers = 1,
+    schedulers: Schedulers = 1,
     redis_url: RedisUrl = None,
     port: Port = 8000,
     submit_spec: Annotated[
@@ -115,8 +125,11 @@ def up(
     """Start the whole stack as local processes; stop it with Ctrl-C or SIGTERM.
 
     Redis (embedded unless CHAINRULE_REDIS_URL is set), the parameter server (K shards),
-    the scheduler, N workers and the gateway, whose API token goes to .chainrule/token."""
-    options = StackOptions(workers, paramservers, redis_url, port, log_dir, free_ports, api_tokens)
+    the scheduler (and a standby), N workers and the gateway, whose API token goes to
+    .chainrule/token."""
+    options = StackOptions(
+        workers, paramservers, redis_url, port, log_dir, free_ports, api_tokens, schedulers
+    )
     raise typer.Exit(run_stack(options, submit_spec, json_output))
 
 
@@ -148,7 +161,10 @@ def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool
     stop = shutdown_event()
     stack = LocalStack(options.config(tokens))
     shards = f", {options.paramservers} parameter-server shards" if options.paramservers > 1 else ""
-    info.print(f"starting {options.workers} workers{shards}, logs in {options.log_dir}/ ...")
+    standby = ", a standby scheduler" if options.schedulers > 1 else ""
+    info.print(
+        f"starting {options.workers} workers{shards}{standby}, logs in {options.log_dir}/ ..."
+    )
     try:
         stack.start()
     except (RuntimeError, TimeoutError, OSError) as err:  # start() stops what it began
@@ -190,6 +206,7 @@ def _ready(stack: LocalStack, options: StackOptions, token_file: Path | None) ->
         "redis": options.redis_url or "embedded",
         "workers": options.workers,
         "paramservers": options.paramservers,
+        "schedulers": options.schedulers,
         "log_dir": str(stack.log_dir),
     }
 
