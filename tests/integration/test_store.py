@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from pathlib import Path
@@ -223,6 +224,25 @@ def test_metrics_come_back_in_order_as_written(
     latest = job_store.latest_metrics(job_id)
     assert latest is not None and dict(latest) == written[-1]
     assert isinstance(series[0]["step"], int) and isinstance(series[0]["loss"], float)
+
+
+def test_a_run_of_points_goes_in_one_call_with_the_progress_of_the_last(
+    job_store: JobStore, spec: JobSpec
+) -> None:
+    job_id = running(job_store, spec)
+    written = [point(s, time=1000.0 + s) for s in range(1, 5)]
+    written[3] |= {"eval_loss": 0.25, "eval_accuracy": 0.875}
+    ids = job_store.append_metrics_many(job_id, written, progress=4)
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert [dict(p) for p in job_store.metrics(job_id)] == written
+    assert job_store.get(job_id).step == 4
+    events = [e for e in job_store.events(job_id) if e.event == "metrics"]
+    assert [json.loads(e.data)["step"] for e in events] == [1, 2, 3, 4]
+    with pytest.raises(ValueError):  # one bad point: none of them is written
+        job_store.append_metrics_many(job_id, [point(5), {"step": 6}], progress=6)
+    assert len(job_store.metrics(job_id)) == 4 and job_store.get(job_id).step == 4
+    with pytest.raises(JobNotFoundError):
+        job_store.append_metrics_many("0123456789abcdef", written)
 
 
 def test_a_diverged_loss_is_kept_and_time_defaults_to_now(

@@ -111,22 +111,29 @@ return {status, total}
 # With a progress step, a RUNNING job's step is set too (as _SET_PROGRESS, in the same
 # round trip). KEYS: record, metrics, events; ARGV: the event's JSON, the progress step
 # ('' for none), then the point's field pairs.
+# ARGV: progress ('' for none), then per point: its event data, its field count, fields
 _APPEND_METRICS = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return false end
-local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
-if status == 'PENDING' or status == 'RUNNING' then
-  redis.call('XADD', KEYS[3], '*', 'event', 'metrics', 'data', ARGV[1])
+local ids = {}
+local i = 2
+while i <= #ARGV do
+  local event, n = ARGV[i], tonumber(ARGV[i + 1])
+  local fields = {}
+  for k = i + 2, i + 1 + n do fields[#fields + 1] = ARGV[k] end
+  ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', unpack(fields))
+  if status == 'PENDING' or status == 'RUNNING' then
+    redis.call('XADD', KEYS[3], '*', 'event', 'metrics', 'data', event)
+  end
+  i = i + 2 + n
 end
-if ARGV[2] ~= '' and status == 'RUNNING' then
+if ARGV[1] ~= '' and status == 'RUNNING' then
   local total = redis.call('HGET', KEYS[1], 'total_steps')
-  if tonumber(ARGV[2]) <= tonumber(total) then
-    redis.call('HSET', KEYS[1], 'step', ARGV[2])
+  if tonumber(ARGV[1]) <= tonumber(total) then
+    redis.call('HSET', KEYS[1], 'step', ARGV[1])
   end
 end
-return id
+return ids
 """
 _SET_WORKERS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -530,22 +537,22 @@ class JobStore:
     def append_metrics_many(
         self, job_id: str, points: Sequence[Mapping[str, object]], progress: int | None = None
     ) -> builtins.list[str]:
-        """:meth:`append_metrics` for several points in order, in one round trip (a
-        pipeline); ``progress`` is set with the last. All are checked before any is sent."""
+        """:meth:`append_metrics` for several points in order, in one script call;
+        ``progress`` is set with the last. All are checked before any is sent."""
         if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
         if progress is not None and (not isinstance(progress, int) or progress < 0):
             raise ValueError(f"progress must be an integer >= 0; got {progress!r}")
         encoded = [encode_point(point, self._clock()) for point in points]
+        if not encoded:
+            return []
         keys = [self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id)]
-        pipe = self._redis.pipeline(transaction=False)
-        for i, fields in enumerate(encoded):
-            event = metrics_data(decode_point(fields))
-            step = "" if progress is None or i < len(encoded) - 1 else str(progress)
-            args = [event, step, *(item for pair in fields.items() for item in pair)]
-            self._append_metrics(keys=keys, args=args, client=pipe)
-        entry_ids = pipe.execute() if encoded else []
-        if any(entry_id is None for entry_id in entry_ids):
+        args: builtins.list[EncodableT] = ["" if progress is None else str(progress)]
+        for fields in encoded:
+            args += [metrics_data(decode_point(fields)), 2 * len(fields)]
+            args += [item for pair in fields.items() for item in pair]
+        entry_ids = self._append_metrics(keys=keys, args=args)
+        if not entry_ids:
             raise JobNotFoundError(f"no job {job_id!r}")
         return [text(entry_id) for entry_id in entry_ids]
 
