@@ -235,12 +235,13 @@ def test_a_run_of_points_goes_in_one_call_with_the_progress_of_the_last(
     ids = job_store.append_metrics_many(job_id, written, progress=4)
     assert len(ids) == 4 and len(set(ids)) == 4
     assert [dict(p) for p in job_store.metrics(job_id)] == written
-    assert job_store.get(job_id).step == 4
+    record = job_store.get(job_id)
+    assert record is not None and record.step == 4
     events = [e for e in job_store.events(job_id) if e.event == "metrics"]
     assert [json.loads(e.data)["step"] for e in events] == [1, 2, 3, 4]
     with pytest.raises(ValueError):  # one bad point: none of them is written
         job_store.append_metrics_many(job_id, [point(5), {"step": 6}], progress=6)
-    assert len(job_store.metrics(job_id)) == 4 and job_store.get(job_id).step == 4
+    assert len(job_store.metrics(job_id)) == 4 and job_store.get(job_id) == record
     with pytest.raises(JobNotFoundError):
         job_store.append_metrics_many("0123456789abcdef", written)
 
