@@ -3,6 +3,7 @@ gateway started by the same launcher as ``chainrule up``, talking to a real Redi
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -305,3 +306,16 @@ def test_a_standby_scheduler_takes_over_when_the_leader_is_killed(
             assert "leading" in stack.log("scheduler-standby")
     finally:
         delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+
+
+def test_a_second_stack_on_taken_ports_refuses_to_start_and_leaves_nothing_running(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """The first stack's servers would answer the second's health checks: a second
+    `chainrule up` on the same ports must fail at once, naming the port, not "start"."""
+    second = LocalStack(dataclasses.replace(stack.config, log_dir=tmp_path, workers=1))
+    with pytest.raises(OSError, match=f"port {stack.config.paramserver_port} for the paramserver"):
+        second.start(timeout=30)
+    assert second.processes == {}
+    job = run_job(stack.gateway_url, spec(training={"steps": 50}))  # the first one is intact
+    assert job["status"] == "SUCCEEDED", job

@@ -162,6 +162,9 @@ class LocalStack:
         }
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start every process and wait until each serves. OSError naming the port if one
+        the stack needs is taken (another stack's server would answer its health checks)."""
+        self._check_ports_free()
         try:
             if self.config.local_sockets and not self.socket_dir:
                 # mode 0700: only this user may connect (rpc/local.py checks the peer too)
@@ -188,9 +191,34 @@ class LocalStack:
                     {"CHAINRULE_SCHEDULER_LISTEN": f"{HOST}:{port}"},
                 )
             self._wait_http("gateway", f"{self.gateway_url}/healthz", timeout)
+            for name in self.processes:  # none died on the way (e.g. a port taken meanwhile)
+                self._check_alive(name)
         except BaseException:
             self.stop()
             raise
+
+    def ports(self) -> dict[str, int]:
+        """The TCP port of each server the stack starts."""
+        c = self.config
+        ports = dict(zip(c.paramserver_names, c.paramserver_ports, strict=True))
+        ports |= {"scheduler": c.scheduler_port, "gateway": c.gateway_port}
+        if c.standby_scheduler_port is not None:
+            ports["scheduler-standby"] = c.standby_scheduler_port
+        return ports
+
+    def _check_ports_free(self) -> None:
+        for name, port in self.ports().items():
+            probe = socket.socket()
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            try:
+                probe.bind((HOST, port))
+            except OSError as e:
+                raise OSError(
+                    f"port {port} for the {name} is in use on {HOST} (another chainrule up?): "
+                    "choose other ports (chainrule up --port N --free-ports)"
+                ) from e
+            finally:
+                probe.close()
 
     def add_worker(self, env: dict[str, str] | None = None) -> str:
         """Start one more worker (with ``env`` added, e.g. CHAINRULE_TASK_DELAY_S)."""
