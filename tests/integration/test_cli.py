@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -301,21 +302,37 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def test_up_writes_a_private_token_the_cli_picks_up_and_removes_it(tmp_path: Path) -> None:
-    port = free_port()
-    command = ["up", "--workers", "2", "--free-ports", "--port", str(port), "--json"]
+@contextmanager
+def chainrule_up(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """`chainrule up ARGS --json` in ``tmp_path``: the process and its ready line; it gets
+    SIGTERM (then SIGKILL) on exit."""
     up = subprocess.Popen(
-        [sys.executable, "-m", "chainrule.cli", *command],
+        [sys.executable, "-m", "chainrule.cli", "up", *args, "--json"],
         cwd=tmp_path,
-        env=clean_env(),
+        env={**clean_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    token_file = tmp_path / ".chainrule" / "token"
     try:
         assert up.stdout is not None
-        ready = json.loads(up.stdout.readline())  # one line, once the gateway answers
+        yield up, json.loads(up.stdout.readline())  # one line, once the gateway answers
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait(timeout=10)
+
+
+def test_up_writes_a_private_token_the_cli_picks_up_and_removes_it(tmp_path: Path) -> None:
+    port = free_port()
+    token_file = tmp_path / ".chainrule" / "token"
+    args = ("--workers", "2", "--free-ports", "--port", str(port))
+    with chainrule_up(tmp_path, *args) as (up, ready):
         assert ready["gateway_url"] == f"http://127.0.0.1:{port}"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         assert len(token_file.read_text().strip()) >= 32
@@ -327,13 +344,6 @@ def test_up_writes_a_private_token_the_cli_picks_up_and_removes_it(tmp_path: Pat
         assert refused.returncode == 2 and "requires an API token" in refused.stderr
         job = cli.json("submit", path, "--watch", token=None)  # from .chainrule/token
         assert job["status"] == "SUCCEEDED", job
-    finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait(timeout=10)
     assert up.returncode == 0, up.stderr.read() if up.stderr else ""
     assert not token_file.exists()
 
@@ -357,19 +367,9 @@ def test_run_trains_a_spec_on_a_fresh_stack_and_exits_0(tmp_path: Path) -> None:
 
 def test_up_with_two_schedulers_keeps_training_when_the_leader_is_killed(tmp_path: Path) -> None:
     """`chainrule up --schedulers 2`: a standby beside the leader takes over its jobs."""
-    port = free_port()
-    command = ["up", "--schedulers", "2", "--free-ports", "--port", str(port), "--json"]
-    up = subprocess.Popen(
-        [sys.executable, "-m", "chainrule.cli", *command],
-        cwd=tmp_path,
-        env={**clean_env(), "CHAINRULE_LEADER_TTL_S": "3", "CHAINRULE_WORKER_LEASE_S": "3"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert up.stdout is not None
-        ready = json.loads(up.stdout.readline())
+    args = ("--schedulers", "2", "--free-ports", "--port", str(free_port()))
+    fast = {"CHAINRULE_LEADER_TTL_S": "3", "CHAINRULE_WORKER_LEASE_S": "3"}
+    with chainrule_up(tmp_path, *args, env=fast) as (up, ready):
         assert ready["schedulers"] == 2
         schedulers = [
             p
@@ -390,10 +390,3 @@ def test_up_with_two_schedulers_keeps_training_when_the_leader_is_killed(tmp_pat
         job = cli.json("watch", submitted["id"], token=None)
         assert job["status"] == "SUCCEEDED", job
         assert job["step"] == 4000
-    finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait(timeout=10)

@@ -9,25 +9,13 @@ from typing import Any
 import grpc
 
 from chainrule.nn import Params
-from chainrule.paramserver.state import AppliedStep
+from chainrule.paramserver.state import AppliedStep, PlannedStep
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.local import local_path
 from chainrule.rpc.retry import with_retries
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One sync step's plan (see ParamServer.Plan in protos/)."""
-
-    step: int
-    task_ids: list[str]
-    lr: float
-    quorum: int = 0
-    checkpoint: bool = False
-    scheduler_state: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,10 +130,12 @@ class ParamServerClient:
     ) -> tuple[int, bool]:
         """Register sync step ``step``'s plan: applied by the server when its gradients are in."""
         return self.plan_run(
-            job_id, [Plan(step, task_ids, lr, quorum, checkpoint, scheduler_state)], epoch
+            job_id, [PlannedStep(step, task_ids, lr, quorum, checkpoint, scheduler_state)], epoch
         )
 
-    def plan_run(self, job_id: str, plans: Sequence[Plan], epoch: int = 0) -> tuple[int, bool]:
+    def plan_run(
+        self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
+    ) -> tuple[int, bool]:
         """Register the plans of a run of steps, in step order, in one call; (version,
         duplicate) as of the last."""
         first, *rest = [

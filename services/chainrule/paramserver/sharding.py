@@ -35,7 +35,8 @@ import grpc
 import numpy as np
 
 from chainrule.nn import Params
-from chainrule.paramserver.client import JobStatus, ParamServerClient, Plan
+from chainrule.paramserver.client import JobStatus, ParamServerClient
+from chainrule.paramserver.state import PlannedStep
 from chainrule.rpc.codec import check_like
 
 T = TypeVar("T")
@@ -227,7 +228,9 @@ class ShardedParamServerClient(ParamServerClient):
         )
         return min(v for v, _ in replies), all(d for _, d in replies)
 
-    def plan_run(self, job_id: str, plans: Sequence[Plan], epoch: int = 0) -> tuple[int, bool]:
+    def plan_run(
+        self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
+    ) -> tuple[int, bool]:
         """The run's plans on every shard (as :meth:`plan`)."""
         replies = self._each(lambda _, c: c.plan_run(job_id, plans, epoch))
         return min(v for v, _ in replies), all(d for _, d in replies)

@@ -46,7 +46,7 @@ _MAX_METADATA = 64 * 1024
 _MAX_IDLE_CONNECTIONS = 8  # kept open per channel between calls
 
 
-class LocalRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+class LocalRpcError(grpc.RpcError):  # type: ignore[misc]
     """A failed call: the same ``code()`` and ``details()`` a gRPC error has."""
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
@@ -58,25 +58,6 @@ class LocalRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
 
     def details(self) -> str:
         return self._details
-
-    # the rest of grpc.Call, for callers that look
-    def initial_metadata(self) -> tuple[()]:
-        return ()
-
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
 
 
 def local_path(target: str) -> str | None:

@@ -41,7 +41,7 @@ from chainrule import telemetry
 from chainrule.data.evaluation import evaluate
 from chainrule.data.registry import prepare_dataset
 from chainrule.nn import Params
-from chainrule.paramserver.client import Plan
+from chainrule.paramserver.state import PlannedStep
 from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Step, Task
@@ -103,7 +103,9 @@ class ParamServer(Protocol):
     def pull(
         self, job_id: str, have_version: int = -1, min_version: int = 0, wait_seconds: float = 0.0
     ) -> tuple[int, Params | None]: ...
-    def plan_run(self, job_id: str, plans: Sequence[Plan], epoch: int = 0) -> tuple[int, bool]: ...
+    def plan_run(
+        self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
+    ) -> tuple[int, bool]: ...
     def apply(
         self,
         job_id: str,
@@ -617,7 +619,9 @@ class SchedulerCore:
         generation, quorum = job.generation, job.spec.training.quorum or 0
 
         plans = [
-            Plan(s.step, s.task_ids, job.schedule(s.step), quorum, s.checkpoint, s.scheduler_state)
+            PlannedStep(
+                s.step, s.task_ids, job.schedule(s.step), quorum, s.checkpoint, s.scheduler_state
+            )
             for s in steps
         ]
 
@@ -729,8 +733,8 @@ class SchedulerCore:
         self._plan(job, drawn)
         layers = next((d.layers for d in done if d.layers), None)
         job.unrecorded.append((version, point, layers))
-        # written a run at a time (and at every checkpoint, and at the end)
-        if stop is not None or drawn or job.mode != "sync" or job.checkpoints_at(version - 1):
+        # written a run at a time (a run ends at every checkpoint), and at the end
+        if stop is not None or drawn or job.mode != "sync":
             self._flush(job)
         if stop is not None:  # the final θ is kept as the job's model by _end
             reason = stop.message if stop.status == "FAILED" else None

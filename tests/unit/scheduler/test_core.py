@@ -28,9 +28,8 @@ from chainrule.data import Split, prepare, targets
 from chainrule.nn import Params, make_optimizer
 from chainrule.nn.train import accuracy
 from chainrule.paramserver.client import JobStatus as ParamServerStatus
-from chainrule.paramserver.client import Plan
 from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFound
-from chainrule.paramserver.state import OutOfOrderError, ParameterStore, StepPlan
+from chainrule.paramserver.state import OutOfOrderError, ParameterStore, PlannedStep, StepPlan
 from chainrule.scheduler import core as core_module
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
 from chainrule.scheduler.core import Completion, SchedulerCore, Task
@@ -295,7 +294,9 @@ class FakeParamServer:
                 job_id, step, task_ids, lr, quorum, checkpoint, scheduler_state, epoch
             )
 
-    def plan_run(self, job_id: str, plans: Sequence[Plan], epoch: int = 0) -> tuple[int, bool]:
+    def plan_run(
+        self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
+    ) -> tuple[int, bool]:
         for p in plans:
             version, duplicate = self.plan(
                 job_id, p.step, p.task_ids, p.lr, p.quorum, p.checkpoint, p.scheduler_state, epoch
