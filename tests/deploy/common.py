@@ -101,3 +101,10 @@ def listen_ports(service: str, env: Mapping[str, str]) -> set[int]:
         elif name.endswith("_PORT") and value.isdigit():
             ports.add(int(value))
     return ports
+
+
+# the services' RPC tokens (rpc.auth) that compose requires besides the API token
+RPC_TOKENS = {
+    "CHAINRULE_WORKER_TOKENS": "a-worker-token",
+    "CHAINRULE_SCHEDULER_TOKENS": "a-scheduler-token",
+}

@@ -14,6 +14,7 @@ from tests.deploy.common import (
     COMPOSE_FILE,
     HEALTHCHECK_MODULE,
     PREFIX,
+    RPC_TOKENS,
     SHARDS_FILE,
     assert_runnable_module,
     entry_module,
@@ -25,8 +26,8 @@ from tests.deploy.common import (
 
 pytestmark = pytest.mark.timeout(60)
 
-# what a user sets in the shell or .env: the required secret, nothing else
-USER_ENV = {"CHAINRULE_API_TOKENS": "a-token"}
+# what a user sets in the shell or .env: the required secrets, nothing else
+USER_ENV = {"CHAINRULE_API_TOKENS": "a-token", **RPC_TOKENS}
 ALL_PROFILES = frozenset({"monitoring"})
 FILE_SETS = {"base": [COMPOSE_FILE], "shards": [COMPOSE_FILE, SHARDS_FILE]}
 
@@ -150,10 +151,28 @@ def test_redis_persists_to_a_named_volume() -> None:
 
 def test_the_api_token_is_required_and_the_gateway_is_published() -> None:
     with pytest.raises(compose.InterpolationError, match="CHAINRULE_API_TOKENS"):
-        compose.load_project([COMPOSE_FILE], {})
+        compose.load_project([COMPOSE_FILE], RPC_TOKENS)
     gateway = project()["services"]["gateway"]
     assert compose.environment(gateway)["CHAINRULE_API_TOKENS"] == "a-token"
     assert gateway["ports"] == ["8000:8000"]
+
+
+def test_the_rpc_tokens_are_required_by_every_grpc_service_and_client() -> None:
+    for variable in ("CHAINRULE_WORKER_TOKENS", "CHAINRULE_SCHEDULER_TOKENS"):
+        without = {k: v for k, v in USER_ENV.items() if k != variable}
+        for files in FILE_SETS.values():
+            with pytest.raises(compose.InterpolationError, match=variable):
+                compose.load_project(files, without)
+    services = chainrule_services(project("shards"))
+    for name, service in services.items():
+        env = compose.environment(service)
+        if name == "gateway":  # it calls no gRPC service
+            assert "CHAINRULE_WORKER_TOKENS" not in env
+            continue
+        assert env["CHAINRULE_WORKER_TOKENS"] == "a-worker-token", name
+        # the scheduler's token only where it is sent or accepted: a worker cannot use it
+        expected = None if name == "worker" else "a-scheduler-token"
+        assert env.get("CHAINRULE_SCHEDULER_TOKENS") == expected, name
 
 
 def test_images_are_pinned_and_chainrule_services_share_one() -> None:

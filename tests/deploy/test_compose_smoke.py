@@ -18,7 +18,7 @@ import redis
 import yaml
 
 from tests.deploy import compose
-from tests.deploy.common import COMPOSE_FILE, ROOT, SHARDS_FILE
+from tests.deploy.common import COMPOSE_FILE, ROOT, RPC_TOKENS, SHARDS_FILE
 from tests.deploy.localcompose import LocalCompose
 from tests.examples import example_spec
 from tests.integration.conftest import REDIS_URL, delete_prefixed
@@ -48,7 +48,7 @@ def stack(
     prefix = f"test-compose-{uuid.uuid4().hex}"
     # what the user's shell (or .env) would hold: the required token, our own key prefix
     model = compose.load_project(
-        files, {"CHAINRULE_API_TOKENS": TOKEN, "CHAINRULE_KEY_PREFIX": prefix}
+        files, {**RPC_TOKENS, "CHAINRULE_API_TOKENS": TOKEN, "CHAINRULE_KEY_PREFIX": prefix}
     )
 
     def redis_healthy() -> bool:

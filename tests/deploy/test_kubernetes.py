@@ -315,3 +315,98 @@ def test_redis_keeps_its_data_on_a_volume(rendered: list[Manifest]) -> None:
     container = redis["spec"]["template"]["spec"]["containers"][0]
     assert {"name": claim, "mountPath": "/data"} in container["volumeMounts"]
     assert container["args"][:3] == ["redis-server", "--appendonly", "yes"]
+
+
+# -- network policies ------------------------------------------------------------------------
+
+NAMESPACE = {"kubernetes.io/metadata.name": "chainrule"}
+Peer = tuple[dict[str, str], dict[str, str]]  # (pod labels, its namespace's labels)
+
+
+def component(name: str) -> Peer:
+    labels = {"app.kubernetes.io/part-of": "chainrule", "app.kubernetes.io/component": name}
+    return ({"app.kubernetes.io/name": "chainrule", **labels}, NAMESPACE)
+
+
+PEERS: dict[str, Peer] = {
+    **{c: component(c) for c in ("redis", "paramserver", "scheduler", "worker", "gateway")},
+    "ingress controller": (
+        {"app": "ingress-nginx"},
+        {"kubernetes.io/metadata.name": "ingress-nginx"},
+    ),
+    "prometheus": (
+        {"app.kubernetes.io/name": "prometheus"},
+        {"kubernetes.io/metadata.name": "mon"},
+    ),
+    "another pod here": ({"app": "debug"}, NAMESPACE),
+    "another namespace": ({"app": "debug"}, {"kubernetes.io/metadata.name": "other"}),
+}
+PORTS = {"redis": [6379], "paramserver": [50051, 9100], "scheduler": [50052, 9100]}
+PORTS |= {"worker": [9100], "gateway": [8000]}
+# the architecture's flows (README): exactly these reach a chainrule pod
+FLOWS = {
+    ("scheduler", "paramserver", 50051),
+    ("worker", "paramserver", 50051),
+    ("worker", "scheduler", 50052),
+    *((c, "redis", 6379) for c in ("paramserver", "scheduler", "worker", "gateway")),
+    ("ingress controller", "gateway", 8000),
+    ("prometheus", "gateway", 8000),
+    *(("prometheus", c, 9100) for c in ("paramserver", "scheduler", "worker")),
+}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, selector  # what these policies use
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def peer_matches(rule_peer: dict[str, Any], source: Peer) -> bool:
+    pod_labels, namespace_labels = source
+    if "namespaceSelector" in rule_peer:
+        namespace_ok = selects(rule_peer["namespaceSelector"], namespace_labels)
+    else:  # a podSelector alone: pods of the policy's own namespace
+        namespace_ok = namespace_labels == NAMESPACE
+    return namespace_ok and selects(rule_peer.get("podSelector", {}), pod_labels)
+
+
+def ingress_allowed(policies: list[Manifest], source: Peer, target: Peer, port: int) -> bool:
+    """Kubernetes' semantics: a pod no policy selects takes any traffic; else a flow
+    needs one rule of one selecting policy that admits its source and port."""
+    selecting = [p for p in policies if selects(p["spec"]["podSelector"], target[0])]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = [p["port"] for p in rule.get("ports", [])]
+            peers = rule.get("from")
+            if (not ports or port in ports) and (
+                peers is None or any(peer_matches(p, source) for p in peers)
+            ):
+                return True
+    return False
+
+
+def test_network_policies_allow_exactly_the_architectures_flows(rendered: list[Manifest]) -> None:
+    policies = [m for m in rendered if m["kind"] == "NetworkPolicy"]
+    assert policies
+    allowed = {
+        (source, target, port)
+        for source, source_peer in PEERS.items()
+        for target, ports in PORTS.items()
+        for port in ports
+        if source != target and ingress_allowed(policies, source_peer, PEERS[target], port)
+    }
+    assert allowed == FLOWS, (sorted(allowed - FLOWS), sorted(FLOWS - allowed))
+    for target, ports in PORTS.items():  # and every declared container port is covered
+        declared = {
+            p["containerPort"]
+            for name, c in chainrule_containers(rendered) + redis_containers(rendered)
+            if name.startswith(target)
+            for p in c.get("ports", [])
+        }
+        assert declared <= set(ports), (target, declared)
+
+
+def redis_containers(manifests: list[Manifest]) -> list[tuple[str, dict[str, Any]]]:
+    redis = workloads(manifests)["redis"]
+    return [("redis", c) for c in redis["spec"]["template"]["spec"]["containers"]]

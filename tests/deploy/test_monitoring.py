@@ -15,7 +15,14 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from chainrule import telemetry
 from tests.deploy import compose
-from tests.deploy.common import COMPOSE_FILE, ROOT, SHARDS_FILE, entry_module, service_of
+from tests.deploy.common import (
+    COMPOSE_FILE,
+    ROOT,
+    RPC_TOKENS,
+    SHARDS_FILE,
+    entry_module,
+    service_of,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +39,9 @@ _SUFFIXES = {
 
 
 def project() -> compose.Model:
-    return compose.load_project([COMPOSE_FILE, SHARDS_FILE], {"CHAINRULE_API_TOKENS": "t"})
+    return compose.load_project(
+        [COMPOSE_FILE, SHARDS_FILE], {**RPC_TOKENS, "CHAINRULE_API_TOKENS": "t"}
+    )
 
 
 def exported_series() -> set[str]:

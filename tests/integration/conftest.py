@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from chainrule.cli.stack import LocalStack, StackConfig
 from chainrule.store import JobStore
 from tests.examples import example_spec as load_example
 
@@ -32,6 +36,21 @@ def delete_prefixed(client: redis.Redis, prefix: str) -> None:
             batch.clear()
     if batch:
         client.delete(*batch)
+
+
+@contextmanager
+def stack_on_redis(redis_url: str, log_dir: Path, **config: Any) -> Iterator[LocalStack]:
+    """A 2-worker LocalStack on free ports under a key prefix of its own, whose keys are
+    deleted afterwards; ``config``: more StackConfig fields."""
+    prefix = unique_prefix()
+    settings = StackConfig.on_free_ports(
+        **{"workers": 2, "redis_url": redis_url, "key_prefix": prefix, "log_dir": log_dir, **config}
+    )
+    try:
+        with LocalStack(settings) as running:
+            yield running
+    finally:
+        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
 
 
 @pytest.fixture(scope="session")

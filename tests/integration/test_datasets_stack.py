@@ -9,11 +9,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import redis
 
-from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.cli.stack import LocalStack
 from tests.examples import example_spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
+from tests.integration.conftest import stack_on_redis
 from tests.integration.test_stack import run_job
 
 pytestmark = pytest.mark.timeout(300)
@@ -23,15 +22,8 @@ SGD_005 = {"name": "sgd", "lr": 0.05, "momentum": 0.9}
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2, redis_url=redis_url, key_prefix=prefix, log_dir=tmp_path_factory.mktemp("stack")
-    )
-    try:
-        with LocalStack(config) as running:
-            yield running
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    with stack_on_redis(redis_url, tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 def upload_csv(stack: LocalStack, text: str, label: str, **form: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ variables that compose and Kubernetes set.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,9 @@ from typing import Any
 import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import SecretStr
 
+from chainrule.rpc.auth import RpcAuthSettings
 from chainrule.rpc.local import SCHEME
 
 HOST = "127.0.0.1"
@@ -72,6 +75,9 @@ class StackConfig:
     # private directory (rpc/local.py: CHAINRULE_LOCAL_SOCKET, local:PATH targets), as all
     # the processes share this host; False: over loopback TCP gRPC (served either way)
     local_sockets: bool = True
+    # the services' RPC tokens (rpc.auth), one per role: the environment's, else random
+    worker_tokens: str = field(default_factory=lambda: _token("CHAINRULE_WORKER_TOKENS"))
+    scheduler_tokens: str = field(default_factory=lambda: _token("CHAINRULE_SCHEDULER_TOKENS"))
 
     def __post_init__(self) -> None:
         if self.paramservers < 1:
@@ -107,6 +113,10 @@ class StackConfig:
         return cls(**{**ports, **kwargs})
 
 
+def _token(variable: str) -> str:
+    return os.environ.get(variable) or secrets.token_hex(32)
+
+
 class LocalStack:
     """Start with ``with LocalStack(config) as stack:``; everything stops on exit."""
 
@@ -129,6 +139,16 @@ class LocalStack:
         """The TCP address of the paramserver (shard) called ``name``."""
         port = self.config.paramserver_ports[self.config.paramserver_names.index(name)]
         return f"{HOST}:{port}"
+
+    def token(self, role: str) -> str:
+        """The RPC token a client of ``role`` (rpc.auth.WORKER or SCHEDULER) sends."""
+        settings = RpcAuthSettings(
+            worker_tokens=SecretStr(self.config.worker_tokens),
+            scheduler_tokens=SecretStr(self.config.scheduler_tokens),
+        )
+        token = settings.token(role)
+        assert token is not None
+        return token
 
     def socket_path(self, name: str) -> str:
         """The same-host socket of the server ``name`` ("" without local sockets)."""
@@ -158,6 +178,8 @@ class LocalStack:
             "CHAINRULE_SCHEDULER": ",".join(schedulers),
             "CHAINRULE_GATEWAY_HOST": HOST,
             "CHAINRULE_GATEWAY_PORT": str(c.gateway_port),
+            "CHAINRULE_WORKER_TOKENS": c.worker_tokens,
+            "CHAINRULE_SCHEDULER_TOKENS": c.scheduler_tokens,
             **c.extra_env,
         }
 

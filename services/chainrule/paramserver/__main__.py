@@ -24,9 +24,12 @@ def main() -> None:
         checkpoints = CheckpointStore(client, settings.key_prefix, settings.paramserver_shard)
     try:
         server, port = serve(
-            settings.paramserver_listen, ParameterStore(checkpoints), settings.local_socket or None
+            settings.paramserver_listen,
+            ParameterStore(checkpoints),
+            settings.local_socket or None,
+            settings,
         )
-    except OSError as e:  # the address is taken (or not ours): another server has it
+    except (OSError, ValueError) as e:  # the address is taken (or not ours): another server has it
         log.error("cannot serve", listen=settings.paramserver_listen, error=str(e))
         raise SystemExit(f"paramserver: {e}") from e
     log.info(

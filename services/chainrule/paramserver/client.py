@@ -31,10 +31,10 @@ SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 
 class ParamServerClient:
-    def __init__(self, target: str, timeout: float = 30.0) -> None:
+    def __init__(self, target: str, timeout: float = 30.0, token: str | None = None) -> None:
         self.target = target  # host:port (gRPC), or local:PATH (rpc/local.py, same host)
         self.timeout = timeout
-        self._channel: grpc.Channel = channel(target)
+        self._channel: grpc.Channel = channel(target, token)  # token: rpc.auth
         self._local = local_path(target) is not None
         self._stub = paramserver_pb2_grpc.ParamServerStub(self._channel)
         # Push and Pull travel as frames (codec.frame): bytes in, bytes out, no copies

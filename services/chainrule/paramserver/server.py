@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from chainrule.paramserver.servicer import ParamServerServicer, add_to_server
 from chainrule.paramserver.state import ParameterStore
+from chainrule.rpc.auth import RpcAuthSettings, server_auth
 from chainrule.rpc.server import Server, start_server
 from chainrule.rpc.v1 import paramserver_pb2
 
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 
+WORKER_METHODS = ("Pull", "Push", "PushPull")
+"""What a worker's token may call (rpc.auth); the scheduler's may call every method."""
+
+
 def serve(
-    address: str, store: ParameterStore | None = None, local_socket: str | None = None
+    address: str,
+    store: ParameterStore | None = None,
+    local_socket: str | None = None,
+    auth: RpcAuthSettings | None = None,
 ) -> tuple[Server, int]:
-    """Serve on ``address`` (TCP), and on the same-host socket ``local_socket`` if given."""
+    """Serve on ``address`` (TCP), and on the same-host socket ``local_socket`` if given;
+    with ``auth``'s tokens, if any, checked on every call (ValueError: none, beyond
+    loopback)."""
     servicer = ParamServerServicer(store or ParameterStore())
     return start_server(
         lambda s: add_to_server(servicer, s),
@@ -21,4 +31,5 @@ def serve(
         address,
         max_workers=64,  # PushPulls wait for their step in a thread each
         local_socket=local_socket,
+        auth=server_auth(auth or RpcAuthSettings(), address, SERVICE_NAME, WORKER_METHODS),
     )

@@ -1,9 +1,11 @@
 """Configuration of the parameter server, from CHAINRULE_* environment variables."""
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from chainrule.rpc.auth import RpcAuthSettings
 
 
-class ParamServerSettings(BaseSettings):
+class ParamServerSettings(RpcAuthSettings):
     model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
 
     paramserver_listen: str = (

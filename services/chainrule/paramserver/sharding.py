@@ -374,9 +374,11 @@ def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
     )
 
 
-def connect_paramservers(targets: str, timeout: float = 30.0) -> ParamServerClient:
+def connect_paramservers(
+    targets: str, timeout: float = 30.0, token: str | None = None
+) -> ParamServerClient:
     """A client for ``host:port`` (one server) or ``host:port,host:port,...`` (shards);
-    ``local:PATH`` names a server's same-host socket instead."""
+    ``local:PATH`` names a server's same-host socket instead. ``token``: rpc.auth."""
     entries = [t.strip() for t in targets.split(",")]
     if not all(entries):
         raise ValueError(
@@ -390,5 +392,5 @@ def connect_paramservers(targets: str, timeout: float = 30.0) -> ParamServerClie
             "more than once; each shard must be a server of its own"
         )
     if len(entries) == 1:
-        return ParamServerClient(entries[0], timeout)
-    return ShardedParamServerClient([ParamServerClient(t, timeout) for t in entries])
+        return ParamServerClient(entries[0], timeout, token)
+    return ShardedParamServerClient([ParamServerClient(t, timeout, token) for t in entries])

@@ -24,6 +24,7 @@ it); a server holds at most ``max_connections`` connections, a thread each.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import stat
@@ -175,9 +176,12 @@ class LocalServer:
     """Serves the unary methods registered on it (as on a ``grpc.Server``) on a Unix
     socket at ``path``; ``start()`` binds (OSError if another server listens there)."""
 
-    def __init__(self, path: str, max_connections: int = 128) -> None:
+    def __init__(
+        self, path: str, max_connections: int = 128, interceptors: Sequence[Any] = ()
+    ) -> None:
         self.path = path
         self.max_connections = max_connections
+        self._interceptors = list(interceptors)  # grpc.ServerInterceptor, as on grpc.server
         self._generic: list[Any] = []
         self._methods: dict[str, Any] = {}
         self._listener: socket.socket | None = None
@@ -270,12 +274,18 @@ class LocalServer:
                 self._connections.discard(conn)
 
     def _handler(self, details: _CallDetails) -> Any:
-        handler = self._methods.get(details.method)
-        for generic in self._generic:
-            if handler is not None:
-                break
-            handler = generic.service(details)
-        return handler
+        def lookup(details: Any) -> Any:
+            handler = self._methods.get(details.method)
+            for generic in self._generic:
+                if handler is not None:
+                    break
+                handler = generic.service(details)
+            return handler
+
+        find = lookup
+        for interceptor in reversed(self._interceptors):  # the first one runs first
+            find = functools.partial(interceptor.intercept_service, find)
+        return find(details)
 
     def _call(
         self,
@@ -345,8 +355,9 @@ class LocalChannel:
     """A client of a :class:`LocalServer`, shaped like a ``grpc.Channel`` for the
     generated stubs: ``unary_unary`` callables that raise :class:`LocalRpcError`."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, metadata: Sequence[tuple[str, str]] = ()) -> None:
         self.path = path
+        self._metadata = tuple(metadata)  # sent with every call (rpc.auth's token)
         self._idle: list[_Reader] = []  # connections kept between calls
         self._lock = threading.Lock()
         self._closed = False
@@ -367,7 +378,7 @@ class LocalChannel:
             **__: Any,
         ) -> Any:
             body = request_serializer(request) if request_serializer else request
-            data = self._round_trip(path, metadata or (), body, timeout)
+            data = self._round_trip(path, (*self._metadata, *(metadata or ())), body, timeout)
             return response_deserializer(data) if response_deserializer else data
 
         return call

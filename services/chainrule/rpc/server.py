@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from chainrule.rpc.auth import AuthInterceptor, metadata, with_token
 from chainrule.rpc.codec import GRPC_OPTIONS
 from chainrule.rpc.local import LocalChannel, LocalServer, local_path
 
@@ -40,21 +41,26 @@ def start_server(
     max_workers: int = 16,
     health_servicer: health.HealthServicer | None = None,
     local_socket: str | None = None,
+    auth: AuthInterceptor | None = None,
 ) -> tuple[Server, int]:
     """Start a server on ``address`` (``host:0`` picks a free port); returns it and its port.
 
     ``register`` adds the servicers; the health service reports SERVING for each name in
     ``service_names`` and for the whole server (""), unless the caller passes its own
     ``health_servicer`` to set when it is ready. With ``local_socket``, the same
-    servicers answer on that Unix socket too (OSError if another server holds it).
+    servicers answer on that Unix socket too (OSError if another server holds it). With
+    ``auth``, every call but the health service's is checked by it, on both.
     """
+    interceptors = [auth] if auth is not None else []
     local = None
     if local_socket:
-        local = LocalServer(local_socket)
+        local = LocalServer(local_socket, interceptors=interceptors)
         register(local)
         local.start()
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        options=SERVER_OPTIONS,
+        interceptors=interceptors,
     )
     register(server)
     own_health = health_servicer is None
@@ -84,10 +90,11 @@ def set_serving(health_servicer: health.HealthServicer, names: list[str], servin
         health_servicer.set(name, status)
 
 
-def channel(target: str) -> Any:
+def channel(target: str, token: str | None = None) -> Any:
     """A client channel with the same message limits as the servers: over the same-host
-    socket for a ``local:/path`` target, else gRPC (``host:port``)."""
+    socket for a ``local:/path`` target, else gRPC (``host:port``); sending ``token``
+    (rpc.auth) with every call when given."""
     path = local_path(target)
     if path is not None:
-        return LocalChannel(path)
-    return grpc.insecure_channel(target, options=GRPC_OPTIONS)
+        return LocalChannel(path, metadata(token))
+    return with_token(grpc.insecure_channel(target, options=GRPC_OPTIONS), token)

@@ -12,6 +12,7 @@ from grpc_health.v1 import health
 from chainrule import telemetry
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
+from chainrule.rpc.auth import SCHEDULER, server_auth
 from chainrule.rpc.server import set_serving, start_server
 from chainrule.rpc.v1 import scheduler_pb2, scheduler_pb2_grpc
 from chainrule.scheduler.core import SchedulerCore
@@ -27,7 +28,9 @@ from chainrule.store.jobs import JobStore
 from chainrule.store.queue import JobQueue
 from chainrule.store.workers import WorkerRegistry
 
-SERVICE_NAME = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"].full_name
+SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"]
+SERVICE_NAME = SERVICE.full_name
+WORKER_METHODS = [m.name for m in SERVICE.methods]  # all of them are a worker's (rpc.auth)
 
 
 def main() -> None:
@@ -38,7 +41,7 @@ def main() -> None:
     stop = shutdown_event()
     client = connect(settings.redis_url)
     queue = JobQueue(client, settings.key_prefix, settings.scheduler_id)
-    paramserver = connect_paramservers(settings.paramservers)
+    paramserver = connect_paramservers(settings.paramservers, token=settings.token(SCHEDULER))
     core = SchedulerCore(
         JobStore(client, prefix=settings.key_prefix),
         BlobStore(binary_client(settings.redis_url)),
@@ -61,8 +64,9 @@ def main() -> None:
             max_workers=64,
             health_servicer=health_servicer,
             local_socket=settings.local_socket or None,
+            auth=server_auth(settings, settings.scheduler_listen, SERVICE_NAME, WORKER_METHODS),
         )
-    except OSError as e:  # the address is taken (or not ours): another server has it
+    except (OSError, ValueError) as e:  # the address is taken (or not ours): another server has it
         log.error("cannot serve", listen=settings.scheduler_listen, error=str(e))
         raise SystemExit(f"scheduler: {e}") from e
     set_serving(health_servicer, [SERVICE_NAME], False)

@@ -2,10 +2,12 @@
 
 import socket
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from chainrule.rpc.auth import RpcAuthSettings
 
 
-class SchedulerSettings(BaseSettings):
+class SchedulerSettings(RpcAuthSettings):
     model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
 
     scheduler_listen: str = "127.0.0.1:50052"  # CHAINRULE_SCHEDULER_LISTEN

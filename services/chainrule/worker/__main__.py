@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 from chainrule import telemetry
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
+from chainrule.rpc.auth import WORKER
 from chainrule.signals import shutdown_event
 from chainrule.store.blobs import BlobStore
 from chainrule.worker.loop import IncompatibleError, Worker, WorkerReplacedError
@@ -21,7 +22,7 @@ def main() -> None:
     log = get_logger("worker", worker_id=settings.worker_id)
     telemetry.serve_metrics(settings.metrics_port, "worker")
     stop = shutdown_event()
-    paramserver = connect_paramservers(settings.paramservers)
+    paramserver = connect_paramservers(settings.paramservers, token=settings.token(WORKER))
     blobs = BlobStore(redis.Redis.from_url(settings.redis_url))
     worker = Worker(
         settings.worker_id,
@@ -32,6 +33,7 @@ def main() -> None:
         settings.poll_seconds,
         log,
         settings.task_delay_s,
+        settings.token(WORKER),
     )
     log.info("started", scheduler=settings.scheduler, incarnation=worker.incarnation)
     try:

@@ -40,6 +40,13 @@ class IncompatibleError(RuntimeError):
     """The scheduler refused to register this worker (another protocol version)."""
 
 
+REFUSED = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
+
+
 class WorkerReplacedError(RuntimeError):
     """The scheduler ended this incarnation: another process registered the same id."""
 
@@ -55,8 +62,10 @@ class Worker:
         poll_seconds: float = 2.0,
         log: Any = None,
         task_delay_s: float = 0.0,
+        token: str | None = None,
     ) -> None:
         self.worker_id = worker_id
+        self.token = token  # sent to the scheduler with every call (rpc.auth)
         # new at every process start: a restart under the same id is a new incarnation,
         # and the scheduler requeues whatever the old one held
         self.incarnation = uuid.uuid4().hex[:16]
@@ -123,7 +132,7 @@ class Worker:
         if self._channel is not None:
             self._channel.close()
         self._target = (self._target + 1) % len(self.scheduler_targets)
-        self._channel = channel(self.scheduler_targets[self._target])
+        self._channel = channel(self.scheduler_targets[self._target], self.token)
         self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channel)
 
     def _register(self) -> None:
@@ -143,7 +152,7 @@ class Worker:
                 return
             except grpc.RpcError as e:
                 _raise_if_replaced(e)
-                if e.code() == grpc.StatusCode.INVALID_ARGUMENT:  # e.g. another protocol
+                if e.code() in REFUSED:  # another protocol, a token not accepted
                     raise IncompatibleError(str(e.details())) from e
                 self._next_scheduler()
                 self.stop.wait(0.25)

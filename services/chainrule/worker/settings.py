@@ -4,10 +4,12 @@ import os
 import socket
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from chainrule.rpc.auth import RpcAuthSettings
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(RpcAuthSettings):
     model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
 
     # CHAINRULE_SCHEDULER, CHAINRULE_PARAMSERVERS: host:port (gRPC), or local:PATH for a

@@ -1,0 +1,169 @@
+"""Who may call what: bearer tokens with roles on every gRPC call between services.
+
+Two roles, each with its own list of tokens (the same variables in every service):
+
+- ``worker`` (``CHAINRULE_WORKER_TOKENS``): a worker's calls — Register, NextTask,
+  Complete, Heartbeat on the scheduler; Pull, Push, PushPull on a parameter server. A
+  gradient pushed with it changes θ only if the scheduler planned or applies its task:
+  a worker's credential cannot move or drop θ.
+- ``scheduler`` (``CHAINRULE_SCHEDULER_TOKENS``): everything, the control calls
+  included (CreateJob, Plan, Apply, Discard, DropJob, Status, Restore).
+
+A client sends the first token of its role's list (``authorization: Bearer <token>``);
+a server accepts any token of the lists, compared in constant time, so a secret is
+rotated without downtime: servers get ``new,old``, then clients ``new``, then servers
+``new``. The gRPC health service stays open for probes. With no token configured
+authentication is off, which a server allows only on loopback and same-host sockets
+(``CHAINRULE_RPC_INSECURE=true`` overrides that, for a private network you trust).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import grpc
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WORKER, SCHEDULER = "worker", "scheduler"
+METADATA_KEY = "authorization"
+OPEN_SERVICES = ("/grpc.health.v1.Health/",)  # probes need no token
+
+
+def _tokens(secret: SecretStr) -> tuple[str, ...]:
+    return tuple(t.strip() for t in secret.get_secret_value().split(",") if t.strip())
+
+
+class RpcAuthSettings(BaseSettings):
+    """The tokens every service reads (a base of each service's settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
+
+    # CHAINRULE_WORKER_TOKENS, CHAINRULE_SCHEDULER_TOKENS: comma-separated; a client
+    # sends the first, a server accepts any (rotation: "new,old")
+    worker_tokens: SecretStr = SecretStr("")
+    scheduler_tokens: SecretStr = SecretStr("")
+    rpc_insecure: bool = False  # CHAINRULE_RPC_INSECURE: serve beyond loopback without tokens
+
+    def accepted(self) -> dict[str, str]:
+        """token -> role, for a server; empty when authentication is off."""
+        accepted = {t: WORKER for t in _tokens(self.worker_tokens)}
+        accepted.update({t: SCHEDULER for t in _tokens(self.scheduler_tokens)})
+        return accepted
+
+    def token(self, role: str) -> str | None:
+        """The token a client of ``role`` sends, or None when none is set."""
+        tokens = _tokens(self.worker_tokens if role == WORKER else self.scheduler_tokens)
+        return tokens[0] if tokens else None
+
+    def check_listen(self, address: str) -> None:
+        """Refuse (ValueError) to serve ``address`` beyond loopback with no token."""
+        if self.accepted() or self.rpc_insecure or is_loopback(address):
+            return
+        raise ValueError(
+            f"refusing to serve {address} without authentication: set "
+            "CHAINRULE_WORKER_TOKENS and CHAINRULE_SCHEDULER_TOKENS (the same in every "
+            "service), or CHAINRULE_RPC_INSECURE=true on a network you trust"
+        )
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address ``host:port`` is reachable from this host only."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return ((METADATA_KEY, f"Bearer {token}"),) if token else ()
+
+
+def _abort(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    def refuse(request: Any, context: grpc.ServicerContext) -> None:
+        context.abort(code, details)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Refuses a call without an accepted token (UNAUTHENTICATED) or whose token's role
+    may not call the method (PERMISSION_DENIED), before any handler runs: nothing changes.
+
+    ``worker_methods``: the full method names (``/pkg.Service/Method``) the worker role
+    may call; the scheduler role may call every method."""
+
+    def __init__(self, accepted: Mapping[str, str], worker_methods: Iterable[str]) -> None:
+        self._accepted = [(t.encode(), role) for t, role in accepted.items()]
+        self._worker_methods = frozenset(worker_methods)
+
+    def role(self, invocation_metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+        presented = b""
+        for key, value in invocation_metadata or ():
+            if key == METADATA_KEY:
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                presented = text.removeprefix("Bearer ").strip().encode()
+        role = None
+        for token, token_role in self._accepted:  # every token compared: constant time
+            if hmac.compare_digest(presented, token) and role is None:
+                role = token_role
+        return role
+
+    def intercept_service(
+        self,
+        continuation: Callable[[Any], grpc.RpcMethodHandler | None],
+        handler_call_details: Any,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        if method.startswith(OPEN_SERVICES):
+            return continuation(handler_call_details)
+        role = self.role(handler_call_details.invocation_metadata)
+        if role is None:
+            return _abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"{method} needs a chainrule RPC token (authorization: Bearer <token>) "
+                "of CHAINRULE_WORKER_TOKENS or CHAINRULE_SCHEDULER_TOKENS; none valid was sent",
+            )
+        if role == WORKER and method not in self._worker_methods:
+            return _abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a worker's token may not call {method}; it may call "
+                f"{', '.join(sorted(m.rpartition('/')[2] for m in self._worker_methods))}",
+            )
+        return continuation(handler_call_details)
+
+
+class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._metadata = metadata(token)
+
+    def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        details = client_call_details._replace(
+            metadata=(*(client_call_details.metadata or ()), *self._metadata)
+        )
+        return continuation(details, request)
+
+
+def with_token(channel: grpc.Channel, token: str | None) -> grpc.Channel:
+    """``channel`` sending ``token`` with every call (unchanged without one)."""
+    return grpc.intercept_channel(channel, _TokenInterceptor(token)) if token else channel
+
+
+def server_auth(
+    settings: RpcAuthSettings, address: str, service: str, worker_methods: Iterable[str]
+) -> AuthInterceptor | None:
+    """The interceptor a server of ``service`` (its full name) checks calls with, or None
+    when no token is set (ValueError if it would then serve beyond loopback)."""
+    settings.check_listen(address)
+    accepted = settings.accepted()
+    if not accepted:
+        return None
+    return AuthInterceptor(accepted, [f"/{service}/{m}" for m in worker_methods])
