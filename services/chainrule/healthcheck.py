@@ -32,7 +32,15 @@ def check_grpc(target: str, service: str = "", timeout: float = 3.0) -> str | No
     import grpc  # imported here: the --http check should not pay for loading grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    from chainrule.rpc.auth import RpcAuthSettings
+
+    tls = RpcAuthSettings().credentials("")  # CHAINRULE_TLS_CA set: the server speaks TLS
+    if tls.tls_ca:
+        creds = grpc.ssl_channel_credentials(tls.tls_ca, tls.tls_key, tls.tls_cert)
+        channel = grpc.secure_channel(target, creds)
+    else:
+        channel = grpc.insecure_channel(target)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)

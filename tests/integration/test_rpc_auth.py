@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chainrule.cli.stack import HOST, LocalStack
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.paramserver.state import PlannedStep
-from chainrule.rpc.auth import SCHEDULER, WORKER
+from chainrule.rpc.auth import SCHEDULER, WORKER, Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import scheduler_pb2 as spb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
@@ -73,11 +73,11 @@ def test_no_call_without_the_right_token_reaches_theta_and_the_job_trains_on(
     ]
     for target in transports(stack, "paramserver"):
         for token in (None, "not-a-token", worker_token[:-1]):
-            anonymous = ParamServerClient(target, timeout=5, token=token)
+            anonymous = ParamServerClient(target, 5, Credentials(token))
             for move in theta_moves:
                 assert refused(move, anonymous) == grpc.StatusCode.UNAUTHENTICATED, target
             anonymous.close()
-        worker = ParamServerClient(target, timeout=5, token=worker_token)
+        worker = ParamServerClient(target, 5, Credentials(worker_token))
         version, params = worker.pull(job_id)  # a worker's own call
         assert params is not None and version > 0
         for call in control:

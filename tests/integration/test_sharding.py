@@ -25,6 +25,7 @@ from chainrule.paramserver.sharding import (
     ShardsOutOfStepError,
     connect_paramservers,
 )
+from chainrule.rpc.auth import SCHEDULER
 from chainrule.store.blobs import model_key
 from tests.examples import example_spec
 from tests.integration.conftest import delete_prefixed, unique_prefix
@@ -263,7 +264,9 @@ def assert_theta_is_split_over_the_shards(stack: LocalStack) -> None:
     job_id = submit_and_wait_for_step(stack.gateway_url, example_spec(), 5)
     parts: list[set[str]] = []
     for name in stack.config.paramserver_names:
-        shard = ParamServerClient(stack.paramserver_target(name))
+        shard = ParamServerClient(
+            stack.paramserver_target(name), credentials=stack.credentials(SCHEDULER)
+        )
         try:
             parts.append(set(pull_theta(shard, job_id)[1]))
         finally:

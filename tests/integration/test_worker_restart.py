@@ -112,11 +112,12 @@ def test_peers_of_another_protocol_version_are_refused_naming_both(stack: LocalS
     import numpy as np
 
     from chainrule.rpc import PROTOCOL_VERSION
+    from chainrule.rpc.auth import SCHEDULER, WORKER
     from chainrule.rpc.server import channel
     from chainrule.rpc.v1 import paramserver_pb2, scheduler_pb2, scheduler_pb2_grpc
 
     scheduler = scheduler_pb2_grpc.SchedulerStub(
-        channel(f"127.0.0.1:{stack.config.scheduler_port}")
+        channel(f"127.0.0.1:{stack.config.scheduler_port}", stack.credentials(WORKER))
     )
     old = scheduler_pb2.RegisterRequest(worker_id="old-worker", host="h", incarnation="x")
     with pytest.raises(grpc.RpcError) as refused:
@@ -125,7 +126,7 @@ def test_peers_of_another_protocol_version_are_refused_naming_both(stack: LocalS
     assert f"speaks chainrule protocol {PROTOCOL_VERSION}" in refused.value.details()
     assert "old-worker" not in httpx.get(f"{stack.gateway_url}/api/v1/workers").text
 
-    ps = channel(stack.paramserver_target("paramserver"))
+    ps = channel(stack.paramserver_target("paramserver"), stack.credentials(SCHEDULER))
     create = ps.unary_unary(
         "/chainrule.rpc.v1.ParamServer/CreateJob",
         request_serializer=paramserver_pb2.CreateJobRequest.SerializeToString,

@@ -28,7 +28,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
-from chainrule.rpc.auth import RpcAuthSettings
+from chainrule.rpc.auth import Credentials, RpcAuthSettings
 from chainrule.rpc.local import SCHEME
 
 HOST = "127.0.0.1"
@@ -140,8 +140,12 @@ class LocalStack:
         port = self.config.paramserver_ports[self.config.paramserver_names.index(name)]
         return f"{HOST}:{port}"
 
+    def credentials(self, role: str) -> Credentials:
+        """What a client of ``role`` (rpc.auth.WORKER or SCHEDULER) sends to the stack."""
+        return Credentials(self.token(role))
+
     def token(self, role: str) -> str:
-        """The RPC token a client of ``role`` (rpc.auth.WORKER or SCHEDULER) sends."""
+        """The RPC token a client of ``role`` sends."""
         settings = RpcAuthSettings(
             worker_tokens=SecretStr(self.config.worker_tokens),
             scheduler_tokens=SecretStr(self.config.scheduler_tokens),

@@ -11,6 +11,7 @@ import grpc
 from chainrule.nn import Params
 from chainrule.paramserver.state import AppliedStep, PlannedStep
 from chainrule.rpc import PROTOCOL_VERSION, codec
+from chainrule.rpc.auth import Credentials
 from chainrule.rpc.local import local_path
 from chainrule.rpc.retry import with_retries
 from chainrule.rpc.server import channel
@@ -31,10 +32,12 @@ SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 
 class ParamServerClient:
-    def __init__(self, target: str, timeout: float = 30.0, token: str | None = None) -> None:
+    def __init__(
+        self, target: str, timeout: float = 30.0, credentials: Credentials | None = None
+    ) -> None:
         self.target = target  # host:port (gRPC), or local:PATH (rpc/local.py, same host)
         self.timeout = timeout
-        self._channel: grpc.Channel = channel(target, token)  # token: rpc.auth
+        self._channel: grpc.Channel = channel(target, credentials)  # token, TLS: rpc.auth
         self._local = local_path(target) is not None
         self._stub = paramserver_pb2_grpc.ParamServerStub(self._channel)
         # Push and Pull travel as frames (codec.frame): bytes in, bytes out, no copies

@@ -25,11 +25,13 @@ def serve(
     with ``auth``'s tokens, if any, checked on every call (ValueError: none, beyond
     loopback)."""
     servicer = ParamServerServicer(store or ParameterStore())
+    security = auth or RpcAuthSettings()
     return start_server(
         lambda s: add_to_server(servicer, s),
         [SERVICE_NAME],
         address,
         max_workers=64,  # PushPulls wait for their step in a thread each
         local_socket=local_socket,
-        auth=server_auth(auth or RpcAuthSettings(), address, SERVICE_NAME, WORKER_METHODS),
+        auth=server_auth(security, address, SERVICE_NAME, WORKER_METHODS),
+        tls=security.server_tls(),
     )

@@ -37,6 +37,7 @@ import numpy as np
 from chainrule.nn import Params
 from chainrule.paramserver.client import JobStatus, ParamServerClient
 from chainrule.paramserver.state import PlannedStep
+from chainrule.rpc.auth import Credentials
 from chainrule.rpc.codec import check_like
 
 T = TypeVar("T")
@@ -375,10 +376,10 @@ def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
 
 
 def connect_paramservers(
-    targets: str, timeout: float = 30.0, token: str | None = None
+    targets: str, timeout: float = 30.0, credentials: Credentials | None = None
 ) -> ParamServerClient:
     """A client for ``host:port`` (one server) or ``host:port,host:port,...`` (shards);
-    ``local:PATH`` names a server's same-host socket instead. ``token``: rpc.auth."""
+    ``local:PATH`` names a server's same-host socket instead. ``credentials``: rpc.auth."""
     entries = [t.strip() for t in targets.split(",")]
     if not all(entries):
         raise ValueError(
@@ -392,5 +393,6 @@ def connect_paramservers(
             "more than once; each shard must be a server of its own"
         )
     if len(entries) == 1:
-        return ParamServerClient(entries[0], timeout, token)
-    return ShardedParamServerClient([ParamServerClient(t, timeout, token) for t in entries])
+        return ParamServerClient(entries[0], timeout, credentials)
+    clients = [ParamServerClient(t, timeout, credentials) for t in entries]
+    return ShardedParamServerClient(clients)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -47,12 +49,47 @@ class RpcAuthSettings(BaseSettings):
     worker_tokens: SecretStr = SecretStr("")
     scheduler_tokens: SecretStr = SecretStr("")
     rpc_insecure: bool = False  # CHAINRULE_RPC_INSECURE: serve beyond loopback without tokens
+    # TLS for gRPC over TCP (the same-host sockets need none), PEM file paths:
+    # CHAINRULE_TLS_CERT + CHAINRULE_TLS_KEY: a server serves TLS only, with them; a client
+    # presents them if the server asks (mTLS). CHAINRULE_TLS_CA: a client verifies servers
+    # with it (TLS on when set); a server with CHAINRULE_TLS_CLIENT_AUTH=true requires
+    # client certificates it signed
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_client_auth: bool = False
 
     def accepted(self) -> dict[str, str]:
         """token -> role, for a server; empty when authentication is off."""
         accepted = {t: WORKER for t in _tokens(self.worker_tokens)}
         accepted.update({t: SCHEDULER for t in _tokens(self.scheduler_tokens)})
         return accepted
+
+    def credentials(self, role: str) -> Credentials:
+        """What a client of ``role`` sends: its token, and TLS when a CA is set."""
+        return Credentials(
+            self.token(role),
+            _read(self.tls_ca),
+            _read(self.tls_cert) if self.tls_ca else None,
+            _read(self.tls_key) if self.tls_ca else None,
+        )
+
+    def server_tls(self) -> grpc.ServerCredentials | None:
+        """A server's TLS credentials, None without a certificate (ValueError if only
+        half of what TLS needs is set)."""
+        if not self.tls_cert and not self.tls_key:
+            if self.tls_client_auth:
+                raise ValueError("CHAINRULE_TLS_CLIENT_AUTH needs CHAINRULE_TLS_CERT and _KEY")
+            return None
+        if not (self.tls_cert and self.tls_key):
+            raise ValueError("TLS needs both CHAINRULE_TLS_CERT and CHAINRULE_TLS_KEY")
+        if self.tls_client_auth and not self.tls_ca:
+            raise ValueError("CHAINRULE_TLS_CLIENT_AUTH=true needs CHAINRULE_TLS_CA")
+        return grpc.ssl_server_credentials(
+            [(_read(self.tls_key), _read(self.tls_cert))],
+            root_certificates=_read(self.tls_ca) if self.tls_client_auth else None,
+            require_client_auth=self.tls_client_auth,
+        )
 
     def token(self, role: str) -> str | None:
         """The token a client of ``role`` sends, or None when none is set."""
@@ -68,6 +105,26 @@ class RpcAuthSettings(BaseSettings):
             "CHAINRULE_WORKER_TOKENS and CHAINRULE_SCHEDULER_TOKENS (the same in every "
             "service), or CHAINRULE_RPC_INSECURE=true on a network you trust"
         )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a client presents: a token (rpc.auth) and, for TLS, the CA that signed the
+    servers' certificates, and its own certificate and key where servers ask (mTLS)."""
+
+    token: str | None = None
+    tls_ca: bytes | None = None
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+
+
+def _read(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"cannot read TLS file {path}: {e.strerror}") from e
 
 
 def is_loopback(address: str) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from chainrule.rpc.auth import AuthInterceptor, metadata, with_token
+from chainrule.rpc.auth import AuthInterceptor, Credentials, metadata, with_token
 from chainrule.rpc.codec import GRPC_OPTIONS
 from chainrule.rpc.local import LocalChannel, LocalServer, local_path
 
@@ -42,6 +42,7 @@ def start_server(
     health_servicer: health.HealthServicer | None = None,
     local_socket: str | None = None,
     auth: AuthInterceptor | None = None,
+    tls: grpc.ServerCredentials | None = None,
 ) -> tuple[Server, int]:
     """Start a server on ``address`` (``host:0`` picks a free port); returns it and its port.
 
@@ -49,7 +50,8 @@ def start_server(
     ``service_names`` and for the whole server (""), unless the caller passes its own
     ``health_servicer`` to set when it is ready. With ``local_socket``, the same
     servicers answer on that Unix socket too (OSError if another server holds it). With
-    ``auth``, every call but the health service's is checked by it, on both.
+    ``auth``, every call but the health service's is checked by it, on both; with
+    ``tls`` the TCP port speaks TLS only.
     """
     interceptors = [auth] if auth is not None else []
     local = None
@@ -67,7 +69,7 @@ def start_server(
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, tls) if tls else server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -90,11 +92,15 @@ def set_serving(health_servicer: health.HealthServicer, names: list[str], servin
         health_servicer.set(name, status)
 
 
-def channel(target: str, token: str | None = None) -> Any:
+def channel(target: str, credentials: Credentials | None = None) -> Any:
     """A client channel with the same message limits as the servers: over the same-host
-    socket for a ``local:/path`` target, else gRPC (``host:port``); sending ``token``
-    (rpc.auth) with every call when given."""
+    socket for a ``local:/path`` target, else gRPC (``host:port``, TLS when
+    ``credentials`` name a CA); sending their token (rpc.auth) with every call."""
+    creds = credentials or Credentials()
     path = local_path(target)
     if path is not None:
-        return LocalChannel(path, metadata(token))
-    return with_token(grpc.insecure_channel(target, options=GRPC_OPTIONS), token)
+        return LocalChannel(path, metadata(creds.token))
+    if creds.tls_ca:
+        tls = grpc.ssl_channel_credentials(creds.tls_ca, creds.tls_key, creds.tls_cert)
+        return with_token(grpc.secure_channel(target, tls, options=GRPC_OPTIONS), creds.token)
+    return with_token(grpc.insecure_channel(target, options=GRPC_OPTIONS), creds.token)

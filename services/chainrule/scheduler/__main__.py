@@ -41,7 +41,9 @@ def main() -> None:
     stop = shutdown_event()
     client = connect(settings.redis_url)
     queue = JobQueue(client, settings.key_prefix, settings.scheduler_id)
-    paramserver = connect_paramservers(settings.paramservers, token=settings.token(SCHEDULER))
+    paramserver = connect_paramservers(
+        settings.paramservers, credentials=settings.credentials(SCHEDULER)
+    )
     core = SchedulerCore(
         JobStore(client, prefix=settings.key_prefix),
         BlobStore(binary_client(settings.redis_url)),
@@ -65,6 +67,7 @@ def main() -> None:
             health_servicer=health_servicer,
             local_socket=settings.local_socket or None,
             auth=server_auth(settings, settings.scheduler_listen, SERVICE_NAME, WORKER_METHODS),
+            tls=settings.server_tls(),
         )
     except (OSError, ValueError) as e:  # the address is taken (or not ours): another server has it
         log.error("cannot serve", listen=settings.scheduler_listen, error=str(e))

@@ -325,17 +325,16 @@ class SchedulerCore:
                 for w, lost_at in self.lost.values()
                 if wall - lost_at < LOST_WORKERS_SHOWN_S and w.worker_id not in self.workers
             ]
-            counts = {
-                job.job_id: (
-                    sum(now - seen <= self.lease_seconds for seen in job.recent_workers.values()),
-                    job.lost_workers,
-                )
-                for job in self.active.values()
-            }
+            counts = {job.job_id: self._worker_counts(job, now) for job in self.active.values()}
         if self.registry is not None:
             self.registry.write(rows, LOST_WORKERS_SHOWN_S)
         for job_id, (active_count, lost_count) in counts.items():
             self.jobs.set_workers(job_id, active_count, lost_count)
+
+    def _worker_counts(self, job: ActiveJob, now: float) -> tuple[int, int]:
+        """(workers active on ``job``: a completion within a lease, workers it lost)."""
+        recent = sum(now - seen <= self.lease_seconds for seen in job.recent_workers.values())
+        return recent, job.lost_workers
 
     def _requeue(self, lost: Callable[[Task], bool]) -> None:
         """Put handed-out tasks matching ``lost`` back in their job's queue (lock held);
@@ -744,6 +743,7 @@ class SchedulerCore:
                 stop.status,
                 reason=reason,
                 message=_with_accuracy(stop.message, point),
+                job=job,
             )
         elif closes:
             self._close_step(job)
@@ -853,11 +853,16 @@ class SchedulerCore:
         status: str,
         reason: str | None = None,
         message: str | None = None,
+        job: ActiveJob | None = None,
     ) -> None:
+        """Record the end; ``job``: its state, if it has left ``active`` already."""
         with self.cond:
-            self.active.pop(job_id, None)
+            job = self.active.pop(job_id, None) or job
+            counts = self._worker_counts(job, time.monotonic()) if job is not None else None
             self.cond.notify_all()
         self.publisher.drain()  # the job's last points are written before its end
+        if counts is not None:  # as they ended, whenever publish_workers last ran
+            self.jobs.set_workers(job_id, *counts)
         try:
             if status in ("SUCCEEDED", "STOPPED"):  # θ is worth keeping
                 _, params = self.paramserver.pull(job_id, -1)

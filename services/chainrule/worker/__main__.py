@@ -22,7 +22,9 @@ def main() -> None:
     log = get_logger("worker", worker_id=settings.worker_id)
     telemetry.serve_metrics(settings.metrics_port, "worker")
     stop = shutdown_event()
-    paramserver = connect_paramservers(settings.paramservers, token=settings.token(WORKER))
+    paramserver = connect_paramservers(
+        settings.paramservers, credentials=settings.credentials(WORKER)
+    )
     blobs = BlobStore(redis.Redis.from_url(settings.redis_url))
     worker = Worker(
         settings.worker_id,
@@ -33,7 +35,7 @@ def main() -> None:
         settings.poll_seconds,
         log,
         settings.task_delay_s,
-        settings.token(WORKER),
+        settings.credentials(WORKER),
     )
     log.info("started", scheduler=settings.scheduler, incarnation=worker.incarnation)
     try:

@@ -15,6 +15,7 @@ import numpy as np
 from chainrule import telemetry
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.rpc import PROTOCOL_VERSION
+from chainrule.rpc.auth import Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import scheduler_pb2 as pb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
@@ -62,10 +63,10 @@ class Worker:
         poll_seconds: float = 2.0,
         log: Any = None,
         task_delay_s: float = 0.0,
-        token: str | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.worker_id = worker_id
-        self.token = token  # sent to the scheduler with every call (rpc.auth)
+        self.credentials = credentials  # the token (and TLS) for the scheduler: rpc.auth
         # new at every process start: a restart under the same id is a new incarnation,
         # and the scheduler requeues whatever the old one held
         self.incarnation = uuid.uuid4().hex[:16]
@@ -132,7 +133,7 @@ class Worker:
         if self._channel is not None:
             self._channel.close()
         self._target = (self._target + 1) % len(self.scheduler_targets)
-        self._channel = channel(self.scheduler_targets[self._target], self.token)
+        self._channel = channel(self.scheduler_targets[self._target], self.credentials)
         self.scheduler = scheduler_pb2_grpc.SchedulerStub(self._channel)
 
     def _register(self) -> None:
