@@ -38,6 +38,9 @@ def main() -> None:
         port=settings.gateway_port,
         log_config=None,
         log_level=settings.log_level.lower(),
+        # HTTPS only, when both are set (CHAINRULE_GATEWAY_TLS_CERT/_KEY, PEM files)
+        ssl_certfile=settings.gateway_tls_cert,
+        ssl_keyfile=settings.gateway_tls_key,
     )  # returns, or re-raises SIGTERM/SIGINT, after a graceful shutdown
 
 

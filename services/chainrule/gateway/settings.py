@@ -1,8 +1,9 @@
 """Configuration of the gateway, from CHAINRULE_* environment variables."""
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,7 +24,19 @@ class GatewaySettings(BaseSettings):
     # under /api/v1 (but predict) needs "Authorization: Bearer <one of them>"
     api_tokens: SecretStr = SecretStr("")
     auth_reads: bool = False  # CHAINRULE_AUTH_READS: true: reads and predict need one too
+    # CHAINRULE_GATEWAY_TLS_CERT, CHAINRULE_GATEWAY_TLS_KEY: serve HTTPS only, with them
+    gateway_tls_cert: Path | None = None
+    gateway_tls_key: Path | None = None
     sse_ping_s: float = Field(default=10.0, gt=0, le=300)  # CHAINRULE_SSE_PING_S: keep-alive
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Self:
+        if (self.gateway_tls_cert is None) != (self.gateway_tls_key is None):
+            raise ValueError(
+                "HTTPS needs both CHAINRULE_GATEWAY_TLS_CERT and CHAINRULE_GATEWAY_TLS_KEY; "
+                f"got cert={self.gateway_tls_cert}, key={self.gateway_tls_key}"
+            )
+        return self
 
     @property
     def tokens(self) -> tuple[str, ...]:

@@ -1,10 +1,11 @@
-"""gRPC over TLS (rpc.auth's CHAINRULE_TLS_*): a real parameter server process with a
-certificate of a CA made by the test; plaintext and unverified clients cannot talk to it."""
+"""TLS with a CA made by the test: gRPC (rpc.auth's CHAINRULE_TLS_*) on a real parameter
+server process, HTTPS on a real gateway; plaintext and unverified clients get nowhere."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 
@@ -22,6 +24,7 @@ from chainrule.rpc.auth import Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1.paramserver_pb2_grpc import ParamServerStub
+from tests.integration.conftest import REDIS_URL, unique_prefix
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -136,3 +139,49 @@ def test_only_verified_tls_clients_reach_a_tls_server(server: tuple[str, bool], 
     assert version == 0 and params is not None
     np.testing.assert_array_equal(params["w"], theta["w"])
     client.close()
+
+
+def test_the_gateway_serves_https_only_when_given_a_certificate(pki: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHAINRULE_REDIS_URL": REDIS_URL,
+        "CHAINRULE_KEY_PREFIX": unique_prefix(),
+        "CHAINRULE_GATEWAY_PORT": str(port),
+        "CHAINRULE_GATEWAY_TLS_CERT": str(pki / "server.pem"),
+        "CHAINRULE_GATEWAY_TLS_KEY": str(pki / "server.key"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainrule.gateway"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    trusting = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "the gateway exited"
+            try:
+                reply = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=trusting)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the HTTPS gateway did not come up"
+                time.sleep(0.2)
+        assert reply.status_code == 200
+        with pytest.raises(httpx.HTTPError):  # plain HTTP gets no answer
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        with pytest.raises(httpx.ConnectError):  # nor does a client that cannot verify it
+            httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_half_a_certificate_is_refused_at_start(pki: Path) -> None:
+    env = {**os.environ, "CHAINRULE_GATEWAY_TLS_CERT": str(pki / "server.pem")}
+    done = subprocess.run(
+        [sys.executable, "-m", "chainrule.gateway"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert b"CHAINRULE_GATEWAY_TLS_KEY" in done.stderr
