@@ -1,5 +1,5 @@
-"""A Redis that needs a password, as managed Redis services do: a private
-``redis-server --requirepass`` started by the test, and the whole stack on its URL."""
+"""A Redis that needs a password, and one that speaks TLS only (``rediss://``), as managed
+Redis services do: a private ``redis-server`` started by the test, the whole stack on its URL."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import redis
 
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
 from tests.examples import example_spec as spec
+from tests.integration.pki import make_pki
 from tests.integration.test_stack import run_job
 
 pytestmark = [
@@ -23,18 +24,36 @@ pytestmark = [
 PASSWORD = "s3cret-for-the-test"
 
 
-@pytest.fixture(scope="module")
-def protected_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["password", "password+tls"])
+def protected_redis(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The URL of a private redis-server that needs a password; with TLS only (on a
+    certificate of a test CA) for ``password+tls``: a ``rediss://`` URL."""
     port = free_port()
     where = tmp_path_factory.mktemp("redis")
+    tls = request.param.endswith("tls")
+    listen = ["--port", str(port)]
+    client_tls: dict[str, str] = {}
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    if tls:
+        if shutil.which("openssl") is None:
+            pytest.skip("needs openssl")
+        make_pki(where)
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+        listen += ["--tls-cert-file", str(where / "server.pem")]
+        listen += ["--tls-key-file", str(where / "server.key")]
+        listen += ["--tls-ca-cert-file", str(where / "ca.pem")]
+        client_tls = {"ssl": "true", "ssl_ca_certs": str(where / "ca.pem")}
+        url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={where / 'ca.pem'}"
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
+        ["redis-server", *listen, "--bind", "127.0.0.1", "--requirepass", PASSWORD,
          "--save", "", "--appendonly", "no", "--dir", str(where)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        client = redis.Redis(port=port, password=PASSWORD, socket_timeout=1)
+        client = redis.Redis.from_url(url, socket_timeout=1)
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -44,8 +63,11 @@ def protected_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 assert proc.poll() is None and time.monotonic() < deadline, "no redis-server"
                 time.sleep(0.1)
         with pytest.raises(redis.AuthenticationError):  # it does need the password
-            redis.Redis(port=port).ping()
-        yield f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+            redis.Redis(port=port, ssl=tls, ssl_ca_certs=client_tls.get("ssl_ca_certs")).ping()
+        if tls:  # and speaks TLS only
+            with pytest.raises(redis.ConnectionError):
+                redis.Redis(port=port, password=PASSWORD, socket_timeout=2).ping()
+        yield url
     finally:
         proc.kill()
         proc.wait(timeout=10)
