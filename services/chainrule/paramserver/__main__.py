@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import redis
-
 from chainrule import telemetry
 from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.server import serve
 from chainrule.paramserver.settings import ParamServerSettings
 from chainrule.paramserver.state import ParameterStore
 from chainrule.signals import wait_for_shutdown
+from chainrule.store import binary_client
 from chainrule.store.checkpoints import CheckpointStore
 
 
@@ -20,7 +19,7 @@ def main() -> None:
     telemetry.serve_metrics(settings.metrics_port, "paramserver")
     checkpoints = None
     if settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url)  # binary values: no decoding
+        client = binary_client(settings.redis_url)  # binary values: no decoding
         checkpoints = CheckpointStore(client, settings.key_prefix, settings.paramserver_shard)
     try:
         server, port = serve(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from chainrule.nn import Params
+from chainrule.paramserver.fence import is_deposed
 from chainrule.paramserver.state import AppliedStep, PlannedStep
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
@@ -33,10 +34,17 @@ SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 class ParamServerClient:
     def __init__(
-        self, target: str, timeout: float = 30.0, credentials: Credentials | None = None
+        self,
+        target: str,
+        timeout: float = 30.0,
+        credentials: Credentials | None = None,
+        on_deposed: Callable[[str], None] | None = None,
     ) -> None:
         self.target = target  # host:port (gRPC), or local:PATH (rpc/local.py, same host)
         self.timeout = timeout
+        # called (before the error is raised) when the server refuses a call because
+        # another scheduler leads now (paramserver.fence); the scheduler steps down
+        self.on_deposed = on_deposed
         self._channel: grpc.Channel = channel(target, credentials)  # token, TLS: rpc.auth
         self._local = local_path(target) is not None
         self._stub = paramserver_pb2_grpc.ParamServerStub(self._channel)
@@ -56,7 +64,12 @@ class ParamServerClient:
     def _call(self, method: str | grpc.UnaryUnaryMultiCallable, request: Any) -> Any:
         """One RPC, retried through transient failures (all of these RPCs are idempotent)."""
         rpc = getattr(self._stub, method) if isinstance(method, str) else method
-        return with_retries(lambda: rpc(request, timeout=self.timeout))
+        try:
+            return with_retries(lambda: rpc(request, timeout=self.timeout))
+        except grpc.RpcError as e:
+            if self.on_deposed is not None and is_deposed(e):
+                self.on_deposed(str(e.details()))
+            raise
 
     def create_job(
         self,

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from chainrule.paramserver.fence import FenceInterceptor
 from chainrule.paramserver.servicer import ParamServerServicer, add_to_server
 from chainrule.paramserver.state import ParameterStore
 from chainrule.rpc.auth import RpcAuthSettings, server_auth
 from chainrule.rpc.server import Server, start_server
 from chainrule.rpc.v1 import paramserver_pb2
 
-SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"].full_name
+SERVICE = paramserver_pb2.DESCRIPTOR.services_by_name["ParamServer"]
+SERVICE_NAME = SERVICE.full_name
 
 
 WORKER_METHODS = ("Pull", "Push", "PushPull")
 """What a worker's token may call (rpc.auth); the scheduler's may call every method."""
+CONTROL_METHODS = [m.name for m in SERVICE.methods if m.name not in WORKER_METHODS]
+"""The scheduler's calls: fenced by its leader epoch (paramserver.fence)."""
 
 
 def serve(
@@ -32,6 +36,9 @@ def serve(
         address,
         max_workers=64,  # PushPulls wait for their step in a thread each
         local_socket=local_socket,
-        auth=server_auth(security, address, SERVICE_NAME, WORKER_METHODS),
+        interceptors=[
+            *server_auth(security, address, SERVICE_NAME, WORKER_METHODS),
+            FenceInterceptor(f"/{SERVICE_NAME}/{m}" for m in CONTROL_METHODS),
+        ],
         tls=security.server_tls(),
     )

@@ -376,10 +376,14 @@ def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
 
 
 def connect_paramservers(
-    targets: str, timeout: float = 30.0, credentials: Credentials | None = None
+    targets: str,
+    timeout: float = 30.0,
+    credentials: Credentials | None = None,
+    on_deposed: Callable[[str], None] | None = None,
 ) -> ParamServerClient:
     """A client for ``host:port`` (one server) or ``host:port,host:port,...`` (shards);
-    ``local:PATH`` names a server's same-host socket instead. ``credentials``: rpc.auth."""
+    ``local:PATH`` names a server's same-host socket instead. ``credentials``: rpc.auth; ``on_deposed``:
+    see ParamServerClient."""
     entries = [t.strip() for t in targets.split(",")]
     if not all(entries):
         raise ValueError(
@@ -393,6 +397,6 @@ def connect_paramservers(
             "more than once; each shard must be a server of its own"
         )
     if len(entries) == 1:
-        return ParamServerClient(entries[0], timeout, credentials)
-    clients = [ParamServerClient(t, timeout, credentials) for t in entries]
+        return ParamServerClient(entries[0], timeout, credentials, on_deposed)
+    clients = [ParamServerClient(t, timeout, credentials, on_deposed) for t in entries]
     return ShardedParamServerClient(clients)

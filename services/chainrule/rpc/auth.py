@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WORKER, SCHEDULER = "worker", "scheduler"
 METADATA_KEY = "authorization"
+EPOCH_KEY = "chainrule-epoch"  # read by paramserver.fence
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)  # probes need no token
 
 
@@ -116,6 +117,7 @@ class Credentials:
     tls_ca: bytes | None = None
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
+    epoch: int = 0  # a leading scheduler's (paramserver.fence); 0: none
 
 
 def _read(path: Path | None) -> bytes | None:
@@ -138,18 +140,44 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
-    return ((METADATA_KEY, f"Bearer {token}"),) if token else ()
+def metadata(credentials: Credentials) -> tuple[tuple[str, str], ...]:
+    """What a client sends with every call: its token, and a leader's epoch (fencing)."""
+    sent: tuple[tuple[str, str], ...] = ()
+    if credentials.token:
+        sent += ((METADATA_KEY, f"Bearer {credentials.token}"),)
+    if credentials.epoch:
+        sent += ((EPOCH_KEY, str(credentials.epoch)),)
+    return sent
 
 
-def _abort(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+def refusal(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    """A handler that refuses the call with ``code`` (an interceptor's answer)."""
+
     def refuse(request: Any, context: grpc.ServicerContext) -> None:
         context.abort(code, details)
 
     return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class CallGuard(grpc.ServerInterceptor):  # type: ignore[misc]
+    """A server interceptor that lets a call through or refuses it before any handler
+    runs, by its method and metadata alone (:meth:`check`)."""
+
+    def check(self, method: str, metadata: Any) -> grpc.RpcMethodHandler | None:
+        """A :func:`refusal`, or None to let the call through."""
+        raise NotImplementedError
+
+    def intercept_service(
+        self,
+        continuation: Callable[[Any], grpc.RpcMethodHandler | None],
+        handler_call_details: Any,
+    ) -> grpc.RpcMethodHandler | None:
+        details = handler_call_details
+        refused = self.check(details.method, details.invocation_metadata)
+        return refused if refused is not None else continuation(details)
+
+
+class AuthInterceptor(CallGuard):
     """Refuses a call without an accepted token (UNAUTHENTICATED) or whose token's role
     may not call the method (PERMISSION_DENIED), before any handler runs: nothing changes.
 
@@ -172,33 +200,28 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 role = token_role
         return role
 
-    def intercept_service(
-        self,
-        continuation: Callable[[Any], grpc.RpcMethodHandler | None],
-        handler_call_details: Any,
-    ) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
+    def check(self, method: str, metadata: Any) -> grpc.RpcMethodHandler | None:
         if method.startswith(OPEN_SERVICES):
-            return continuation(handler_call_details)
-        role = self.role(handler_call_details.invocation_metadata)
+            return None
+        role = self.role(metadata)
         if role is None:
-            return _abort(
+            return refusal(
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"{method} needs a chainrule RPC token (authorization: Bearer <token>) "
                 "of CHAINRULE_WORKER_TOKENS or CHAINRULE_SCHEDULER_TOKENS; none valid was sent",
             )
         if role == WORKER and method not in self._worker_methods:
-            return _abort(
+            return refusal(
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"a worker's token may not call {method}; it may call "
                 f"{', '.join(sorted(m.rpartition('/')[2] for m in self._worker_methods))}",
             )
-        return continuation(handler_call_details)
+        return None
 
 
-class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, token: str) -> None:
-        self._metadata = metadata(token)
+class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, sent: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = sent
 
     def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
@@ -209,18 +232,18 @@ class _TokenInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         return continuation(details, request)
 
 
-def with_token(channel: grpc.Channel, token: str | None) -> grpc.Channel:
-    """``channel`` sending ``token`` with every call (unchanged without one)."""
-    return grpc.intercept_channel(channel, _TokenInterceptor(token)) if token else channel
+def with_metadata(channel: grpc.Channel, sent: tuple[tuple[str, str], ...]) -> grpc.Channel:
+    """``channel`` sending ``sent`` (rpc.auth.metadata) with every call."""
+    return grpc.intercept_channel(channel, _MetadataInterceptor(sent)) if sent else channel
 
 
 def server_auth(
     settings: RpcAuthSettings, address: str, service: str, worker_methods: Iterable[str]
-) -> AuthInterceptor | None:
-    """The interceptor a server of ``service`` (its full name) checks calls with, or None
+) -> list[grpc.ServerInterceptor]:
+    """The interceptor a server of ``service`` (its full name) checks calls with; none
     when no token is set (ValueError if it would then serve beyond loopback)."""
     settings.check_listen(address)
     accepted = settings.accepted()
     if not accepted:
-        return None
-    return AuthInterceptor(accepted, [f"/{service}/{m}" for m in worker_methods])
+        return []
+    return [AuthInterceptor(accepted, [f"/{service}/{m}" for m in worker_methods])]

@@ -5,14 +5,14 @@ request, the same servicers on a same-host socket (:mod:`chainrule.rpc.local`)."
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from chainrule.rpc.auth import AuthInterceptor, Credentials, metadata, with_token
+from chainrule.rpc.auth import Credentials, metadata, with_metadata
 from chainrule.rpc.codec import GRPC_OPTIONS
 from chainrule.rpc.local import LocalChannel, LocalServer, local_path
 
@@ -41,7 +41,7 @@ def start_server(
     max_workers: int = 16,
     health_servicer: health.HealthServicer | None = None,
     local_socket: str | None = None,
-    auth: AuthInterceptor | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
     tls: grpc.ServerCredentials | None = None,
 ) -> tuple[Server, int]:
     """Start a server on ``address`` (``host:0`` picks a free port); returns it and its port.
@@ -49,11 +49,11 @@ def start_server(
     ``register`` adds the servicers; the health service reports SERVING for each name in
     ``service_names`` and for the whole server (""), unless the caller passes its own
     ``health_servicer`` to set when it is ready. With ``local_socket``, the same
-    servicers answer on that Unix socket too (OSError if another server holds it). With
-    ``auth``, every call but the health service's is checked by it, on both; with
-    ``tls`` the TCP port speaks TLS only.
+    servicers answer on that Unix socket too (OSError if another server holds it).
+    ``interceptors`` (rpc.auth's, the paramserver's fence) see every call, on both, in
+    order; with ``tls`` the TCP port speaks TLS only.
     """
-    interceptors = [auth] if auth is not None else []
+    interceptors = list(interceptors)
     local = None
     if local_socket:
         local = LocalServer(local_socket, interceptors=interceptors)
@@ -97,10 +97,11 @@ def channel(target: str, credentials: Credentials | None = None) -> Any:
     socket for a ``local:/path`` target, else gRPC (``host:port``, TLS when
     ``credentials`` name a CA); sending their token (rpc.auth) with every call."""
     creds = credentials or Credentials()
+    sent = metadata(creds)
     path = local_path(target)
     if path is not None:
-        return LocalChannel(path, metadata(creds.token))
+        return LocalChannel(path, sent)
     if creds.tls_ca:
         tls = grpc.ssl_channel_credentials(creds.tls_ca, creds.tls_key, creds.tls_cert)
-        return with_token(grpc.secure_channel(target, tls, options=GRPC_OPTIONS), creds.token)
-    return with_token(grpc.insecure_channel(target, options=GRPC_OPTIONS), creds.token)
+        return with_metadata(grpc.secure_channel(target, tls, options=GRPC_OPTIONS), sent)
+    return with_metadata(grpc.insecure_channel(target, options=GRPC_OPTIONS), sent)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 import uuid
-from typing import Any
+from dataclasses import replace
+from typing import Any, NoReturn
 
+import redis
 from grpc_health.v1 import health
 
 from chainrule import telemetry
@@ -41,9 +45,7 @@ def main() -> None:
     stop = shutdown_event()
     client = connect(settings.redis_url)
     queue = JobQueue(client, settings.key_prefix, settings.scheduler_id)
-    paramserver = connect_paramservers(
-        settings.paramservers, credentials=settings.credentials(SCHEDULER)
-    )
+    paramserver = connect_paramservers(settings.paramservers)  # replaced once leading
     core = SchedulerCore(
         JobStore(client, prefix=settings.key_prefix),
         BlobStore(binary_client(settings.redis_url)),
@@ -66,7 +68,9 @@ def main() -> None:
             max_workers=64,
             health_servicer=health_servicer,
             local_socket=settings.local_socket or None,
-            auth=server_auth(settings, settings.scheduler_listen, SERVICE_NAME, WORKER_METHODS),
+            interceptors=server_auth(
+                settings, settings.scheduler_listen, SERVICE_NAME, WORKER_METHODS
+            ),
             tls=settings.server_tls(),
         )
     except (OSError, ValueError) as e:  # the address is taken (or not ours): another server has it
@@ -83,6 +87,16 @@ def main() -> None:
     while not stop.is_set() and not lease.acquire():
         stop.wait(settings.leader_ttl_s / 4)
     if not stop.is_set():
+        # every call to a parameter server carries this leader's epoch from now on: one
+        # of an older leader's is refused there, and this one steps down if refused so
+        credentials = replace(settings.credentials(SCHEDULER), epoch=lease.epoch)
+        paramserver.close()
+        core.paramserver = connect_paramservers(
+            settings.paramservers,
+            credentials=credentials,
+            on_deposed=lambda why: step_down(log, f"a parameter server refused us: {why}"),
+        )
+        core.epoch = lease.epoch
         core.leading = True
         set_serving(health_servicer, [SERVICE_NAME], True)
         lead(core, queue, lease, stop, settings.leader_ttl_s, log)
@@ -114,19 +128,41 @@ def lead(
                 log.exception("housekeeping failed; retrying")
             stop.wait(0.2)
 
+    def renewing() -> None:
+        """On a thread of its own, so that nothing the main loop waits for delays it: a
+        lease not renewed within its TTL (Redis hung, the process stopped) may be
+        another's already, so this one steps down."""
+        renewed = time.monotonic()
+        while not stop.wait(ttl / 3):
+            try:
+                if not lease.renew():
+                    step_down(log, "lost the leader lease to another scheduler")
+                renewed = time.monotonic()
+            except redis.RedisError as e:
+                log.warning("could not renew the leader lease; retrying", error=str(e))
+            if time.monotonic() - renewed > ttl:
+                step_down(log, f"the leader lease was not renewed for {ttl:g} s")
+
+    threading.Thread(target=renewing, name="lease", daemon=True).start()
     threading.Thread(target=housekeeping, name="tick", daemon=True).start()
     for message_id, job_id in queue.recover(claim_idle_ms=0):  # everything: we lead now
         core.admit(job_id, message_id)
-    renewed = time.monotonic()
     while not stop.is_set():
         for message_id, job_id in queue.read(block_ms=500):
             log.info("job received", job_id=job_id)
             core.admit(job_id, message_id)
-        if time.monotonic() - renewed > ttl / 3:
-            if not lease.renew():
-                log.error("lost the leader lease to another scheduler; exiting")
-                raise SystemExit(1)
-            renewed = time.monotonic()
+
+
+EXIT_DEPOSED = 5
+
+
+def step_down(log: Any, why: str) -> NoReturn:
+    """Stop acting at once: another scheduler leads (or may), and anything this one did
+    now would race it. The process exits, every thread with it; compose or Kubernetes
+    starts it again, as a standby."""
+    log.error("no longer the leader; exiting", reason=why)
+    logging.shutdown()
+    os._exit(EXIT_DEPOSED)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,21 @@
 
 A standby scheduler serves gRPC but answers UNAVAILABLE and reports NOT_SERVING on the
 health check until it holds the lease; workers then move on to the next scheduler they
-know. A leader that fails to renew has lost the lease to another and exits.
+know. A leader that fails to renew has lost the lease to another and exits. Every new
+leader gets an epoch one higher than the last (a counter beside the lease), which fences
+a deposed one out of the parameter servers (paramserver.fence).
 """
 
 from __future__ import annotations
 
 import redis
 
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+"""
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -27,15 +35,28 @@ def leader_key(prefix: str) -> str:
     return f"{prefix}:scheduler:leader"
 
 
+def epoch_key(lease_key: str) -> str:
+    """Counts leaders: each new one's epoch is one more (paramserver.fence)."""
+    return f"{lease_key}:epoch"
+
+
 class LeaderLease:
     def __init__(self, client: redis.Redis, key: str, owner: str, ttl_seconds: float) -> None:
         self.client, self.key, self.owner = client, key, owner
         self.ttl_ms = int(ttl_seconds * 1000)
+        self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
+        self.epoch = 0  # this holder's, once acquired
         self._release = client.register_script(_RELEASE)
 
     def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.owner, nx=True, px=self.ttl_ms))
+        """Take the lease if it is free; the new leader's epoch is then ``self.epoch``."""
+        epoch = int(
+            self._acquire(keys=[self.key, epoch_key(self.key)], args=[self.owner, self.ttl_ms])
+        )
+        if epoch:
+            self.epoch = epoch
+        return bool(epoch)
 
     def renew(self) -> bool:
         """Extend the lease; False when another holds it now."""

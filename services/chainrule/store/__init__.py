@@ -37,18 +37,28 @@ __all__ = [
 ]
 
 
+SOCKET_TIMEOUT_S = 15.0
+"""The longest any Redis command may take, a hung connection included: longer than every
+blocking read made here (the scheduler's queue 0.5 s, event streams 1 s) and than a
+large dataset's transfer, shorter than a leader lease is renewed within."""
+
+_TIMEOUTS = {
+    "socket_connect_timeout": 5.0,
+    "socket_timeout": SOCKET_TIMEOUT_S,
+    "health_check_interval": 30,
+}
+
+
 def connect(url: str) -> redis.Redis:
     """A client for the Redis at ``url``; connects lazily, on the first command.
 
     Replies are decoded to str. The connect timeout is short so that an unreachable
-    Redis is reported within seconds, not minutes; reads may block as long as a command
-    asks (the scheduler blocks on its queue).
+    Redis is reported within seconds, not minutes; no command waits longer than
+    :data:`SOCKET_TIMEOUT_S` (a Redis that hangs is an error, not a hang).
     """
-    return redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=5.0, health_check_interval=30
-    )
+    return redis.Redis.from_url(url, decode_responses=True, **_TIMEOUTS)
 
 
 def binary_client(url: str) -> redis.Redis:
     """Like :func:`connect`, but replies stay bytes: for binary values such as datasets."""
-    return redis.Redis.from_url(url, socket_connect_timeout=5.0, health_check_interval=30)
+    return redis.Redis.from_url(url, **_TIMEOUTS)

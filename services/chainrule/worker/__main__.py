@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import redis
 from threadpoolctl import threadpool_limits
 
 from chainrule import telemetry
@@ -10,6 +9,7 @@ from chainrule.logs import configure_logging, get_logger
 from chainrule.paramserver.sharding import connect_paramservers
 from chainrule.rpc.auth import WORKER
 from chainrule.signals import shutdown_event
+from chainrule.store import binary_client
 from chainrule.store.blobs import BlobStore
 from chainrule.worker.loop import IncompatibleError, Worker, WorkerReplacedError
 from chainrule.worker.settings import WorkerSettings
@@ -25,7 +25,7 @@ def main() -> None:
     paramserver = connect_paramservers(
         settings.paramservers, credentials=settings.credentials(WORKER)
     )
-    blobs = BlobStore(redis.Redis.from_url(settings.redis_url))
+    blobs = BlobStore(binary_client(settings.redis_url))
     worker = Worker(
         settings.worker_id,
         settings.scheduler,

@@ -108,7 +108,9 @@ class Worker:
                     )
                 reply = None
                 self.stop.wait(0.5)
-                if e.code() == grpc.StatusCode.UNAVAILABLE:
+                # a scheduler gone, or one that stopped answering (paused, hung): register
+                # again, with the next scheduler if this one does not answer that either
+                if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     self._register()
         beats.join(timeout=10)
         if self._channel is not None:

@@ -9,6 +9,7 @@ from chainrule.rpc.auth import (
     SCHEDULER,
     WORKER,
     AuthInterceptor,
+    Credentials,
     RpcAuthSettings,
     is_loopback,
     metadata,
@@ -28,8 +29,13 @@ def test_a_rotated_list_accepts_old_and_new_and_clients_send_the_first() -> None
     assert s.token(WORKER) == "w-new" and s.token(SCHEDULER) == "s-new"
     guard = AuthInterceptor(s.accepted(), ["/svc/Pull"])
     for token, role in (("w-new", WORKER), ("w-old", WORKER), ("s-old", SCHEDULER)):
-        assert guard.role(metadata(token)) == role
-    for presented in (metadata("w-ne"), metadata("w-new-"), (), (("authorization", "w-new"),)):
+        assert guard.role(metadata(Credentials(token))) == role
+    for presented in (
+        metadata(Credentials("w-ne")),
+        metadata(Credentials("w-new-")),
+        (),
+        (("authorization", "w-new"),),
+    ):
         expected = WORKER if presented == (("authorization", "w-new"),) else None
         assert guard.role(presented) == expected  # "Bearer " is optional, nothing else is
 
@@ -37,7 +43,8 @@ def test_a_rotated_list_accepts_old_and_new_and_clients_send_the_first() -> None
 def test_no_tokens_means_no_client_token_and_no_role() -> None:
     s = settings()
     assert s.token(WORKER) is None and s.accepted() == {}
-    assert metadata(None) == ()
+    assert metadata(Credentials()) == ()
+    assert metadata(Credentials(epoch=3)) == (("chainrule-epoch", "3"),)
 
 
 @pytest.mark.parametrize(

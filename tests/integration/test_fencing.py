@@ -1,0 +1,93 @@
+"""A deposed leader can do no harm: a scheduler paused (SIGSTOP) past its lease while the
+standby takes over, then resumed, steps down at once, and the parameter server refuses
+its epoch. Real processes, real Redis."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+
+from chainrule.cli.stack import LocalStack, StackConfig, free_port
+from chainrule.paramserver.client import ParamServerClient
+from chainrule.paramserver.fence import is_deposed
+from chainrule.rpc.auth import SCHEDULER, Credentials
+from chainrule.scheduler.leader import epoch_key, leader_key
+from tests.examples import example_spec as spec
+from tests.integration.conftest import delete_prefixed, unique_prefix
+from tests.integration.test_stack import (
+    FAST_FAILOVER,
+    metric_series,
+    run_job_to_end,
+    submit_and_wait_for_step,
+)
+
+pytestmark = pytest.mark.timeout(240)
+LEASE_S = float(FAST_FAILOVER["CHAINRULE_LEADER_TTL_S"])
+
+
+def wait_until(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_a_leader_paused_past_its_lease_steps_down_and_is_fenced_out(
+    redis_url: str, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    config = StackConfig.on_free_ports(
+        workers=2, redis_url=redis_url, key_prefix=prefix, log_dir=tmp_path, extra_env=FAST_FAILOVER
+    )
+    config.standby_scheduler_port = free_port()
+    client = redis.Redis.from_url(redis_url)
+    steps = 6000
+    try:
+        with LocalStack(config) as stack:
+            job_spec = spec(training={"steps": steps, "checkpoint_every": 200})
+            job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 100)
+            assert int(client.get(epoch_key(leader_key(prefix))) or 0) == 1
+            leader = stack.processes["scheduler"]
+            leader.send_signal(signal.SIGSTOP)
+            paused = time.monotonic()
+            try:
+                wait_until(  # the standby leads and trains the job on (the workers find it)
+                    lambda: "job resumed" in stack.log("scheduler-standby"),
+                    60,
+                    "the standby did not take the job over",
+                )
+                time.sleep(max(0.0, paused + 2 * LEASE_S - time.monotonic()))
+            finally:
+                leader.send_signal(signal.SIGCONT)
+            assert leader.wait(timeout=30) == 5  # it stepped down at once, exit code 5
+            assert "no longer the leader" in stack.log("scheduler")
+            assert int(client.get(epoch_key(leader_key(prefix))) or 0) == 2
+
+            # whatever the old leader might still send is refused: its epoch is 1
+            old = ParamServerClient(
+                stack.paramserver_target("paramserver"),
+                5,
+                Credentials(stack.token(SCHEDULER), epoch=1),
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                old.drop_job(job_id)
+            assert is_deposed(refused.value), refused.value
+            old.close()
+
+            job = run_job_to_end(stack.gateway_url, job_id, timeout=180)
+            assert job["status"] == "SUCCEEDED", (job, stack.log("scheduler-standby")[-3000:])
+            assert job["step"] == steps  # θ's version counts the job's steps
+            assert job["latest_metrics"]["eval_accuracy"] == 1.0
+            seen = Counter(p["step"] for p in metric_series(stack.gateway_url, job_id))
+            assert set(seen) == set(range(1, steps + 1))
+            twice = sorted(s for s, n in seen.items() if n > 1)
+            # only the steps the new leader recomputed from the last checkpoint
+            assert len(twice) <= 200, twice[:20]
+    finally:
+        delete_prefixed(client, prefix)
