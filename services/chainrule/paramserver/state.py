@@ -40,6 +40,9 @@ MAX_PLANS = 64
 MAX_WAIT_SECONDS = 30.0
 """The longest a Pull or PushPull waits for θ to move."""
 
+MAX_TOMBSTONES = 10_000
+"""How many dropped job ids a server remembers (oldest forgotten first)."""
+
 APPLIED_STEPS = 64
 """How many planned steps a job remembers the loss and samples of (see Status)."""
 
@@ -139,7 +142,9 @@ class ParameterStore:
 
     def __init__(self, checkpoints: Checkpoints | None = None) -> None:
         self._jobs: dict[str, JobState] = {}
-        self._dropped: set[str] = set()  # ended here: never brought back from a checkpoint
+        # ended here: not brought back from a checkpoint by a worker's call (only by the
+        # scheduler's explicit Restore or CreateJob); bounded, oldest forgotten first
+        self._dropped: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self.checkpoints = checkpoints
 
@@ -153,8 +158,11 @@ class ParameterStore:
 
     def restore(self, job_id: str, only_if_missing: bool = False) -> tuple[JobState, bool]:
         """Replace the job's in-memory state by its latest checkpoint. Returns the job and
-        whether a checkpoint was loaded (not when ``only_if_missing`` and it is held)."""
-        if job_id in self._dropped:
+        whether a checkpoint was loaded (not when ``only_if_missing`` and it is held).
+
+        A dropped job comes back only when asked explicitly (not ``only_if_missing``): the
+        scheduler that leads knows whether the job still runs; a worker's call does not."""
+        if only_if_missing and job_id in self._dropped:
             raise JobNotFoundError(f"job {job_id!r} was dropped from this parameter server")
         checkpoint = self.checkpoints.load(job_id) if self.checkpoints else None
         with self._lock:
@@ -174,6 +182,7 @@ class ParameterStore:
                 checkpoint.scheduler_state,
             )
             self._jobs[job_id] = job
+            self._dropped.pop(job_id, None)
             return job, True
 
     def create(
@@ -190,8 +199,9 @@ class ParameterStore:
             if p.dtype not in (np.float32, np.float64) or not np.isfinite(p).all():
                 raise ValueError(f"parameter {name!r} must be finite float32/float64")
         opt = make_optimizer(optimizer, **(options or {}))
-        try:
-            return self.job(job_id).version, False
+        try:  # held, or checkpointed (even if dropped since): never overwritten
+            held = self._jobs.get(job_id)
+            return (held or self.restore(job_id)[0]).version, False
         except JobNotFoundError:
             pass
         with self._lock:
@@ -202,7 +212,7 @@ class ParameterStore:
             if self.checkpoints is not None:  # version 0: a job can always be rolled back
                 self._checkpoint(job_id, job, "")
             self._jobs[job_id] = job
-            self._dropped.discard(job_id)
+            self._dropped.pop(job_id, None)
             return 0, True
 
     def push(
@@ -387,5 +397,8 @@ class ParameterStore:
 
     def drop(self, job_id: str) -> bool:
         with self._lock:
-            self._dropped.add(job_id)
+            self._dropped[job_id] = None
+            self._dropped.move_to_end(job_id)
+            while len(self._dropped) > MAX_TOMBSTONES:
+                self._dropped.popitem(last=False)
             return self._jobs.pop(job_id, None) is not None

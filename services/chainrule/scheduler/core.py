@@ -781,7 +781,12 @@ class SchedulerCore:
         roll every shard back to the latest checkpoint and recompute from there."""
         self._flush(job)  # the steps rolled back stay in the series, as they happened
         try:
-            status = self.paramserver.status(job.job_id)
+            try:
+                status = self.paramserver.status(job.job_id)
+            except grpc.RpcError as e:  # not held (dropped, or the server restarted empty)
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                status = self.paramserver.restore(job.job_id)  # from its latest checkpoint
             if status.version > job.version and self._catch_up(job, status):
                 return
             if status.version != job.version:
@@ -868,13 +873,19 @@ class SchedulerCore:
                 _, params = self.paramserver.pull(job_id, -1)
                 if params is not None:
                     self.blobs.put(model_key(self.prefix, job_id), _npz(params))
-            self.paramserver.drop_job(job_id)
         except grpc.RpcError as e:  # θ is lost with its server; the record still ends
             if self.log:
-                self.log.warning("could not save or drop θ", job_id=job_id, code=str(e.code()))
+                self.log.warning("could not save θ", job_id=job_id, code=str(e.code()))
+        # the end is recorded before θ is dropped: a scheduler that dies in between leaves
+        # θ behind, never a job that a successor would re-admit without its θ
         self.jobs.set_status(
             job_id, status, phase="ended", message=message or reason, reason=reason
         )
+        try:
+            self.paramserver.drop_job(job_id)
+        except grpc.RpcError as e:
+            if self.log:
+                self.log.warning("could not drop θ", job_id=job_id, code=str(e.code()))
         telemetry.record_job_ended(status)
         self.ack(message_id)
         if self.log:

@@ -1,0 +1,43 @@
+"""θ dropped from the parameter server mid-job (what a scheduler that dies inside its
+job's end, or a stray DropJob of the leader's epoch, leaves behind): the leader restores
+the job from its checkpoint and it succeeds, every step recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from chainrule.paramserver.client import ParamServerClient
+from chainrule.rpc.auth import SCHEDULER, Credentials
+from chainrule.scheduler.leader import epoch_key, leader_key
+from tests.examples import example_spec as spec
+from tests.integration.conftest import stack_on_redis
+from tests.integration.test_stack import metric_series, run_job_to_end, submit_and_wait_for_step
+
+
+def test_a_job_whose_theta_was_dropped_resumes_from_its_checkpoint(
+    redis_url: str, tmp_path: Path
+) -> None:
+    steps = 3000
+    with stack_on_redis(redis_url, tmp_path) as stack:
+        job_spec = spec(training={"steps": steps, "checkpoint_every": 100})
+        job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 300)
+        epoch = int(
+            redis.Redis.from_url(redis_url).get(epoch_key(leader_key(stack.config.key_prefix))) or 0
+        )
+        leader = ParamServerClient(
+            stack.paramserver_target("paramserver"),
+            5,
+            Credentials(stack.token(SCHEDULER), epoch=epoch),
+        )
+        assert leader.drop_job(job_id)
+        leader.close()
+        job = run_job_to_end(stack.gateway_url, job_id, timeout=120)
+        seen = {p["step"] for p in metric_series(stack.gateway_url, job_id)}
+        scheduler_log = stack.log("scheduler")
+    assert job["status"] == "SUCCEEDED", (job, scheduler_log[-3000:])
+    assert job["step"] == steps  # θ's version counts the job's steps
+    assert job["latest_metrics"]["eval_accuracy"] == 1.0
+    assert seen == set(range(1, steps + 1))
+    assert "job rolled back" in scheduler_log  # from the checkpoint, not from step 0
