@@ -145,7 +145,7 @@ def bench_push_pull(stack: LocalStack) -> None:
     print(f"  raw loopback TCP, one way   : {tcp * 1e3:6.2f} ms  {nbytes / tcp / 1e9:5.2f} GB/s")
     print(f"  bare grpcio bytes, one way  : {bare * 1e3:6.2f} ms  {nbytes / bare / 1e9:5.2f} GB/s")
     for label, path_target in paths:
-        client = ParamServerClient(path_target)
+        client = ParamServerClient(path_target, credentials=stack.leader_credentials())
         push, pull = push_pull_seconds(client, f"bench-{len(label)}", params)
         client.close()
         for what, seconds in (("Push", push), ("Pull", pull)):

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import redis
-
 from chainrule.paramserver.client import ParamServerClient
-from chainrule.rpc.auth import SCHEDULER, Credentials
-from chainrule.scheduler.leader import epoch_key, leader_key
 from tests.examples import example_spec as spec
 from tests.integration.conftest import stack_on_redis
 from tests.integration.test_stack import metric_series, run_job_to_end, submit_and_wait_for_step
@@ -23,13 +19,8 @@ def test_a_job_whose_theta_was_dropped_resumes_from_its_checkpoint(
     with stack_on_redis(redis_url, tmp_path) as stack:
         job_spec = spec(training={"steps": steps, "checkpoint_every": 100})
         job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 300)
-        epoch = int(
-            redis.Redis.from_url(redis_url).get(epoch_key(leader_key(stack.config.key_prefix))) or 0
-        )
         leader = ParamServerClient(
-            stack.paramserver_target("paramserver"),
-            5,
-            Credentials(stack.token(SCHEDULER), epoch=epoch),
+            stack.paramserver_target("paramserver"), 5, stack.leader_credentials()
         )
         assert leader.drop_job(job_id)
         leader.close()

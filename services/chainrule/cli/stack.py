@@ -28,7 +28,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
-from chainrule.rpc.auth import Credentials, RpcAuthSettings
+from chainrule.rpc.auth import SCHEDULER, Credentials, RpcAuthSettings
 from chainrule.rpc.local import SCHEME
 
 HOST = "127.0.0.1"
@@ -143,6 +143,15 @@ class LocalStack:
     def credentials(self, role: str) -> Credentials:
         """What a client of ``role`` (rpc.auth.WORKER or SCHEDULER) sends to the stack."""
         return Credentials(self.token(role))
+
+    def leader_credentials(self) -> Credentials:
+        """What the leading scheduler sends now: its token and epoch (paramserver.fence),
+        for a tool or a test that calls the parameter servers as the leader would."""
+        from chainrule.scheduler.leader import epoch_key, leader_key
+        from chainrule.store import connect
+
+        epoch = int(connect(self.redis_url).get(epoch_key(leader_key(self.config.key_prefix))) or 0)
+        return Credentials(self.token(SCHEDULER), epoch=epoch)
 
     def token(self, role: str) -> str:
         """The RPC token a client of ``role`` sends."""
