@@ -343,3 +343,57 @@ def test_a_job_resumes_from_its_checkpoint_when_one_shard_is_killed(
     assert job["step"] == 500
     restores = [p for p in points if p.get("restored_from") is not None]
     assert len(restores) == 1 and restores[0]["restored_from"] % 50 == 0, restores
+
+
+def test_shards_that_checkpointed_different_versions_restore_to_one_they_share(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Shard 1 fails to write the checkpoint of step 4 that shard 0 wrote (it kept
+    only its checkpoint of step 2): a restore brings both to step 2, the newest version
+    both hold, since each shard keeps its last two checkpoints. Real processes and Redis."""
+    prefix = unique_prefix()
+    targets = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    layers = [4, 6, 3]
+    try:
+        with ExitStack() as cleanup:
+            for i, target in enumerate(targets):
+                env = {
+                    "CHAINRULE_PARAMSERVER_LISTEN": target,
+                    "CHAINRULE_PARAMSERVER_SHARD": str(i),
+                    "CHAINRULE_REDIS_URL": redis_url,
+                    "CHAINRULE_KEY_PREFIX": prefix,
+                }
+                log = str(tmp_path / f"ps{i}.log")
+                wait_for_grpc_health(target, cleanup.enter_context(service_process(
+                    "chainrule.paramserver", env, log)))  # fmt: skip
+            shards = [ParamServerClient(t) for t in targets]
+            sharded = ShardedParamServerClient(shards)
+            cleanup.callback(sharded.close)
+            job = new_job_id()
+            theta = model(layers)
+            sharded.create_job(job, theta, "sgd")
+            rng = np.random.default_rng(1)
+            at_step_2: Params = {}
+            for step in range(4):
+                task = f"{job}-t{step}"
+                for i, shard in enumerate(shards):  # step 3's checkpoint: shard 0's only
+                    checkpoint = step == 1 or (step == 3 and i == 0)
+                    shard.plan(job, step, [task], 0.1, checkpoint=checkpoint)
+                grads = {k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in theta.items()}
+                sharded.push(job, task, step, grads, 8, 0.5)
+                if step == 1:
+                    _, pulled = sharded.pull(job)
+                    assert pulled is not None
+                    at_step_2 = {k: np.array(v) for k, v in pulled.items()}
+            assert [s.status(job).checkpoint_version for s in shards] == [4, 2]
+
+            status = sharded.restore(job)
+
+            assert status.version == 2
+            assert [s.status(job).version for s in shards] == [2, 2]
+            _, restored = sharded.pull(job)
+            assert restored is not None
+            for name, value in at_step_2.items():
+                np.testing.assert_array_equal(restored[name], value)
+    finally:
+        delete_prefixed(redis.Redis.from_url(redis_url), prefix)

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from chainrule.nn import Params
 from chainrule.spec import DATASETS, JobSpec, build_mlp
 from chainrule.store.blobs import model_key, preprocess_key
-from chainrule.store.checkpoints import Checkpoint, checkpoint_key
+from chainrule.store.checkpoints import Checkpoint, checkpoint_key, held_versions
 
 PREPROCESS_ARRAYS = ("feature_mean", "feature_std", "classes")
 
@@ -94,26 +94,39 @@ class ModelSource:
         return Model(params, version, preprocess)
 
     def _from_checkpoints(self, job_id: str) -> tuple[Params, int]:
+        """θ of the newest checkpoint version every shard holds (each keeps two)."""
         pattern = checkpoint_key(self.prefix, job_id, "*")
-        keys = sorted(self.client.scan_iter(match=pattern, count=500))
-        blobs = [b for b in (self._get(k) for k in keys) if b is not None]
-        if not blobs:
+        names = (
+            k.decode() if isinstance(k, bytes) else str(k)
+            for k in self.client.scan_iter(match=pattern, count=500)
+        )
+        latest = sorted(k for k in names if not k.endswith((":previous", ":versions")))
+        held = [held_versions(self.client, key) for key in latest]
+        if not held or not all(held):
             raise ModelUnavailableError(
                 f"job {job_id} has no model yet: no final θ and no checkpoint of θ (the first "
                 "is written when training starts)"
             )
-        checkpoints = [Checkpoint.from_bytes(blob) for blob in blobs]
-        versions = sorted({c.version for c in checkpoints})
-        if len(versions) > 1:
+        common = set.intersection(*(set(h) for h in held))
+        if not common:
             raise ModelUnavailableError(
-                f"the checkpoints of job {job_id}'s θ shards are at different versions "
-                f"{versions} (being written); try again shortly",
+                f"the checkpoints of job {job_id}'s θ shards share no version "
+                f"({[sorted(h) for h in held]}; being written); try again shortly",
                 retry=True,
             )
+        version = max(common)
         params: Params = {}
-        for checkpoint in checkpoints:
+        for shard in held:
+            blob = self._get(shard[version])
+            if blob is None:
+                raise ModelUnavailableError(
+                    f"a checkpoint of job {job_id} went away while it was read; try again",
+                    retry=True,
+                )
+            checkpoint = Checkpoint.from_bytes(blob)
             params.update(checkpoint.params)
-        return params, versions[0]
+            version = checkpoint.version if version == -1 else version
+        return params, version
 
     def _get(self, key: str | bytes) -> bytes | None:
         value = self.client.get(key)

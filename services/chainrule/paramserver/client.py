@@ -209,9 +209,10 @@ class ParamServerClient:
         reply = self._call("Status", pb.StatusRequest(job_id=job_id))
         return _status(reply)
 
-    def restore(self, job_id: str) -> JobStatus:
-        """Reload the latest checkpoint, throwing away later steps."""
-        reply = self._call("Restore", pb.StatusRequest(job_id=job_id))
+    def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
+        """Reload the latest checkpoint (with ``at_most``, the newest of a version up to
+        it), throwing away later steps."""
+        reply = self._call("Restore", pb.StatusRequest(job_id=job_id, at_most=at_most))
         return _status(reply)
 
     def drop_job(self, job_id: str) -> bool:

@@ -162,7 +162,8 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
 
     def Restore(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
         with grpc_errors(context):
-            job, restored = self.store.restore(request.job_id)
+            at_most = request.at_most if request.HasField("at_most") else None
+            job, restored = self.store.restore(request.job_id, at_most=at_most)
             return status_reply(job, restored)
         raise AssertionError
 

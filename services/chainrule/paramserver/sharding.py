@@ -262,10 +262,17 @@ class ShardedParamServerClient(ParamServerClient):
         state saved at that checkpoint."""
         return combine_statuses(self._each(lambda _, c: c.status(job_id)))
 
-    def restore(self, job_id: str) -> JobStatus:
-        """Every shard back to its latest checkpoint; they must end at the same version."""
-        statuses = self._each(lambda _, c: c.restore(job_id))
-        self._agreed(job_id, "restore", [s.version for s in statuses])
+    def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
+        """Every shard back to its latest checkpoint (up to ``at_most``). Shards whose
+        latest differ (one failed while the others checkpointed) go back to the newest
+        version they all hold: each keeps its last two. They must end at one version."""
+        statuses = self._each(lambda _, c: c.restore(job_id, at_most))
+        versions = [s.version for s in statuses]
+        if len(set(versions)) > 1:
+            common = min(versions)
+            statuses = self._each(lambda _, c: c.restore(job_id, common))
+            versions = [s.version for s in statuses]
+        self._agreed(job_id, "restore", versions)
         return combine_statuses(statuses)
 
     def drop_job(self, job_id: str) -> bool:

@@ -103,7 +103,7 @@ class PushedGradient:
 
 class Checkpoints(Protocol):
     def save(self, job_id: str, checkpoint: Checkpoint) -> None: ...
-    def load(self, job_id: str) -> Checkpoint | None: ...
+    def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None: ...
 
 
 @dataclass
@@ -156,15 +156,18 @@ class ParameterStore:
         job, _ = self.restore(job_id, only_if_missing=True)
         return job
 
-    def restore(self, job_id: str, only_if_missing: bool = False) -> tuple[JobState, bool]:
+    def restore(
+        self, job_id: str, only_if_missing: bool = False, at_most: int | None = None
+    ) -> tuple[JobState, bool]:
         """Replace the job's in-memory state by its latest checkpoint. Returns the job and
         whether a checkpoint was loaded (not when ``only_if_missing`` and it is held).
 
         A dropped job comes back only when asked explicitly (not ``only_if_missing``): the
-        scheduler that leads knows whether the job still runs; a worker's call does not."""
+        scheduler that leads knows whether the job still runs; a worker's call does not.
+        ``at_most``: the newest checkpoint of a version up to it (a sharded restore)."""
         if only_if_missing and job_id in self._dropped:
             raise JobNotFoundError(f"job {job_id!r} was dropped from this parameter server")
-        checkpoint = self.checkpoints.load(job_id) if self.checkpoints else None
+        checkpoint = self.checkpoints.load(job_id, at_most) if self.checkpoints else None
         with self._lock:
             if only_if_missing and job_id in self._jobs:
                 return self._jobs[job_id], False

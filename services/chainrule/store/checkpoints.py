@@ -1,6 +1,11 @@
 """Checkpoints of a parameter server's slice of θ: parameters, optimizer state, version,
 the optimizer's configuration and the scheduler's opaque state, as one ``.npz`` value
-per job and shard (one SET, so a checkpoint is never half written)."""
+per job and shard (one SET, so a checkpoint is never half written).
+
+Each shard keeps its last two checkpoints of different versions (``ckpt:<shard>``, the
+latest, and ``ckpt:<shard>:previous``; their versions in the hash ``ckpt:<shard>:versions``,
+all three written by one script): a shard that failed while the others wrote a checkpoint
+still shares the previous one with them, which a sharded restore goes back to."""
 
 from __future__ import annotations
 
@@ -16,7 +21,44 @@ from chainrule.nn import OptState, Params
 
 
 def checkpoint_key(prefix: str, job_id: str, shard: str) -> str:
+    """The shard's latest checkpoint (``shard`` "*": a pattern matching all their keys)."""
     return f"{prefix}:job:{job_id}:ckpt:{shard}"
+
+
+def previous_key(latest: str) -> str:
+    return f"{latest}:previous"
+
+
+def versions_key(latest: str) -> str:
+    return f"{latest}:versions"
+
+
+# KEYS: latest, previous, versions; ARGV: the checkpoint, its version. A checkpoint of a
+# version the latest already has replaces it (a replayed step); else the latest moves to
+# previous first.
+_SAVE = """
+local latest = redis.call('HGET', KEYS[3], 'latest')
+if latest and latest ~= ARGV[2] then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[3], 'previous', latest)
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], 'latest', ARGV[2])
+return 1
+"""
+
+
+def held_versions(client: redis.Redis, latest: str) -> dict[int, str]:
+    """version -> key of the checkpoints kept under ``latest`` (a shard's latest key)."""
+    raw = client.hgetall(versions_key(latest))
+    keys = {"latest": latest, "previous": previous_key(latest)}
+    held = {}
+    for slot, version in raw.items():
+        name = slot.decode() if isinstance(slot, bytes) else str(slot)
+        held[int(version)] = keys[name]
+    if not held and client.exists(latest):  # written before versions were kept
+        held[-1] = latest
+    return held
 
 
 @dataclass
@@ -64,9 +106,25 @@ class CheckpointStore:
     def __init__(self, client: redis.Redis, prefix: str, shard: str) -> None:
         self.client, self.prefix, self.shard = client, prefix, shard
 
-    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
-        self.client.set(checkpoint_key(self.prefix, job_id, self.shard), checkpoint.to_bytes())
+        self._save = client.register_script(_SAVE)
 
-    def load(self, job_id: str) -> Checkpoint | None:
-        data = self.client.get(checkpoint_key(self.prefix, job_id, self.shard))
-        return None if data is None else Checkpoint.from_bytes(bytes(data))  # type: ignore[arg-type]
+    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
+        latest = checkpoint_key(self.prefix, job_id, self.shard)
+        self._save(
+            keys=[latest, previous_key(latest), versions_key(latest)],
+            args=[checkpoint.to_bytes(), checkpoint.version],
+        )
+
+    def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None:
+        """The latest checkpoint, or with ``at_most`` the newest of a version up to it."""
+        held = held_versions(self.client, checkpoint_key(self.prefix, job_id, self.shard))
+        fitting = [v for v in held if at_most is None or v <= at_most or v == -1]
+        if not fitting:
+            return None
+        data = self.client.get(held[max(fitting)])
+        if data is None:
+            return None
+        checkpoint = Checkpoint.from_bytes(bytes(data))  # type: ignore[arg-type]
+        if at_most is not None and checkpoint.version > at_most:
+            return None
+        return checkpoint

@@ -21,8 +21,9 @@ class MemoryCheckpoints:
     def save(self, job_id: str, checkpoint: Checkpoint) -> None:
         self.saved[job_id] = checkpoint
 
-    def load(self, job_id: str) -> Checkpoint | None:
-        return self.saved.get(job_id)
+    def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None:
+        saved = self.saved.get(job_id)
+        return saved if saved is None or at_most is None or saved.version <= at_most else None
 
 
 THETA = {"w": np.array([1.0, 2.0], np.float32)}

@@ -214,9 +214,14 @@ class FakeCheckpoints:
     def save(self, job_id: str, checkpoint: Checkpoint) -> None:
         self.saved[job_id] = checkpoint.to_bytes()
 
-    def load(self, job_id: str) -> Checkpoint | None:
+    def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None:
         data = self.saved.get(job_id)
-        return None if data is None else Checkpoint.from_bytes(data)
+        checkpoint = None if data is None else Checkpoint.from_bytes(data)
+        return (
+            checkpoint
+            if at_most is None or not checkpoint or checkpoint.version <= at_most
+            else None
+        )
 
 
 class InlinePublisher:
