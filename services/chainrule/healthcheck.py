@@ -21,6 +21,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import replace
 
 HEALTHY = 0
 UNHEALTHY = 1
@@ -32,16 +33,13 @@ def check_grpc(target: str, service: str = "", timeout: float = 3.0) -> str | No
     import grpc  # imported here: the --http check should not pay for loading grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from chainrule.rpc.auth import RpcAuthSettings
+    from chainrule.rpc.auth import WORKER, RpcAuthSettings
+    from chainrule.rpc.server import channel
 
-    tls = RpcAuthSettings().credentials("")  # CHAINRULE_TLS_CA set: the server speaks TLS
-    if tls.tls_ca:
-        creds = grpc.ssl_channel_credentials(tls.tls_ca, tls.tls_key, tls.tls_cert)
-        channel = grpc.secure_channel(target, creds)
-    else:
-        channel = grpc.insecure_channel(target)
-    with channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+    # TLS as the services speak it (CHAINRULE_TLS_*); no token: the health service is open
+    tls = replace(RpcAuthSettings().credentials(WORKER), token=None)
+    with channel(target, tls) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as exc:

@@ -181,7 +181,12 @@ class LocalServer:
     ) -> None:
         self.path = path
         self.max_connections = max_connections
-        self._interceptors = list(interceptors)  # grpc.ServerInterceptor, as on grpc.server
+        # the handler lookup behind the interceptors (grpc.ServerInterceptor, as on
+        # grpc.server; the first runs first), chained once here, not per call
+        find: Callable[[Any], Any] = self._lookup
+        for interceptor in reversed(list(interceptors)):
+            find = functools.partial(interceptor.intercept_service, find)
+        self._find = find
         self._generic: list[Any] = []
         self._methods: dict[str, Any] = {}
         self._listener: socket.socket | None = None
@@ -273,19 +278,13 @@ class LocalServer:
             with self._lock:
                 self._connections.discard(conn)
 
-    def _handler(self, details: _CallDetails) -> Any:
-        def lookup(details: Any) -> Any:
-            handler = self._methods.get(details.method)
-            for generic in self._generic:
-                if handler is not None:
-                    break
-                handler = generic.service(details)
-            return handler
-
-        find = lookup
-        for interceptor in reversed(self._interceptors):  # the first one runs first
-            find = functools.partial(interceptor.intercept_service, find)
-        return find(details)
+    def _lookup(self, details: Any) -> Any:
+        handler = self._methods.get(details.method)
+        for generic in self._generic:
+            if handler is not None:
+                break
+            handler = generic.service(details)
+        return handler
 
     def _call(
         self,
@@ -294,7 +293,7 @@ class LocalServer:
         body: bytearray,
         timeout: float,
     ) -> list[bytes | bytearray | memoryview]:
-        handler = self._handler(_CallDetails(method, metadata))
+        handler = self._find(_CallDetails(method, metadata))
         if handler is None or handler.unary_unary is None:
             return _reply(grpc.StatusCode.UNIMPLEMENTED, f"method {method} is not served here")
         context = LocalContext(metadata, timeout)

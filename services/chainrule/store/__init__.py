@@ -40,7 +40,8 @@ __all__ = [
 SOCKET_TIMEOUT_S = 15.0
 """The longest any Redis command may take, a hung connection included: longer than every
 blocking read made here (the scheduler's queue 0.5 s, event streams 1 s) and than a
-large dataset's transfer, shorter than a leader lease is renewed within."""
+large dataset's transfer. A leader whose renewal hangs learns it this late, then steps
+down (its lease has lapsed by then; the parameter servers' fence covers the gap)."""
 
 _TIMEOUTS = {
     "socket_connect_timeout": 5.0,
