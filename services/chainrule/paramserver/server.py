@@ -41,4 +41,5 @@ def serve(
             FenceInterceptor(f"/{SERVICE_NAME}/{m}" for m in CONTROL_METHODS),
         ],
         tls=security.server_tls(),
+        lend=[f"/{SERVICE_NAME}/PushPull"],  # applied in place; copied if kept (servicer)
     )

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import message_factory
 
 from chainrule import telemetry
+from chainrule.nn import Params
 from chainrule.paramserver.state import (
     JobNotFoundError,
     JobState,
@@ -16,7 +17,7 @@ from chainrule.paramserver.state import (
     ParameterStore,
     PlannedStep,
 )
-from chainrule.rpc import codec, protocol_mismatch
+from chainrule.rpc import codec, protocol_mismatch, shm
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
@@ -91,11 +92,16 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
         """A Push frame in; a PullReply frame out, with θ if the push's step (or any)
         was applied within the request's wait."""
         with telemetry.paramserver_rpc("PushPull", context), grpc_errors(context):
-            request, _ = self._push(data)
-            job = self.store.job(request.job_id)
-            with job.lock:
-                job.wait_for(request.base_version + 1, request.wait_seconds)
-                return pull_reply(job, request.base_version)
+            request, grads = self._unframe(data)
+            try:
+                self._store(request, grads)
+                job = self.store.job(request.job_id)
+                with job.lock:
+                    job.wait_for(request.base_version + 1, request.wait_seconds)
+                    return pull_reply(job, request.base_version)
+            finally:
+                if shm.is_lent(data):  # the caller's memory again once this returns
+                    self.store.own(request.job_id, request.task_id)
         raise AssertionError
 
     def Plan(self, request: pb.PlanRequest, context: grpc.ServicerContext) -> pb.PlanReply:
@@ -118,10 +124,17 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
 
     def _push(self, data: bytes) -> tuple[pb.PushRequest, bool]:
         """Buffer the gradient of a PushRequest frame (read as views of ``data``)."""
+        request, grads = self._unframe(data)
+        return request, self._store(request, grads)
+
+    @staticmethod
+    def _unframe(data: bytes) -> tuple[pb.PushRequest, Params]:
         request, payload = codec.unframe(data, pb.PushRequest)
-        grads = codec.decode_framed(request.grads, payload)
+        return request, codec.decode_framed(request.grads, payload)
+
+    def _store(self, request: pb.PushRequest, grads: Params) -> bool:
         telemetry.record_gradient_bytes(grads)
-        duplicate = self.store.push(
+        return self.store.push(
             request.job_id,
             request.task_id,
             request.base_version,
@@ -129,7 +142,6 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
             request.samples,
             request.loss,
         )
-        return request, duplicate
 
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
         with telemetry.paramserver_rpc("Apply", context), grpc_errors(context):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -244,6 +244,18 @@ class ParameterStore:
             job.buffers[task_id] = PushedGradient(grads, samples, loss, base_version)
             self._apply_planned(job_id, job)
             return False
+
+    def own(self, job_id: str, task_id: str) -> None:
+        """Copy a buffered gradient that is still a view of its request's memory, which
+        was lent for the call only (rpc/shm.py): PushPull's, once it returns."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return
+        with job.lock:
+            pushed = job.buffers.get(task_id)
+            if pushed is not None:
+                owned = {name: np.array(g) for name, g in pushed.grads.items()}
+                job.buffers[task_id] = replace(pushed, grads=owned)
 
     def plan(
         self,

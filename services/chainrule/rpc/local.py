@@ -11,10 +11,14 @@ and test applies to both; TCP gRPC stays the transport between hosts and contain
 Wire format (all integers big-endian), one call at a time per connection:
 
 - request: ``u32 method length, u32 metadata length, u32 body length, f64 timeout``
-  (seconds; 0 = none), then the method path (``/chainrule.rpc.v1.ParamServer/Pull``),
-  the metadata (UTF-8 ``key=value`` lines) and the serialized request;
-- reply: ``u8 status code, u32 body length``, then the serialized reply (status 0 =
-  OK) or the error's details (UTF-8).
+  (seconds; 0 = none), ``u8 flags``, then the method path
+  (``/chainrule.rpc.v1.ParamServer/Pull``), the metadata (UTF-8 ``key=value`` lines) and
+  the serialized request;
+- reply: ``u8 status code, u32 body length, u8 flags``, then the serialized reply
+  (status 0 = OK) or the error's details (UTF-8).
+
+A large body (θ, a gradient) is not on the socket but in the sender's shared-memory
+region, which the flags say (rpc/shm.py): one copy on each side instead of the kernel's.
 
 A peer that is not this process's user is refused (``SO_PEERCRED``); a body over
 :data:`MAX_MESSAGE_BYTES` closes the connection (as gRPC's message limit would refuse
@@ -36,11 +40,12 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from chainrule.rpc import shm
 from chainrule.rpc.codec import MAX_MESSAGE_BYTES
 
 SCHEME = "local:"  # a target "local:/path/to/socket" is called through this transport
-_REQUEST = struct.Struct("!IIId")
-_REPLY = struct.Struct("!BI")
+_REQUEST = struct.Struct("!IIIdB")
+_REPLY = struct.Struct("!BIB")
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _MAX_METHOD = 256
 _MAX_METADATA = 64 * 1024
@@ -70,13 +75,33 @@ _CHUNK = 64 * 1024
 
 
 class _Reader:
-    """Reads exact byte counts from a socket: small messages (a header, a method name,
-    a small body) come out of one ``recv`` of up to 64 KiB; a large body is received
-    straight into its own buffer."""
+    """One end of a connection. Reads exact byte counts from the socket: small messages
+    (a header, a method name, a small body) come out of one ``recvmsg`` of up to 64 KiB;
+    a large body is received straight into its own buffer, or copied out of the peer's
+    shared memory (:meth:`body`). Keeps the connection's shared-memory regions."""
 
     def __init__(self, conn: socket.socket) -> None:
         self.conn = conn
         self._buffer = bytearray()
+        self.inbox, self.outbox = shm.Inbox(), shm.Outbox()
+
+    def body(self, flags: int, n: int) -> bytearray | bytes:
+        """The ``n``-byte body a header with ``flags`` announced, in a buffer of its own."""
+        if flags & shm.IN_SHARED_MEMORY:
+            return self.inbox.take(flags, n)
+        return self.read(n)
+
+    def lent_body(self, flags: int, n: int) -> bytearray | memoryview:
+        """:meth:`body`, but a body in shared memory is a view of it, valid until the
+        reply (rpc/shm.py)."""
+        if flags & shm.IN_SHARED_MEMORY:
+            return self.inbox.lend(flags, n)
+        return self.read(n)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.inbox.close()
+        self.outbox.close()
 
     def read(self, n: int) -> bytearray:
         """``n`` bytes in a new buffer (its tensors are read as views of it, so it is
@@ -92,12 +117,14 @@ class _Reader:
         view = memoryview(out)
         while got < n:
             if n - got >= _CHUNK:  # a large body: no detour through the buffer
-                k = self.conn.recv_into(view[got:])
+                k, ancdata, _, _ = self.conn.recvmsg_into([view[got:]], shm.FD_SPACE)
+                self.inbox.received(ancdata)
                 if k == 0:
                     raise EOFError("connection closed by the peer")
                 got += k
                 continue
-            chunk = self.conn.recv(_CHUNK)
+            chunk, ancdata, _, _ = self.conn.recvmsg(_CHUNK, shm.FD_SPACE)
+            self.inbox.received(ancdata)  # a shared-memory region's descriptor
             if not chunk:
                 raise EOFError("connection closed by the peer")
             take = min(len(chunk), n - got)
@@ -107,12 +134,30 @@ class _Reader:
         return out
 
 
-def _send(conn: socket.socket, parts: Sequence[bytes | bytearray | memoryview]) -> None:
-    """Send every part, in order, without joining them into one buffer."""
+Parts = Sequence[bytes | bytearray | memoryview]
+
+
+def _send_message(reader: _Reader, header: Callable[[int, int], Parts], body: Parts) -> None:
+    """Send a message: ``header(body length, flags)``'s parts, then the body, which goes
+    through the connection's shared memory if it is large (and its region's descriptor
+    with it when the region is new)."""
+    size = sum(memoryview(p).nbytes for p in body)
+    flags, fd = reader.outbox.place(body, size)
+    try:
+        _send(reader.conn, [*header(size, flags), *(() if flags else body)], shm.fd_message(fd))
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _send(conn: socket.socket, parts: Parts, ancdata: list[tuple[int, int, bytes]]) -> None:
+    """Send every part, in order, without joining them into one buffer (``ancdata``
+    with the first bytes)."""
     views: list[memoryview] = [memoryview(p).cast("B") for p in parts]
     views = [v for v in views if v.nbytes]
     while views:
-        sent = conn.sendmsg(views)
+        sent = conn.sendmsg(views, ancdata)
+        ancdata = []
         while views and sent >= len(views[0]):
             sent -= len(views[0])
             views.pop(0)
@@ -177,10 +222,16 @@ class LocalServer:
     socket at ``path``; ``start()`` binds (OSError if another server listens there)."""
 
     def __init__(
-        self, path: str, max_connections: int = 128, interceptors: Sequence[Any] = ()
+        self,
+        path: str,
+        max_connections: int = 128,
+        interceptors: Sequence[Any] = (),
+        lend: Iterable[str] = (),
     ) -> None:
         self.path = path
         self.max_connections = max_connections
+        # methods whose handlers take a large request body lent, not copied (rpc/shm.py)
+        self.lend = frozenset(lend)
         # the handler lookup behind the interceptors (grpc.ServerInterceptor, as on
         # grpc.server; the first runs first), chained once here, not per call
         find: Callable[[Any], Any] = self._lookup
@@ -252,11 +303,11 @@ class LocalServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        reader = _Reader(conn)
         try:
             with conn:
-                reader = _Reader(conn)
                 while not self._stopped.is_set():
-                    method_len, meta_len, body_len, timeout = _REQUEST.unpack(
+                    method_len, meta_len, body_len, timeout, flags = _REQUEST.unpack(
                         reader.read(_REQUEST.size)
                     )
                     if method_len > _MAX_METHOD or meta_len > _MAX_METADATA:
@@ -266,15 +317,19 @@ class LocalServer:
                             f"request of {body_len} bytes is over the limit of "
                             f"{MAX_MESSAGE_BYTES} bytes"
                         )
-                        _send(conn, _reply(grpc.StatusCode.RESOURCE_EXHAUSTED, details))
+                        _respond(reader, grpc.StatusCode.RESOURCE_EXHAUSTED, details.encode())
                         return  # its body is not read: the connection cannot go on
                     method = bytes(reader.read(method_len)).decode()
                     metadata = _parse_metadata(bytes(reader.read(meta_len)))
-                    body = reader.read(body_len)
-                    _send(conn, self._call(method, metadata, body, timeout))
+                    lend = method in self.lend
+                    body = (reader.lent_body if lend else reader.body)(flags, body_len)
+                    reply = self._call(method, metadata, body, timeout)
+                    del body  # a lent body is void from here on: the reply frees the region
+                    _respond(reader, *reply)
         except (EOFError, OSError, UnicodeDecodeError):
             pass  # the caller went away, or the server is stopping
         finally:
+            reader.close()
             with self._lock:
                 self._connections.discard(conn)
 
@@ -290,29 +345,34 @@ class LocalServer:
         self,
         method: str,
         metadata: tuple[tuple[str, str], ...],
-        body: bytearray,
+        body: bytearray | bytes | memoryview,
         timeout: float,
-    ) -> list[bytes | bytearray | memoryview]:
+    ) -> tuple[grpc.StatusCode, Any]:
+        """The status and the reply's body (the error's details unless OK)."""
         handler = self._find(_CallDetails(method, metadata))
         if handler is None or handler.unary_unary is None:
-            return _reply(grpc.StatusCode.UNIMPLEMENTED, f"method {method} is not served here")
+            return _error(grpc.StatusCode.UNIMPLEMENTED, f"method {method} is not served here")
         context = LocalContext(metadata, timeout)
         try:
             decode, encode = handler.request_deserializer, handler.response_serializer
             response = handler.unary_unary(decode(body) if decode else body, context)
             data = encode(response) if encode else response
         except _AbortedError as e:
-            return _reply(e.code, e.details)
+            return _error(e.code, e.details)
         except Exception as e:  # what gRPC reports for an exception in a handler
-            return _reply(grpc.StatusCode.UNKNOWN, f"Exception calling application: {e}")
+            return _error(grpc.StatusCode.UNKNOWN, f"Exception calling application: {e}")
         if context.code() not in (None, grpc.StatusCode.OK):
-            return _reply(context.code() or grpc.StatusCode.UNKNOWN, context.details())
-        return [_REPLY.pack(0, len(data)), data]
+            return _error(context.code() or grpc.StatusCode.UNKNOWN, context.details())
+        return grpc.StatusCode.OK, data
 
 
-def _reply(code: grpc.StatusCode, details: str) -> list[bytes | bytearray | memoryview]:
-    text = details.encode()
-    return [_REPLY.pack(code.value[0], len(text)), text]
+def _error(code: grpc.StatusCode, details: str) -> tuple[grpc.StatusCode, bytes]:
+    return code, details.encode()
+
+
+def _respond(reader: _Reader, code: grpc.StatusCode, data: Any) -> None:
+    parts = list(data) if isinstance(data, list | tuple) else [data]
+    _send_message(reader, lambda size, flags: [_REPLY.pack(code.value[0], size, flags)], parts)
 
 
 def _parse_metadata(raw: bytes) -> tuple[tuple[str, str], ...]:
@@ -387,7 +447,7 @@ class LocalChannel:
             self._closed = True
             idle, self._idle = self._idle, []
         for reader in idle:
-            reader.conn.close()
+            reader.close()
 
     def _round_trip(
         self,
@@ -395,31 +455,36 @@ class LocalChannel:
         metadata: Sequence[tuple[str, str]],
         body: Any,
         timeout: float | None,
-    ) -> bytearray:
+    ) -> bytearray | bytes:
         """One call; ``body`` is the serialized request, or a list of buffers that are
         (rpc.codec.frame_parts), sent without joining them."""
         parts = list(body) if isinstance(body, list | tuple) else [body]
-        size = sum(memoryview(p).nbytes for p in parts)
         meta = "\n".join(f"{k}={v}" for k, v in metadata).encode()
         reader = self._connection()
-        conn = reader.conn
+
+        def header(size: int, flags: int) -> Parts:
+            return [
+                _REQUEST.pack(len(method), len(meta), size, timeout or 0.0, flags),
+                method,
+                meta,
+            ]
+
         try:
-            conn.settimeout(timeout)
-            header = _REQUEST.pack(len(method), len(meta), size, timeout or 0.0)
-            _send(conn, [header, method, meta, *parts])
-            code, length = _REPLY.unpack(reader.read(_REPLY.size))
-            data = reader.read(length)
+            reader.conn.settimeout(timeout)
+            _send_message(reader, header, parts)
+            code, length, flags = _REPLY.unpack(reader.read(_REPLY.size))
+            data = reader.body(flags, length)
         except TimeoutError as e:  # the reply may still come: this connection is unusable
-            conn.close()
+            reader.close()
             raise LocalRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from e
         except (EOFError, OSError) as e:
-            conn.close()
+            reader.close()
             raise LocalRpcError(
                 grpc.StatusCode.UNAVAILABLE, f"connection to {self.path} lost: {e}"
             ) from e
         self._release(reader)
         if code != 0:
-            raise LocalRpcError(_CODES.get(code, grpc.StatusCode.UNKNOWN), data.decode())
+            raise LocalRpcError(_CODES.get(code, grpc.StatusCode.UNKNOWN), bytes(data).decode())
         return data
 
     def _connection(self) -> _Reader:
@@ -441,4 +506,4 @@ class LocalChannel:
             if not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS:
                 self._idle.append(reader)
                 return
-        reader.conn.close()
+        reader.close()

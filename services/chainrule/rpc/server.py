@@ -43,6 +43,7 @@ def start_server(
     local_socket: str | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     tls: grpc.ServerCredentials | None = None,
+    lend: Sequence[str] = (),
 ) -> tuple[Server, int]:
     """Start a server on ``address`` (``host:0`` picks a free port); returns it and its port.
 
@@ -51,12 +52,13 @@ def start_server(
     ``health_servicer`` to set when it is ready. With ``local_socket``, the same
     servicers answer on that Unix socket too (OSError if another server holds it).
     ``interceptors`` (rpc.auth's, the paramserver's fence) see every call, on both, in
-    order; with ``tls`` the TCP port speaks TLS only.
+    order; with ``tls`` the TCP port speaks TLS only. The methods named in ``lend`` get
+    their large request bodies on the same-host socket lent, not copied (rpc/shm.py).
     """
     interceptors = list(interceptors)
     local = None
     if local_socket:
-        local = LocalServer(local_socket, interceptors=interceptors)
+        local = LocalServer(local_socket, interceptors=interceptors, lend=lend)
         register(local)
         local.start()
     server = grpc.server(

@@ -17,6 +17,7 @@ import pytest
 
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.paramserver.server import serve
+from chainrule.rpc import local, shm
 from chainrule.rpc.codec import MAX_MESSAGE_BYTES
 from chainrule.rpc.local import LocalChannel, LocalServer, local_path
 from chainrule.rpc.server import channel
@@ -135,13 +136,51 @@ def test_a_dead_servers_socket_file_is_replaced(tmp_path: Path) -> None:
 def test_a_request_over_the_limit_is_refused(echo: LocalServer) -> None:
     ch = LocalChannel(echo.path)
     conn = ch._connection().conn
-    import struct
-
-    conn.sendall(struct.pack("!IIId", len(METHOD), 0, MAX_MESSAGE_BYTES + 1, 5.0))
-    code, length = struct.unpack("!BI", conn.recv(5))
+    conn.sendall(local._REQUEST.pack(len(METHOD), 0, MAX_MESSAGE_BYTES + 1, 5.0, 0))
+    code, length, _ = local._REPLY.unpack(conn.recv(local._REPLY.size))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert b"over the limit" in conn.recv(length)
     conn.close()
+
+
+@pytest.mark.skipif(not shm.AVAILABLE, reason="shared memory needs os.memfd_create (Linux)")
+def test_large_bodies_go_through_shared_memory_both_ways(echo: LocalServer) -> None:
+    """A body of MIN_BYTES or more is not on the socket but in the sender's region; the
+    region grows for a larger body, and small ones still go through the socket."""
+    ch = LocalChannel(echo.path)
+    call = ch.unary_unary(METHOD)
+    rng = np.random.default_rng(0)
+    bodies = [rng.bytes(n) for n in (shm.MIN_BYTES, 300_000, 10, 5_000_000, shm.MIN_BYTES + 1)]
+    for body in bodies:
+        assert bytes(call(body, timeout=10)) == body[::-1]
+    reader = ch._idle[0]
+    assert reader.outbox._map is not None and len(reader.outbox._map) == 1 << 23  # 5 MB
+    assert reader.inbox._map is not None and len(reader.inbox._map) == 1 << 23
+    assert not reader.inbox.fds  # every descriptor passed was mapped and closed
+    # a body held by the caller is a copy: the next call reuses the region under it
+    first = call(bodies[1], timeout=10)
+    call(bodies[3], timeout=10)
+    assert bytes(first) == bodies[1][::-1]
+    # the errors of a call sent through shared memory are the same
+    with pytest.raises(grpc.RpcError) as e:
+        call([b"abort"], timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ch.close()
+
+
+@pytest.mark.skipif(not shm.AVAILABLE, reason="shared memory needs os.memfd_create (Linux)")
+def test_a_body_announced_beyond_the_peers_region_closes_the_connection(
+    echo: LocalServer,
+) -> None:
+    ch = LocalChannel(echo.path)
+    conn = ch._connection().conn
+    conn.sendall(
+        local._REQUEST.pack(len(METHOD), 0, 1000, 5.0, shm.IN_SHARED_MEMORY) + METHOD.encode()
+    )
+    assert conn.recv(16) == b""  # no region was ever passed: closed, nothing served
+    conn.close()
+    assert bytes(ch.unary_unary(METHOD)(b"abc", timeout=5)) == b"cba"
+    ch.close()
 
 
 def test_targets_choose_the_transport(tmp_path: Path) -> None:
@@ -178,6 +217,40 @@ def test_the_paramserver_serves_both_transports_alike(tmp_path: Path) -> None:
     finally:
         server.stop(None)
     assert not os.path.exists(path)
+
+
+@pytest.mark.skipif(not shm.AVAILABLE, reason="shared memory needs os.memfd_create (Linux)")
+def test_a_gradient_lent_to_pushpull_is_copied_when_it_outlives_the_call(
+    tmp_path: Path,
+) -> None:
+    """PushPull applies a large gradient straight from the worker's shared memory; one
+    that is still buffered when the call returns (its step not applied within the wait)
+    is copied first: the worker's next body, written over that memory, must not change
+    it. Both on one connection (one region)."""
+    path = str(tmp_path / "ps.sock")
+    server, _ = serve("127.0.0.1:0", local_socket=path)
+    try:
+        client = ParamServerClient(f"local:{path}", timeout=5)
+        shape = (300, 300)  # 360 kB: through shared memory
+        zero = {"W": np.zeros(shape, np.float32)}
+        client.create_job("j", zero, "sgd")
+        first, second = np.full(shape, 1.0, np.float32), np.full(shape, 7.0, np.float32)
+        assert client.push_pull("j", "a", 0, {"W": first}, 1, 0.0, 0) == (0, None)
+        client.push("j", "b", 0, {"W": second}, 1, 0.0)  # the same region, overwritten
+        assert client.push_pull("j", "c", 0, {"W": second}, 1, 0.0, 0) == (0, None)
+        assert len(client._channel._idle) == 1  # type: ignore[attr-defined]
+        client.apply("j", 0, ["a"], lr=1.0)
+        version, theta = client.pull("j", 0)
+        assert version == 1 and theta is not None
+        np.testing.assert_array_equal(theta["W"], -first)  # a's gradient, not c's
+        # a planned step applied within the wait reads the lent memory in place
+        client.plan("j", 1, ["d"], lr=1.0)
+        version, theta = client.push_pull("j", "d", 1, {"W": second}, 1, 0.0, 5)
+        assert version == 2 and theta is not None
+        np.testing.assert_array_equal(theta["W"], -first - second)
+        client.close()
+    finally:
+        server.stop(None)
 
 
 def test_a_second_server_on_a_taken_port_fails_to_start(tmp_path: Path) -> None:
