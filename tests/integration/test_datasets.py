@@ -167,6 +167,17 @@ def test_an_upload_is_listed_read_and_deleted(gateway: Gateway) -> None:
     assert not {k for k in gateway.dataset_keys() if dataset_id in k}
 
 
+@pytest.mark.parametrize(
+    "query", ["offset=6479275279185344076972032", "offset=-1", "limit=0", "limit=501"]
+)
+def test_paging_out_of_range_is_a_422_naming_the_range(gateway: Gateway, query: str) -> None:
+    reply = gateway.http.get(f"/api/v1/datasets?{query}")
+    assert reply.status_code == 422, reply.text
+    name = query.split("=")[0]
+    (error,) = reply.json()["detail"]
+    assert error["loc"] == ["query", name] and "ctx" in error  # the bound it broke
+
+
 def test_a_regression_csv_and_an_npz_archive_are_accepted(gateway: Gateway) -> None:
     regression = uploaded(gateway, b"x1,x2,price\n1,2,3.5\n2,3,4.25\n3,1,0.5\n",
                           label="price", task="regression", name="prices")  # fmt: skip

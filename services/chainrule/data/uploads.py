@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,27 +185,36 @@ def _header(reader: Reader) -> tuple[list[str], int]:
 
 
 def _check_header(names: list[str], label: str, row: int, max_features: int) -> int:
-    """The index of the label column, after checking every name."""
+    """The index of the label column, after checking every name: the width first (so a
+    header of millions of columns is refused before anything else reads it), then each
+    name once (linear in the header's length)."""
+    if len(names) - 1 > max_features:
+        raise DatasetTooLargeError(
+            f"the file has {len(names) - 1} feature columns; the limit is {max_features}",
+            row=row,
+        )
     if all(_is_number(name) for name in names):
         raise DatasetError(
             f"row {row} holds numbers ({_shown(names)}), not column names; the first row "
             "must be a header naming every column, e.g. x1,x2,label",
             row=row,
         )
+    first: dict[str, int] = {}  # name -> its column index
     for i, name in enumerate(names):
         if not name:
             raise DatasetError(
                 f"row {row} (the header): column {i + 1} has no name; every column needs a name",
                 row=row,
             )
-        if name in names[:i]:
+        if name in first:
             raise DatasetError(
                 f"row {row} (the header): column name {name!r} appears twice "
-                f"(columns {names.index(name) + 1} and {i + 1}); names must be unique",
+                f"(columns {first[name] + 1} and {i + 1}); names must be unique",
                 row=row,
                 column=name,
             )
-    if label not in names:
+        first[name] = i
+    if label not in first:
         raise DatasetError(
             f"no column named {label!r} to use as the label; the columns are: {_shown(names)}",
             row=row,
@@ -216,12 +226,7 @@ def _check_header(names: list[str], label: str, row: int, max_features: int) -> 
             row=row,
             column=label,
         )
-    if len(names) - 1 > max_features:
-        raise DatasetTooLargeError(
-            f"the file has {len(names) - 1} feature columns; the limit is {max_features}",
-            row=row,
-        )
-    return names.index(label)
+    return first[label]
 
 
 def _check_rows(
@@ -354,9 +359,27 @@ def parse_npz(
 
 
 def _npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> NDArray[np.generic]:
+    """The array ``info`` holds, its header checked before anything is allocated: the
+    data its shape and dtype claim must fit the member (which the archive's size limit
+    bounds), so a header that lies about its shape is refused, not a MemoryError."""
     try:
         with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        claimed = math.prod(shape) * dtype.itemsize
+        if claimed > info.file_size:
+            raise DatasetError(
+                f"array {name}'s header claims shape {shape} of {dtype} ({claimed} bytes), "
+                f"but the archive holds {info.file_size} bytes for it; save it with np.savez",
+                column=name,
+            )
+        with archive.open(info) as member:
             array: NDArray[np.generic] = np.lib.format.read_array(member, allow_pickle=False)
+    except DatasetError:
+        raise
     except ValueError as exc:  # object arrays, a broken header
         raise DatasetError(
             f"array {name} cannot be read ({exc}); save plain numeric arrays with np.savez",

@@ -32,7 +32,8 @@ import io
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import grpc
 import numpy as np
@@ -143,6 +144,7 @@ class SchedulerCore:
         self.membership = Membership(lease_seconds)
         self.pending: dict[str, str] = {}  # job id -> queue message id
         self.pending_since: dict[str, float] = {}  # job id -> monotonic time admitted
+        self.start_failures: dict[str, StartFailure] = {}  # pending again after a failed start
         self.registry = registry
         self.active: dict[str, ActiveJob] = {}
         self.leading = False  # a standby scheduler refuses workers until it leads
@@ -243,8 +245,12 @@ class SchedulerCore:
             except Exception as e:  # the paramserver or Redis is not reachable yet: retry
                 with self.cond:
                     self.active.pop(job_id, None)
-                    self.pending[job_id] = message_id
+                    self.pending[job_id] = message_id  # its pending_since is kept
+                    before = self.start_failures.get(job_id)
+                    self.start_failures[job_id] = StartFailure.after(before, e, time.monotonic())
                 failed.append(e)
+                continue
+            self._forget_pending(job_id)  # started, or ended by _start itself
         if failed:
             raise failed[0]
 
@@ -262,8 +268,19 @@ class SchedulerCore:
             spec = JobSpec.model_validate(record.spec)
             waited = now - self.pending_since.get(job_id, now)
             timeout = spec.training.pending_timeout_s
-            if live >= spec.training.workers:
+            failure = self.start_failures.get(job_id)
+            if failure is not None and timeout is not None and waited > timeout:
                 self._forget_pending(job_id)
+                reason = (
+                    f"could not start within pending_timeout_s={timeout:g} "
+                    f"({failure.attempts} attempts); the last said: {failure.error}"
+                )
+                self._end(job_id, message_id, "FAILED", reason=reason)
+            elif failure is not None and now < failure.not_before:
+                continue  # backing off after a failed start
+            elif live >= spec.training.workers:
+                with self.cond:  # pending_since stays until it has started
+                    self.pending.pop(job_id, None)
                 ready.append((job_id, spec, message_id))
             elif timeout is not None and waited > timeout:
                 self._forget_pending(job_id)
@@ -278,6 +295,7 @@ class SchedulerCore:
         with self.cond:
             self.pending.pop(job_id, None)
             self.pending_since.pop(job_id, None)
+            self.start_failures.pop(job_id, None)
 
     def _stop(self, job: ActiveJob) -> None:
         """A stop request for a running job: it ends STOPPED, keeping θ as its model."""
@@ -353,7 +371,8 @@ class SchedulerCore:
         self.cond.notify_all()
 
     def _start(self, job_id: str, spec: JobSpec, message_id: str) -> None:
-        self.jobs.set_phase(job_id, "preparing", message=f"preparing {spec.dataset.described}")
+        if job_id not in self.start_failures:  # a retry is the same phase: no new entry
+            self.jobs.set_phase(job_id, "preparing", message=f"preparing {spec.dataset.described}")
         t = spec.training
         try:
             split = prepare_dataset(spec.dataset, t.seed, self.datasets.data)
@@ -890,6 +909,24 @@ class SchedulerCore:
         self.ack(message_id)
         if self.log:
             self.log.info("job ended", job_id=job_id, status=status, reason=reason, message=message)
+
+
+@dataclass(frozen=True)
+class StartFailure:
+    """Why a pending job's last start failed, and when it may be tried again."""
+
+    attempts: int
+    error: str
+    not_before: float  # monotonic
+
+    FIRST_BACKOFF_S: ClassVar[float] = 0.1
+    MAX_BACKOFF_S: ClassVar[float] = 10.0
+
+    @classmethod
+    def after(cls, before: StartFailure | None, error: BaseException, now: float) -> StartFailure:
+        attempts = (before.attempts if before else 0) + 1
+        backoff = min(cls.FIRST_BACKOFF_S * 2 ** (attempts - 1), cls.MAX_BACKOFF_S)
+        return cls(attempts, f"{type(error).__name__}: {error}", now + backoff)
 
 
 def _failure(done: Completion, task: Task) -> str:

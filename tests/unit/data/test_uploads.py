@@ -4,6 +4,7 @@ problem and where it is."""
 from __future__ import annotations
 
 import io
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -186,6 +187,18 @@ def test_a_csv_over_a_limit_is_too_large(
     assert str(error) == message and error.row == row
 
 
+def test_a_header_too_wide_is_refused_before_its_names_are_checked() -> None:
+    """The width comes first: 100,000 columns (one name twice, at the end) are refused
+    as too many, not scanned pair by pair for duplicates."""
+    names = [f"c{i}" for i in range(100_000)] + ["c0", "label"]
+    data = (",".join(names) + "\n" + ",".join("1" * len(names)) + "\n").encode()
+    error = refused(data, "label")
+    assert isinstance(error, DatasetTooLargeError)
+    assert str(error) == "the file has 100001 feature columns; the limit is 8192"
+    duplicate = refused(b"a,b,a,label\n1,2,3,x\n4,5,6,y\n", "label")
+    assert "column name 'a' appears twice (columns 1 and 3)" in str(duplicate)
+
+
 def test_csv_columns_lists_the_header_for_messages() -> None:
     assert csv_columns(b"\n a , b,label\n1,2,3\n") == ["a", "b", "label"]
     assert csv_columns(b"") == []
@@ -237,6 +250,34 @@ def test_each_malformed_npz_is_refused_saying_where(
         parse_npz(data)
     assert message in str(caught.value)
     assert (caught.value.row, caught.value.column) == (row, column)
+
+
+def test_an_npz_header_that_lies_about_its_shape_is_refused_before_allocating() -> None:
+    """X.npy's header claims 64 GB; the archive holds 192 bytes for it."""
+    real = io.BytesIO()
+    np.lib.format.write_array(real, np.zeros((4, 2)))
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((4, 2)))
+    header["shape"] = (1_000_000, 8000)
+    lying = io.BytesIO()
+    np.lib.format.write_array_header_1_0(lying, header)
+    lying.write(real.getvalue()[-64:])  # the 4 × 2 float64 data
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("X.npy", lying.getvalue())
+        z.writestr("y.npy", _npy_bytes(np.zeros(4)))
+    with pytest.raises(DatasetError) as caught:
+        parse_npz(archive.getvalue())
+    assert str(caught.value) == (
+        "array X's header claims shape (1000000, 8000) of float64 (64000000000 bytes), but "
+        "the archive holds 192 bytes for it; save it with np.savez"
+    )
+    assert caught.value.column == "X"
+
+
+def _npy_bytes(array: NDArray[Any]) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array(out, array)
+    return out.getvalue()
 
 
 def test_an_npz_that_unpacks_beyond_the_limit_is_too_large() -> None:

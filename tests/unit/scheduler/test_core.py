@@ -10,6 +10,7 @@ parameter store and complete the task.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -32,7 +33,7 @@ from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFou
 from chainrule.paramserver.state import OutOfOrderError, ParameterStore, PlannedStep, StepPlan
 from chainrule.scheduler import core as core_module
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
-from chainrule.scheduler.core import Completion, SchedulerCore, Task
+from chainrule.scheduler.core import Completion, SchedulerCore, StartFailure, Task
 from chainrule.spec import JobSpec, ModelSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
 from chainrule.store.checkpoints import Checkpoint
@@ -1117,9 +1118,39 @@ def test_a_job_whose_start_failed_is_started_on_a_later_tick(stack: Stack) -> No
     assert stack.jobs.record(job_id).status is JobStatus.PENDING
     assert all(w.take() is None for w in team)
 
+    stack.core.tick()  # backing off: not tried again at once
+    assert stack.jobs.record(job_id).status is JobStatus.PENDING
+    time.sleep(StartFailure.FIRST_BACKOFF_S * 1.5)
     stack.core.tick()
     assert stack.jobs.record(job_id).status is JobStatus.RUNNING
     assert len(take_all(team)) == 2
+
+
+def test_a_job_whose_start_keeps_failing_fails_after_its_pending_timeout(stack: Stack) -> None:
+    """Retried with backoff while PENDING, one history entry for the phase however many
+    attempts, then FAILED naming the last error once pending_timeout_s has passed."""
+    stack.ps.create_failures.extend(FakeRpcError(grpc.StatusCode.UNAVAILABLE) for _ in range(100))
+    workers(stack, 2)
+    job_id = stack.jobs.add(job_spec(pending_timeout_s=0.6))
+    stack.core.admit(job_id, "m1")
+    ticks, deadline = 0, time.monotonic() + 5
+    while stack.jobs.record(job_id).status is JobStatus.PENDING and time.monotonic() < deadline:
+        with contextlib.suppress(FakeRpcError):
+            stack.core.tick()
+        ticks += 1
+        time.sleep(0.01)
+    record = stack.jobs.record(job_id)
+    attempts = 100 - len(stack.ps.create_failures)
+    assert record.status is JobStatus.FAILED
+    assert 2 <= attempts < ticks / 4  # backed off: far fewer attempts than ticks
+    assert record.failure_reason == (
+        f"could not start within pending_timeout_s=0.6 ({attempts} attempts); the last "
+        f"said: FakeRpcError: {FakeRpcError(grpc.StatusCode.UNAVAILABLE)}"
+    )
+    phases = [t.phase for t in record.status_transitions]
+    assert phases.count("preparing") == 1, phases
+    assert stack.acks == ["m1"]
+    assert not stack.core.pending and not stack.core.start_failures
 
 
 # -- stopping and membership ------------------------------------------------------------

@@ -113,11 +113,16 @@ def upload_dataset(
     return DatasetOut.from_meta(meta)
 
 
+MAX_OFFSET = 2**31 - 1
+"""The largest ``offset`` of a datasets page (Redis counts ranks in 64 bits; no store
+holds anywhere near this many)."""
+
+
 @router.get("")
 def list_datasets(
     store: DatasetStoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="datasets to skip")] = 0,
 ) -> DatasetsPublic:
     """Uploaded datasets, newest first."""
     metas = store.list(limit=limit, offset=offset)
