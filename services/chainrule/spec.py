@@ -502,6 +502,10 @@ class EarlyStoppingSpec(BaseModel):
     min_delta: Annotated[float, Field(ge=0)] = 0.0
 
 
+MAX_STEPS = 1_000_000
+"""The most optimizer steps a job may run, given as ``steps`` or implied by ``epochs``."""
+
+
 class TrainingSpec(BaseModel):
     """How to train: consistency mode, workers, minibatches, steps, optimizer, evaluation.
 
@@ -602,7 +606,7 @@ class TrainingSpec(BaseModel):
 
         if self.steps is not None and self.epochs is not None:
             raise fail("epochs", "steps_and_epochs", "give steps or epochs, not both")
-        for name, low, high in (("steps", 1, 1_000_000), ("epochs", 1, 100_000)):
+        for name, low, high in (("steps", 1, MAX_STEPS), ("epochs", 1, 100_000)):
             value = getattr(self, name)
             if value is not None and not low <= value <= high:
                 raise fail(
@@ -731,6 +735,15 @@ class JobSpec(BaseModel):
             raise _field_error(
                 "training", ("workers",), "too_many_workers", message, training.workers
             )
+        steps = training.total_steps(train_rows)
+        if training.epochs is not None and steps > MAX_STEPS:
+            message = (
+                f"epochs={training.epochs} over the {train_rows} training rows of "
+                f"{dataset.described}, at {training.workers} × batch_size "
+                f"{training.batch_size} rows per step, is {steps} steps; the limit is "
+                f"{MAX_STEPS} steps (as for steps)"
+            )
+            raise _field_error("training", ("epochs",), "too_many_steps", message, training.epochs)
         return training
 
 

@@ -361,6 +361,23 @@ def test_epochs_over_an_upload_count_its_training_rows() -> None:
         total_steps(unbound)
 
 
+def test_epochs_that_imply_more_steps_than_the_cap_are_refused_naming_the_estimate() -> None:
+    spec = upload_spec()  # 100 rows, 80 for training
+    spec["training"] = {**spec["training"], "steps": None, "epochs": 100_000, "workers": 2,
+                        "batch_size": 4}  # fmt: skip
+    assert total_steps(with_upload(spec)) == 1_000_000  # 8 rows per step: the cap exactly
+    spec["training"]["batch_size"] = 3  # 6 rows per step
+    with pytest.raises(ValidationError) as caught:
+        with_upload(spec)
+    error = caught.value.errors()[0]
+    assert error["loc"] == ("training", "epochs") and error["type"] == "too_many_steps"
+    assert error["msg"] == (
+        "epochs=100000 over the 80 training rows of uploaded dataset '3f9a2c71d04e8b15', "
+        "at 2 × batch_size 3 rows per step, is 1333334 steps; the limit is 1000000 steps "
+        "(as for steps)"
+    )
+
+
 def test_a_regression_upload_needs_the_regression_model() -> None:
     regression = DatasetInfo(features=3, classes=None, samples=50)
     model = {"layers": [3, 8, 1], "output": "identity", "loss": "mse"}
