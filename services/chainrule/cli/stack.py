@@ -125,6 +125,7 @@ class LocalStack:
         self.log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="chainrule-stack-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._spawned: dict[str, tuple[str, dict[str, str] | None]] = {}  # module, extra env
         self._embedded: Any = None
         self._worker_count = 0
         self.redis_url = config.redis_url or ""
@@ -270,11 +271,18 @@ class LocalStack:
         else:
             proc.terminate()
         proc.wait(timeout=10)
-        self._spawn(name, _MODULES[name.split("-")[0]])
+        self.respawn(name)
         if name == "scheduler":
             self._wait_grpc(name, f"{HOST}:{self.config.scheduler_port}", timeout)
         elif name in self.config.paramserver_names:
             self._wait_grpc(name, self.paramserver_target(name), timeout)
+
+    def respawn(self, name: str) -> None:
+        """Start child ``name`` again as it was started (an exited one: cli/supervisor.py)."""
+        self._spawn(name, *self._spawned[name])
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
 
     def stop(self) -> None:
         """SIGTERM every child (workers first), then SIGKILL what is still running."""
@@ -317,7 +325,8 @@ class LocalStack:
         self.redis_url = f"unix://{self._embedded.socket_file}"
 
     def _spawn(self, name: str, module: str, extra_env: dict[str, str] | None = None) -> None:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        self._spawned[name] = (module, extra_env)
+        log = open(self.log_path(name), "ab")  # noqa: SIM115 - the child owns it
         env = {**self.env(), **(extra_env or {})}
         if name.startswith("worker"):
             env["CHAINRULE_WORKER_ID"] = f"{socket.gethostname()}-{name}"

@@ -30,6 +30,7 @@ from chainrule.cli.options import (
 )
 from chainrule.cli.output import print_json, stderr_console, stdout_console
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
+from chainrule.cli.supervisor import Supervisor
 from chainrule.signals import shutdown_event
 
 SpecPath = Annotated[
@@ -151,6 +152,10 @@ def run(
     raise typer.Exit(run_stack(options, spec, json_output))
 
 
+CRASH_LOOP = 3
+"""``up``'s exit code when a child kept exiting and the stack was stopped (cli/supervisor.py)."""
+
+
 def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool) -> int:
     """Run the stack until SIGINT/SIGTERM, or until the submitted job ends; the exit code."""
     info = stderr_console() if json_output else stdout_console()
@@ -170,6 +175,12 @@ def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool
     except (RuntimeError, TimeoutError, OSError) as err:  # start() stops what it began
         fail(f"the local stack did not start: {err}")
     token_file = write_token_file(TOKEN_FILE, tokens) if generated else None
+    halt = threading.Event()  # the supervisor's: set before the stack stops
+    code = 0
+    errors = stderr_console()
+    errors.soft_wrap = True  # a log path split over two lines cannot be copied
+    supervisor = Supervisor(stack, lambda message: errors.print(escape(message), highlight=False))
+    watcher = supervisor.start(halt, give_up=stop.set)
     try:
         where = options.redis_url or "embedded Redis"
         info.print(
@@ -185,16 +196,24 @@ def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool
         )
         if job_spec is not None:
             first_token = tokens.split(",")[0].strip()
-            return _submit_to_stack(stack, first_token, job_spec, stop, json_output)
-        if json_output:
-            print_json(_ready(stack, options, token_file), one_line=True)
-        info.print("press Ctrl-C to stop")
-        while not stop.wait(0.5):
-            pass
+            code = _submit_to_stack(stack, first_token, job_spec, stop, json_output)
+        else:
+            if json_output:
+                print_json(_ready(stack, options, token_file), one_line=True)
+            info.print("press Ctrl-C to stop")
+            while not stop.wait(0.5):
+                pass
     finally:
+        halt.set()
+        watcher.join(timeout=10)
         if token_file is not None:
             remove_token_file(token_file, tokens)
         stack.stop()
+    if supervisor.gave_up is not None:
+        stderr_console().print(f"stopped: {escape(str(supervisor.gave_up))}")
+        return CRASH_LOOP
+    if job_spec is not None:
+        return code
     info.print("stopped")
     return 0
 
