@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_mlp.py
 	$(BIN)/python tests/benchmarks/bench_transport.py
 	$(BIN)/python tests/benchmarks/bench_training.py
+	$(BIN)/python tests/benchmarks/bench_uploads.py
 
 clean:
 	rm -rf $(VENV) .chainrule .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info services/*.egg-info services/chainrule/rpc/v1/*_pb2*
