@@ -238,7 +238,7 @@ def test_a_gradient_lent_to_pushpull_is_copied_when_it_outlives_the_call(
         assert client.push_pull("j", "a", 0, {"W": first}, 1, 0.0, 0) == (0, None)
         client.push("j", "b", 0, {"W": second}, 1, 0.0)  # the same region, overwritten
         assert client.push_pull("j", "c", 0, {"W": second}, 1, 0.0, 0) == (0, None)
-        assert len(client._channel._idle) == 1  # type: ignore[attr-defined]
+        assert len(client._channel._idle) == 1
         client.apply("j", 0, ["a"], lr=1.0)
         version, theta = client.pull("j", 0)
         assert version == 1 and theta is not None
