@@ -102,7 +102,7 @@ def test_a_task_held_by_a_worker_killed_before_its_push_goes_to_a_live_worker(
         assert time.monotonic() < deadline, "the slow worker never took a task"
         time.sleep(0.1)
     assert job_view(stack.gateway_url, job_id)["step"] == 0  # the step waits for its task
-    stack.restart(restarted)
+    stack.restart(restarted, env={})  # back without the delay
     assert_trained_through_the_restart(stack.gateway_url, job_id, 200)
 
 

@@ -263,14 +263,23 @@ class LocalStack:
         self._spawn(name, _MODULES["worker"], env)
         return name
 
-    def restart(self, name: str, kill: bool = True, timeout: float = 60.0) -> None:
-        """Stop one service (SIGKILL by default: no chance to clean up) and start it again."""
+    def restart(
+        self,
+        name: str,
+        kill: bool = True,
+        timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Stop one service (SIGKILL by default: no chance to clean up) and start it again,
+        as it was started, or with ``env`` instead of the variables it was added with."""
         proc = self.processes[name]
         if kill:
             proc.kill()
         else:
             proc.terminate()
         proc.wait(timeout=10)
+        if env is not None:
+            self._spawned[name] = (self._spawned[name][0], env)
         self.respawn(name)
         if name == "scheduler":
             self._wait_grpc(name, f"{HOST}:{self.config.scheduler_port}", timeout)
