@@ -40,8 +40,8 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from chainrule.rpc import shm
 from chainrule.rpc.codec import MAX_MESSAGE_BYTES
+from chainrule.rpc.connection import Connection, Parts, send_message
 
 SCHEME = "local:"  # a target "local:/path/to/socket" is called through this transport
 _REQUEST = struct.Struct("!IIIdB")
@@ -69,100 +69,6 @@ class LocalRpcError(grpc.RpcError):  # type: ignore[misc]
 def local_path(target: str) -> str | None:
     """The socket path of a ``local:`` target; None for any other (a gRPC target)."""
     return target[len(SCHEME) :] if target.startswith(SCHEME) else None
-
-
-_CHUNK = 64 * 1024
-
-
-class _Reader:
-    """One end of a connection. Reads exact byte counts from the socket: small messages
-    (a header, a method name, a small body) come out of one ``recvmsg`` of up to 64 KiB;
-    a large body is received straight into its own buffer, or copied out of the peer's
-    shared memory (:meth:`body`). Keeps the connection's shared-memory regions."""
-
-    def __init__(self, conn: socket.socket) -> None:
-        self.conn = conn
-        self._buffer = bytearray()
-        self.inbox, self.outbox = shm.Inbox(), shm.Outbox()
-
-    def body(self, flags: int, n: int) -> bytearray | bytes:
-        """The ``n``-byte body a header with ``flags`` announced, in a buffer of its own."""
-        if flags & shm.IN_SHARED_MEMORY:
-            return self.inbox.take(flags, n)
-        return self.read(n)
-
-    def lent_body(self, flags: int, n: int) -> bytearray | memoryview:
-        """:meth:`body`, but a body in shared memory is a view of it, valid until the
-        reply (rpc/shm.py)."""
-        if flags & shm.IN_SHARED_MEMORY:
-            return self.inbox.lend(flags, n)
-        return self.read(n)
-
-    def close(self) -> None:
-        self.conn.close()
-        self.inbox.close()
-        self.outbox.close()
-
-    def read(self, n: int) -> bytearray:
-        """``n`` bytes in a new buffer (its tensors are read as views of it, so it is
-        never reused); EOFError if the peer closed first."""
-        if len(self._buffer) >= n:
-            out = self._buffer[:n]
-            del self._buffer[:n]
-            return out
-        out = bytearray(n)
-        got = len(self._buffer)
-        out[:got] = self._buffer
-        self._buffer.clear()
-        view = memoryview(out)
-        while got < n:
-            if n - got >= _CHUNK:  # a large body: no detour through the buffer
-                k, ancdata, _, _ = self.conn.recvmsg_into([view[got:]], shm.FD_SPACE)
-                self.inbox.received(ancdata)
-                if k == 0:
-                    raise EOFError("connection closed by the peer")
-                got += k
-                continue
-            chunk, ancdata, _, _ = self.conn.recvmsg(_CHUNK, shm.FD_SPACE)
-            self.inbox.received(ancdata)  # a shared-memory region's descriptor
-            if not chunk:
-                raise EOFError("connection closed by the peer")
-            take = min(len(chunk), n - got)
-            view[got : got + take] = chunk[:take]
-            self._buffer += chunk[take:]
-            got += take
-        return out
-
-
-Parts = Sequence[bytes | bytearray | memoryview]
-
-
-def _send_message(reader: _Reader, header: Callable[[int, int], Parts], body: Parts) -> None:
-    """Send a message: ``header(body length, flags)``'s parts, then the body, which goes
-    through the connection's shared memory if it is large (and its region's descriptor
-    with it when the region is new)."""
-    size = sum(memoryview(p).nbytes for p in body)
-    flags, fd = reader.outbox.place(body, size)
-    try:
-        _send(reader.conn, [*header(size, flags), *(() if flags else body)], shm.fd_message(fd))
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def _send(conn: socket.socket, parts: Parts, ancdata: list[tuple[int, int, bytes]]) -> None:
-    """Send every part, in order, without joining them into one buffer (``ancdata``
-    with the first bytes)."""
-    views: list[memoryview] = [memoryview(p).cast("B") for p in parts]
-    views = [v for v in views if v.nbytes]
-    while views:
-        sent = conn.sendmsg(views, ancdata)
-        ancdata = []
-        while views and sent >= len(views[0]):
-            sent -= len(views[0])
-            views.pop(0)
-        if sent:
-            views[0] = views[0][sent:]
 
 
 class _CallDetails(NamedTuple):
@@ -303,7 +209,7 @@ class LocalServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        reader = _Reader(conn)
+        reader = Connection(conn)
         try:
             with conn:
                 while not self._stopped.is_set():
@@ -370,9 +276,9 @@ def _error(code: grpc.StatusCode, details: str) -> tuple[grpc.StatusCode, bytes]
     return code, details.encode()
 
 
-def _respond(reader: _Reader, code: grpc.StatusCode, data: Any) -> None:
+def _respond(reader: Connection, code: grpc.StatusCode, data: Any) -> None:
     parts = list(data) if isinstance(data, list | tuple) else [data]
-    _send_message(reader, lambda size, flags: [_REPLY.pack(code.value[0], size, flags)], parts)
+    send_message(reader, lambda size, flags: [_REPLY.pack(code.value[0], size, flags)], parts)
 
 
 def _parse_metadata(raw: bytes) -> tuple[tuple[str, str], ...]:
@@ -417,7 +323,7 @@ class LocalChannel:
     def __init__(self, path: str, metadata: Sequence[tuple[str, str]] = ()) -> None:
         self.path = path
         self._metadata = tuple(metadata)  # sent with every call (rpc.auth's token)
-        self._idle: list[_Reader] = []  # connections kept between calls
+        self._idle: list[Connection] = []  # connections kept between calls
         self._lock = threading.Lock()
         self._closed = False
 
@@ -471,7 +377,7 @@ class LocalChannel:
 
         try:
             reader.conn.settimeout(timeout)
-            _send_message(reader, header, parts)
+            send_message(reader, header, parts)
             code, length, flags = _REPLY.unpack(reader.read(_REPLY.size))
             data = reader.body(flags, length)
         except TimeoutError as e:  # the reply may still come: this connection is unusable
@@ -487,7 +393,7 @@ class LocalChannel:
             raise LocalRpcError(_CODES.get(code, grpc.StatusCode.UNKNOWN), bytes(data).decode())
         return data
 
-    def _connection(self) -> _Reader:
+    def _connection(self) -> Connection:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -499,9 +405,9 @@ class LocalChannel:
             raise LocalRpcError(
                 grpc.StatusCode.UNAVAILABLE, f"cannot connect to {self.path}: {e}"
             ) from e
-        return _Reader(conn)
+        return Connection(conn)
 
-    def _release(self, reader: _Reader) -> None:
+    def _release(self, reader: Connection) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS:
                 self._idle.append(reader)
