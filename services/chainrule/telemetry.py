@@ -58,7 +58,7 @@ STALENESS_BUCKETS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 
 
 MODES = ("sync", "async", "ssp")
 JOB_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED")
-PARAMSERVER_RPCS = ("Push", "Pull", "Apply")
+PARAMSERVER_RPCS = ("Push", "Pull", "PushPull", "Plan", "Apply")
 WORKER_STAGES = ("pull", "compute", "push")
 TASK_OUTCOMES = ("done", "failed")
 
@@ -301,26 +301,21 @@ def serve_metrics(
     return bound
 
 
-def _preset_labels() -> None:
-    """Create the series of every known label value, so they read 0 before the first
-    event instead of being absent (rates and alerts see the start)."""
-    for rpc in PARAMSERVER_RPCS:
-        PARAMSERVER_RPC_SECONDS.labels(rpc=rpc)
-    for stage in WORKER_STAGES:
-        WORKER_STAGE_SECONDS.labels(stage=stage)
-    for outcome in TASK_OUTCOMES:
-        WORKER_TASKS_TOTAL.labels(outcome=outcome)
-    for mode in MODES:
-        APPLY_SECONDS.labels(mode=mode)
-        STEPS_TOTAL.labels(mode=mode)
-        JOBS_STARTED_TOTAL.labels(mode=mode)
-    for mode in ("async", "ssp"):
-        STALENESS.labels(mode=mode)
-    for status in ("SUCCEEDED", "FAILED", "STOPPED"):
-        JOBS_ENDED_TOTAL.labels(status=status)
+def _children(metric: Any, label: str, values: Iterable[str]) -> dict[str, Any]:
+    """The series of every known label value, made now: they read 0 before the first
+    event instead of being absent (rates and alerts see the start), and the hot paths
+    look them up here instead of calling ``labels()`` (a lock and a tuple each time)."""
+    return {v: metric.labels(**{label: v}) for v in values}
 
 
-_preset_labels()
+_RPC_SECONDS = _children(PARAMSERVER_RPC_SECONDS, "rpc", PARAMSERVER_RPCS)
+_STAGE_SECONDS = _children(WORKER_STAGE_SECONDS, "stage", WORKER_STAGES)
+_TASKS = _children(WORKER_TASKS_TOTAL, "outcome", TASK_OUTCOMES)
+_APPLY_SECONDS = _children(APPLY_SECONDS, "mode", MODES)
+_STEPS = _children(STEPS_TOTAL, "mode", MODES)
+_children(JOBS_STARTED_TOTAL, "mode", MODES)
+_children(STALENESS, "mode", ("async", "ssp"))
+_children(JOBS_ENDED_TOTAL, "status", ("SUCCEEDED", "FAILED", "STOPPED"))
 
 # -- parameter server helpers ---------------------------------------------------------------
 
@@ -336,7 +331,8 @@ def paramserver_rpc(rpc: str, context: Any) -> Iterator[None]:
         PARAMSERVER_RPC_ERRORS_TOTAL.labels(rpc=rpc, code=_code_name(context)).inc()
         raise
     finally:
-        PARAMSERVER_RPC_SECONDS.labels(rpc=rpc).observe(time.perf_counter() - started)
+        seconds = _RPC_SECONDS.get(rpc) or PARAMSERVER_RPC_SECONDS.labels(rpc=rpc)
+        seconds.observe(time.perf_counter() - started)
 
 
 def _code_name(context: Any) -> str:
@@ -359,15 +355,15 @@ def record_params_sent(tensors: Mapping[str, Any]) -> None:
 
 def record_task_stages(pull_seconds: float, compute_seconds: float, push_seconds: float) -> None:
     """The stages of one task whose gradient was pushed."""
-    WORKER_STAGE_SECONDS.labels(stage="pull").observe(pull_seconds)
-    WORKER_STAGE_SECONDS.labels(stage="compute").observe(compute_seconds)
-    WORKER_STAGE_SECONDS.labels(stage="push").observe(push_seconds)
+    _STAGE_SECONDS["pull"].observe(pull_seconds)
+    _STAGE_SECONDS["compute"].observe(compute_seconds)
+    _STAGE_SECONDS["push"].observe(push_seconds)
 
 
 def record_task(seconds: float, failed: bool) -> None:
     """A task is finished (before it is reported to the scheduler)."""
     WORKER_TASK_SECONDS.observe(seconds)
-    WORKER_TASKS_TOTAL.labels(outcome="failed" if failed else "done").inc()
+    _TASKS["failed" if failed else "done"].inc()
 
 
 # -- scheduler helpers ----------------------------------------------------------------------
@@ -380,15 +376,17 @@ def apply_timer(mode: str) -> Iterator[None]:
     try:
         yield
     finally:
-        APPLY_SECONDS.labels(mode=mode).observe(time.perf_counter() - started)
-    STEPS_TOTAL.labels(mode=mode).inc()
+        (_APPLY_SECONDS.get(mode) or APPLY_SECONDS.labels(mode=mode)).observe(
+            time.perf_counter() - started
+        )
+    (_STEPS.get(mode) or STEPS_TOTAL.labels(mode=mode)).inc()
 
 
 def record_step(seconds: float) -> None:
     """A sync step closed: ``seconds`` from its tasks being queued to its last Complete
     (its plan was applied by the parameter server when its last gradient came in)."""
     STEP_SECONDS.observe(seconds)
-    STEPS_TOTAL.labels(mode="sync").inc()
+    _STEPS["sync"].inc()
 
 
 def record_staleness(mode: str, versions: int) -> None:

@@ -222,10 +222,8 @@ class ParamServerClient:
 
 def _pulled(data: bytes) -> tuple[int, Params | None]:
     """(version, θ) of a PullReply frame; θ as views of ``data``, None if not sent."""
-    reply, payload = codec.unframe(data, pb.PullReply)
-    if not reply.params:
-        return reply.version, None
-    return reply.version, codec.decode_framed(reply.params, payload)
+    reply, params = codec.read_frame(data, pb.PullReply, "params")
+    return reply.version, params or None
 
 
 def _status(reply: pb.StatusReply) -> JobStatus:

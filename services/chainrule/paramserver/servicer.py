@@ -22,7 +22,7 @@ from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
-FRAMED_IN = ("Push", "PushPull")  # requests read with codec.unframe
+FRAMED_IN = ("Push", "PushPull")  # requests read with codec.read_frame
 FRAMED_OUT = ("Pull", "PushPull")  # replies written with codec.frame
 
 
@@ -129,8 +129,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
 
     @staticmethod
     def _unframe(data: bytes) -> tuple[pb.PushRequest, Params]:
-        request, payload = codec.unframe(data, pb.PushRequest)
-        return request, codec.decode_framed(request.grads, payload)
+        return codec.read_frame(data, pb.PushRequest, "grads")
 
     def _store(self, request: pb.PushRequest, grads: Params) -> bool:
         telemetry.record_gradient_bytes(grads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ _TO_WIRE: dict[np.dtype[Any], tensor_pb2.DType] = {
     np.dtype(np.int64): tensor_pb2.DTYPE_INT64,
 }
 _FROM_WIRE = {wire: dt.newbyteorder("<") for dt, wire in _TO_WIRE.items()}
+_WIRE_READY = frozenset(_FROM_WIRE.values())  # dtypes whose bytes go on the wire as they are
 
 
 class TensorError(ValueError):
@@ -99,6 +101,21 @@ def check_like(
             raise TensorError(
                 f"{what} {name!r} contains NaN or infinity; all values must be finite"
             )
+
+
+_ROWS = np.dtype("<i8")
+
+
+def encode_rows(rows: Array) -> bytes:
+    """Row indices (a task's minibatch) as int64 little-endian bytes, back to back."""
+    return np.asarray(rows).astype(_ROWS, copy=False).tobytes()
+
+
+def decode_rows(data: bytes) -> Array:
+    """The row indices of :func:`encode_rows` (a read-only view, native int64)."""
+    if len(data) % _ROWS.itemsize:
+        raise TensorError(f"rows take 8 bytes each; got {len(data)} bytes")
+    return np.frombuffer(data, _ROWS).astype(np.int64, copy=False)
 
 
 # -- frames: a protobuf header and the tensors' bytes in one contiguous field ----------
@@ -194,7 +211,9 @@ def _payload(arrays: Mapping[str, Array]) -> list[Any]:
     """The arrays' bytes as chunks (views, and zero padding) to be written back to back."""
     chunks: list[Any] = []
     for array in arrays.values():
-        arr = np.ascontiguousarray(array, dtype=_FROM_WIRE[_TO_WIRE[array.dtype.newbyteorder("=")]])
+        arr = array
+        if arr.dtype not in _WIRE_READY or not arr.flags.c_contiguous:  # else as it is
+            arr = np.ascontiguousarray(arr, dtype=_FROM_WIRE[_TO_WIRE[arr.dtype.newbyteorder("=")]])
         chunks.append(arr.reshape(-1).view(np.uint8) if arr.size else b"")
         pad = _padded(arr.nbytes) - arr.nbytes
         if pad:
@@ -215,9 +234,45 @@ def encode_meta(name: str, array: Array) -> tensor_pb2.Tensor:
 def unframe(data: bytes, message_type: Any) -> tuple[Any, memoryview]:
     """Parse a frame (or any serialization of ``message_type``): the message without its
     payload, and the payload as a view of ``data``. Only the small header is copied."""
-    buf = memoryview(data)
+    fields, payload = _split(memoryview(data), message_type, None)
+    return message_type.FromString(_joined(fields)), payload
+
+
+def read_frame(data: bytes, message_type: Any, tensors_field: str) -> tuple[Any, dict[str, Array]]:
+    """:func:`unframe` and :func:`decode_framed` in one: the message (its tensor list
+    left out) and its arrays as views of ``data``. The tensor list is parsed and checked
+    once per layout (a job's θ and gradients keep theirs), then looked up by its bytes."""
+    number = message_type.DESCRIPTOR.fields_by_name[tensors_field].number
+    fields, payload = _split(memoryview(data), message_type, number)
+    listed = fields.pop()
+    header = message_type.FromString(_joined(fields))
+    key = _joined(listed)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        tensors = getattr(message_type.FromString(key), tensors_field)
+        if any(t.data for t in tensors):  # inline data (the generated stubs'): not cached
+            return header, decode_framed(tensors, payload)
+        layout = _layout(tensors)
+        if len(_LAYOUTS) >= _MAX_TENSOR_LISTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    slots, size = layout
+    if size != len(payload):  # the same errors as decode_framed's, in the same order
+        for s in slots:
+            _view(s, payload)
+        raise TensorError(f"the payload has {len(payload)} bytes; its tensors account for {size}")
+    return header, {s.name: _view(s, payload) for s in slots}
+
+
+def _split(
+    buf: memoryview, message_type: Any, tensors_number: int | None
+) -> tuple[list[Any], memoryview]:
+    """The fields of a serialized message, as views: every field but the payload (and
+    then, if ``tensors_number``, a last entry: the list of that field's occurrences),
+    and the payload."""
     payload_number = message_type.DESCRIPTOR.fields_by_name["payload"].number
-    rest: list[memoryview] = []
+    rest: list[Any] = []
+    listed: list[memoryview] = []
     payload = memoryview(b"")
     pos = 0
     while pos < len(buf):
@@ -243,9 +298,68 @@ def unframe(data: bytes, message_type: Any) -> tuple[Any, memoryview]:
             raise TensorError(f"malformed frame: unsupported wire type {wire}")
         if pos > len(buf):
             raise TensorError("truncated frame: a field runs past the end")
-        rest.append(buf[start:pos])
-    header = message_type.FromString(rest[0].tobytes() if len(rest) == 1 else b"".join(rest))
-    return header, payload
+        (listed if number == tensors_number else rest).append(buf[start:pos])
+    if tensors_number is not None:
+        rest.append(listed)
+    return rest, payload
+
+
+def _joined(fields: list[memoryview]) -> bytes:
+    return fields[0].tobytes() if len(fields) == 1 else b"".join(fields)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one tensor lies in a frame's payload."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    count: int
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.dtype.itemsize
+
+
+_LAYOUTS: dict[bytes, tuple[tuple[_Slot, ...], int]] = {}
+
+
+def _slot(t: tensor_pb2.Tensor, offset: int) -> _Slot:
+    if t.dtype not in _FROM_WIRE:
+        raise TensorError(f"tensor {t.name!r} has unknown dtype code {t.dtype}")
+    shape = tuple(t.shape)
+    if any(s < 0 for s in shape):
+        raise TensorError(f"tensor {t.name!r} has a negative dimension in shape {shape}")
+    return _Slot(t.name, _FROM_WIRE[t.dtype], shape, math.prod(shape), offset)
+
+
+def _layout(tensors: Iterable[tensor_pb2.Tensor]) -> tuple[tuple[_Slot, ...], int]:
+    """The slots of tensors whose bytes are all in the payload, and its length."""
+    slots: dict[str, _Slot] = {}
+    offset = 0
+    for t in tensors:
+        if t.name in slots:
+            raise TensorError(f"tensor {t.name!r} appears more than once")
+        slots[t.name] = s = _slot(t, offset)
+        offset += _padded(s.nbytes)
+    return tuple(slots.values()), offset
+
+
+def _view(s: _Slot, payload: memoryview) -> Array:
+    """The tensor of ``s``: a read-only view of the payload (checked to hold it)."""
+    if s.offset + s.nbytes > len(payload):
+        raise TensorError(
+            f"tensor {s.name!r} (shape {s.shape} of {s.dtype.name}, {s.nbytes} bytes) runs "
+            f"past the end of the {len(payload)}-byte payload"
+        )
+    if not s.count:
+        return np.empty(0, s.dtype).reshape(s.shape)
+    arr = np.frombuffer(payload, s.dtype, s.count, s.offset)
+    if not s.dtype.isnative:  # a big-endian host
+        arr = arr.astype(s.dtype.newbyteorder("="))
+    return arr.reshape(s.shape)
 
 
 def decode_framed(tensors: Iterable[tensor_pb2.Tensor], payload: memoryview) -> dict[str, Array]:
@@ -260,24 +374,9 @@ def decode_framed(tensors: Iterable[tensor_pb2.Tensor], payload: memoryview) -> 
         if t.data:
             out[t.name] = decode(t)
             continue
-        if t.dtype not in _FROM_WIRE:
-            raise TensorError(f"tensor {t.name!r} has unknown dtype code {t.dtype}")
-        dtype = _FROM_WIRE[t.dtype]
-        shape = tuple(t.shape)
-        if any(s < 0 for s in shape):
-            raise TensorError(f"tensor {t.name!r} has a negative dimension in shape {shape}")
-        count = math.prod(shape)
-        nbytes = count * dtype.itemsize
-        if offset + nbytes > len(payload):
-            raise TensorError(
-                f"tensor {t.name!r} (shape {shape} of {dtype.name}, {nbytes} bytes) runs "
-                f"past the end of the {len(payload)}-byte payload"
-            )
-        arr = np.frombuffer(payload, dtype, count, offset) if count else np.empty(0, dtype)
-        if not dtype.isnative:  # a big-endian host
-            arr = arr.astype(dtype.newbyteorder("="))
-        out[t.name] = arr.reshape(shape)
-        offset += _padded(nbytes)
+        s = _slot(t, offset)
+        out[t.name] = _view(s, payload)
+        offset += _padded(s.nbytes)
     if offset != len(payload):
         raise TensorError(f"the payload has {len(payload)} bytes; its tensors account for {offset}")
     return out

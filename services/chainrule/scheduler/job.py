@@ -42,7 +42,7 @@ from chainrule.scheduler.batches import (
 from chainrule.scheduler.stopping import StopState
 from chainrule.spec import JobSpec
 
-RUN_STEPS = 8
+RUN_STEPS = 32
 """The longest run of sync steps handed out at once (see the module docstring)."""
 
 

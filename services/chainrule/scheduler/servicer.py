@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from chainrule.rpc import protocol_mismatch
+from chainrule.rpc import codec, protocol_mismatch
 from chainrule.rpc.v1 import scheduler_pb2 as pb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
 from chainrule.scheduler.core import Completion, EndedIncarnationError, SchedulerCore, Task
@@ -29,7 +29,7 @@ def _task(task: Task) -> pb.Task:
         base_version=task.base_version,
         dataset_key=task.dataset_key,
         model_json=task.model_json,
-        indices=task.indices.tolist(),
+        rows=codec.encode_rows(task.indices),
         planned=task.planned,
         diagnostics=task.diagnostics,
         push_wait_seconds=task.push_wait_s,

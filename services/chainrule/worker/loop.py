@@ -14,7 +14,7 @@ import numpy as np
 
 from chainrule import telemetry
 from chainrule.paramserver.client import ParamServerClient
-from chainrule.rpc import PROTOCOL_VERSION
+from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import scheduler_pb2 as pb
@@ -225,7 +225,7 @@ class Worker:
                     f"parameter server is at {version}"
                 )
         t1 = time.perf_counter()
-        rows = np.asarray(task.indices, dtype=np.int64)
+        rows = codec.decode_rows(task.rows)
         result = task_gradient(cache, rows, diagnostics=task.diagnostics)
         t2 = time.perf_counter()
         done.loss, done.samples = result.loss, result.samples

@@ -92,3 +92,58 @@ def test_a_payload_longer_than_the_tensors_is_refused() -> None:
     _, payload = codec.unframe(data, pb.PushRequest)
     with pytest.raises(codec.TensorError, match="payload has 16 bytes; its tensors account for 0"):
         codec.decode_framed([], payload)
+
+
+@settings(max_examples=100, deadline=None)
+@given(named, headers)
+def test_read_frame_reads_what_unframe_and_decode_framed_read(
+    tensors: dict, header: pb.PushRequest
+) -> None:
+    data = codec.frame(header, "grads", tensors)
+    back, payload = codec.unframe(data, pb.PushRequest)
+    expected = codec.decode_framed(back.grads, payload)
+    for _ in range(2):  # the second time from the layout cache
+        request, arrays = codec.read_frame(data, pb.PushRequest, "grads")
+        assert (request.job_id, request.task_id, request.base_version, request.samples) == (
+            back.job_id,
+            back.task_id,
+            back.base_version,
+            back.samples,
+        )
+        assert not request.grads  # the tensor list is read into the arrays, not kept
+        assert list(arrays) == list(expected)
+        for name, arr in expected.items():
+            assert (arrays[name].dtype, arrays[name].shape) == (arr.dtype, arr.shape)
+            np.testing.assert_array_equal(arrays[name], arr)
+            if arr.size:
+                assert not arrays[name].flags.owndata
+
+
+def test_read_frame_refuses_a_payload_that_does_not_fit_a_cached_layout() -> None:
+    tensors = {"W": np.ones((3, 2), np.float32), "b": np.ones(3, np.float32)}  # 24 + 16 bytes
+    data = codec.frame(pb.PushRequest(job_id="j"), "grads", tensors)
+    codec.read_frame(data, pb.PushRequest, "grads")  # the layout is cached now
+    header, payload = codec.unframe(data, pb.PushRequest)
+    for size, match in [
+        (36, "payload has 36 bytes; its tensors account for 40"),  # b's padding missing
+        (30, r"'b' \(shape \(3,\) of float32, 12 bytes\) runs past the end of the 30-byte"),
+        (48, "payload has 48 bytes; its tensors account for 40"),
+    ]:
+        header.payload = (payload.tobytes() + bytes(8))[:size]
+        with pytest.raises(codec.TensorError, match=match):
+            codec.read_frame(header.SerializeToString(), pb.PushRequest, "grads")
+
+
+def test_read_frame_decodes_inline_tensors_without_caching_them() -> None:
+    w = np.ones((2, 2), dtype=np.float32)
+    message = pb.PushRequest(job_id="j", grads=codec.encode_all({"W": w}))
+    for _ in range(2):
+        request, arrays = codec.read_frame(message.SerializeToString(), pb.PushRequest, "grads")
+        assert request.job_id == "j"
+        np.testing.assert_array_equal(arrays["W"], w)
+
+
+def test_read_frame_refuses_a_tensor_named_twice() -> None:
+    message = pb.PushRequest(job_id="j", grads=[codec.encode_meta("W", np.ones(1))] * 2)
+    with pytest.raises(codec.TensorError, match="'W' appears more than once"):
+        codec.read_frame(message.SerializeToString(), pb.PushRequest, "grads")
