@@ -89,6 +89,51 @@ def test_racing_submissions_with_one_id_make_one_job(api: Api) -> None:
     assert len({job_id for _, job_id in results}) == 1
 
 
+LIMIT = 1024 * 1024  # CHAINRULE_MAX_REQUEST_BYTES's default
+
+
+def _keys(api: Api) -> set[str]:
+    return set(api.client.scan_iter(match=f"{api.prefix}:*"))
+
+
+def test_a_job_spec_over_the_request_limit_is_413_and_stores_nothing(api: Api) -> None:
+    """A huge spec (here a 2 MB name) is refused from its Content-Length, before the
+    gateway reads it, with the limit and the setting that raises it."""
+    before = _keys(api)
+    reply = api.http.post("/api/v1/jobs", json={**example_spec(), "name": "x" * (2 * LIMIT)})
+    assert reply.status_code == 413
+    assert reply.json()["detail"] == (
+        f"the request body is larger than the limit of {LIMIT} bytes (CHAINRULE_MAX_REQUEST_BYTES)"
+    )
+    assert _keys(api) == before
+
+
+def test_a_streamed_body_without_a_length_is_cut_off_at_the_limit(api: Api) -> None:
+    """Chunked (no Content-Length): counted as it arrives, refused once past the limit."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(64):  # 8 MB if it were all read
+            yield b"x" * (128 * 1024)
+        yield b'"}'
+
+    before = _keys(api)
+    reply = api.http.post(
+        "/api/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 413
+    assert "larger than the limit of 1048576 bytes" in reply.json()["detail"]
+    assert _keys(api) == before
+
+
+def test_a_predict_request_may_be_larger_than_a_job_spec(api: Api) -> None:
+    """Predict carries rows, like an upload: a 2 MB one passes the body limit (and is
+    then 404, for a job that does not exist)."""
+    rows = [[0.5] * 100] * 4000  # ~2 MB of JSON
+    reply = api.http.post(f"/api/v1/jobs/{missing_id()}/predict", json={"rows": rows})
+    assert reply.status_code == 404, reply.text
+
+
 # -- list -------------------------------------------------------------------------------
 
 

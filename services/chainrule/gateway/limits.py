@@ -1,39 +1,63 @@
-"""A request-body limit for uploads, enforced while the body arrives.
+"""Request-body limits, enforced while the body arrives.
 
-The form parser would otherwise spool a body of any size to disk before the route could
-look at it. :class:`BodyLimit` refuses a POST to ``path`` with 413 as soon as its
-Content-Length, or the bytes received so far, exceed ``max_bytes`` plus
-:data:`FORM_OVERHEAD` (the multipart boundaries and the small form fields). The route
-then checks the file itself against ``max_bytes`` exactly.
+Without them a client could make the gateway hold a body of any size: the form parser
+spools an upload to disk, and a JSON body (a job spec, a predict request) is read into
+memory whole before pydantic looks at it. :class:`BodyLimit` refuses a request with 413
+as soon as its Content-Length, or the bytes received so far, exceed the limit of the
+first :class:`Limit` whose pattern matches its method and path (else the default's),
+and says which setting raises it. A dataset upload's limit allows
+:data:`FORM_OVERHEAD` more (the multipart boundaries and the small form fields); its
+route then checks the file itself against the limit exactly.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastapi import HTTPException, status
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FORM_OVERHEAD = 64 * 1024
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``max_bytes`` (plus ``overhead``) of body for requests whose
+    ``METHOD path`` matches ``pattern`` in full; ``setting`` is the variable that sets it."""
+
+    pattern: str
+    max_bytes: int
+    setting: str
+    what: str = "the request body"
+    overhead: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return re.fullmatch(self.pattern, f"{method} {path}") is not None
+
+    def refusal(self) -> str:
+        return f"{self.what} is larger than the limit of {self.max_bytes} bytes ({self.setting})"
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, path: str, max_bytes: int) -> None:
-        self.app, self.path, self.max_bytes = app, path, max_bytes
+    def __init__(self, app: ASGIApp, limits: Sequence[Limit], default: Limit) -> None:
+        self.app, self.limits, self.default = app, list(limits), default
 
-    def refusal(self) -> str:
-        return (
-            f"the upload is larger than the limit of {self.max_bytes} bytes "
-            "(CHAINRULE_MAX_UPLOAD_BYTES)"
-        )
+    def limit(self, method: str, path: str) -> Limit:
+        return next((x for x in self.limits if x.matches(method, path)), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+        if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
-        limit = self.max_bytes + FORM_OVERHEAD
+        rule = self.limit(scope["method"], scope["path"])
+        limit = rule.max_bytes + rule.overhead
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            body = {"detail": self.refusal(), "row": None, "column": None}
+            body = {"detail": rule.refusal(), "row": None, "column": None}
             response = JSONResponse(body, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
             await response(scope, receive, send)
             return
@@ -43,8 +67,8 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > limit:  # raised inside the form parser; FastAPI passes it on
-                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=self.refusal())
+            if received > limit:  # raised inside the body's reader; FastAPI passes it on
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=rule.refusal())
             return message
 
         await self.app(scope, counted, send)

@@ -16,7 +16,7 @@ from chainrule.gateway.api.main import api_router
 from chainrule.gateway.api.routes import health, prometheus
 from chainrule.gateway.api.routes.dashboard import router as dashboard_router
 from chainrule.gateway.errors import install_error_handlers
-from chainrule.gateway.limits import BodyLimit
+from chainrule.gateway.limits import FORM_OVERHEAD, BodyLimit, Limit
 from chainrule.gateway.models import ModelSource
 from chainrule.gateway.prometheus import HttpMetrics
 from chainrule.gateway.settings import GatewaySettings
@@ -26,6 +26,30 @@ from chainrule.store.workers import WorkerRegistry
 
 API_PREFIX = "/api/v1"
 SSE_READERS = 100  # event streams reading Redis at once; more wait their turn
+
+
+def body_limits(settings: GatewaySettings) -> list[Limit]:
+    """The request bodies allowed more than :func:`body_limit`: those that carry data."""
+    return [
+        Limit(
+            f"POST {API_PREFIX}/datasets",
+            settings.max_upload_bytes,
+            "CHAINRULE_MAX_UPLOAD_BYTES",
+            "the upload",
+            FORM_OVERHEAD,
+        ),
+        Limit(
+            f"POST {API_PREFIX}/jobs/[^/]+/predict",
+            settings.max_upload_bytes,
+            "CHAINRULE_MAX_UPLOAD_BYTES",
+            "the predict request",
+        ),
+    ]
+
+
+def body_limit(settings: GatewaySettings) -> Limit:
+    """Every other request body: a job spec and the like."""
+    return Limit(".*", settings.max_request_bytes, "CHAINRULE_MAX_REQUEST_BYTES")
 
 
 def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> FastAPI:
@@ -53,9 +77,7 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
 
     app = FastAPI(title="chainrule gateway", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(
-        BodyLimit, path=f"{API_PREFIX}/datasets", max_bytes=settings.max_upload_bytes
-    )
+    app.add_middleware(BodyLimit, limits=body_limits(settings), default=body_limit(settings))
     app.add_middleware(HttpMetrics)  # outermost: counts and times every request
     app.include_router(health.router)
     app.include_router(prometheus.router)

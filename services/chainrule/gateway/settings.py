@@ -16,8 +16,13 @@ class GatewaySettings(BaseSettings):
     )
     gateway_host: str = "127.0.0.1"  # CHAINRULE_GATEWAY_HOST; 0.0.0.0 in a container
     gateway_port: int = Field(default=8000, ge=1, le=65535)  # CHAINRULE_GATEWAY_PORT
-    max_upload_bytes: int = Field(  # CHAINRULE_MAX_UPLOAD_BYTES: largest dataset file
-        default=50 * 1024 * 1024, ge=1
+    max_upload_bytes: int = Field(  # CHAINRULE_MAX_UPLOAD_BYTES: largest dataset file,
+        default=50 * 1024 * 1024,
+        ge=1,  # and largest predict request (it carries rows too)
+    )
+    max_request_bytes: int = Field(  # CHAINRULE_MAX_REQUEST_BYTES: any other request body
+        default=1024 * 1024,
+        ge=1024,  # (a job spec is a few KB)
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # CHAINRULE_LOG_LEVEL
     # CHAINRULE_API_TOKENS: comma-separated bearer tokens; when set, every POST and DELETE
