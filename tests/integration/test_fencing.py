@@ -4,7 +4,9 @@ its epoch. Real processes, real Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +18,7 @@ import redis
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.paramserver.fence import is_deposed
+from chainrule.paramserver.state import LoggedStep
 from chainrule.rpc.auth import SCHEDULER, Credentials
 from chainrule.scheduler.leader import epoch_key, leader_key
 from tests.examples import example_spec as spec
@@ -36,6 +39,22 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, what
         time.sleep(0.1)
+
+
+def _watch_log(
+    stack: LocalStack, job_id: str, stop: threading.Event, logs: list[tuple[LoggedStep, ...]]
+) -> None:
+    """Read the job's applied-step log every 0.2 s into ``logs`` until ``stop``."""
+    reader = ParamServerClient(
+        stack.paramserver_target("paramserver"), 5, stack.leader_credentials()
+    )
+    try:
+        while not stop.wait(0.2):
+            with contextlib.suppress(grpc.RpcError):  # dropped at the end
+                logs.append(reader.status(job_id, log=True).log)
+            del logs[:-1]
+    finally:
+        reader.close()
 
 
 def test_a_leader_paused_past_its_lease_steps_down_and_is_fenced_out(
@@ -80,7 +99,22 @@ def test_a_leader_paused_past_its_lease_steps_down_and_is_fenced_out(
             assert is_deposed(refused.value), refused.value
             old.close()
 
-            job = run_job_to_end(stack.gateway_url, job_id, timeout=180)
+            # the parameter server's log of applied steps, read until the job ends (θ
+            # and its log go with it): every version once, under non-decreasing epochs
+            stop, logs = threading.Event(), []
+            watcher = threading.Thread(target=_watch_log, args=(stack, job_id, stop, logs))
+            watcher.start()
+            try:
+                job = run_job_to_end(stack.gateway_url, job_id, timeout=180)
+            finally:
+                stop.set()
+                watcher.join(timeout=30)
+            assert logs, "the applied-step log could not be read"
+            log = logs[-1]
+            assert [e.step for e in log] == list(range(log[0].step, log[0].step + len(log)))
+            epochs = [e.epoch for e in log]
+            assert epochs == sorted(epochs) and set(epochs) <= {1, 2} and epochs[-1] == 2
+            assert all(len(e.task_ids) == 2 for e in log)  # a task per worker slot, each step
             assert job["status"] == "SUCCEEDED", (job, stack.log("scheduler-standby")[-3000:])
             assert job["step"] == steps  # θ's version counts the job's steps
             assert job["latest_metrics"]["eval_accuracy"] == 1.0

@@ -13,6 +13,7 @@ import pytest
 
 from chainrule.nn import MLP, make_optimizer
 from chainrule.paramserver.client import ParamServerClient
+from chainrule.rpc.auth import Credentials
 from tests.integration.helpers import free_port, service_process, wait_for_grpc_health
 
 pytestmark = pytest.mark.timeout(120)
@@ -194,3 +195,37 @@ def test_a_second_paramserver_on_a_taken_port_exits_at_once_naming_it(
     assert f"could not bind gRPC server to {paramserver.target}" in log.read_text()
     job_id, _ = new_job(paramserver)  # the first one still serves every call
     assert paramserver.pull(job_id, -1)[0] == 0
+
+
+def test_an_apply_another_leader_made_is_refused_and_the_log_names_who_applied_what(
+    tmp_path: Path,
+) -> None:
+    """Leader 1 applies step 0; leader 2 (a successor) sending the same Apply is told
+    that another leader applied it (FAILED_PRECONDITION: resync), not "duplicate"; then
+    leader 1 is fenced out, and Status's log shows each version once with its epoch."""
+    port = free_port()
+    env = {"CHAINRULE_PARAMSERVER_LISTEN": f"127.0.0.1:{port}"}
+    with service_process("chainrule.paramserver", env, str(tmp_path / "ps.log")) as proc:
+        wait_for_grpc_health(f"127.0.0.1:{port}", proc)
+        first, second = (
+            ParamServerClient(f"127.0.0.1:{port}", credentials=Credentials(epoch=e)) for e in (1, 2)
+        )
+        job, params = new_job(first)
+        g = grads_like(params, np.random.default_rng(5))
+        first.push(job, "t0", 0, g, 4, 1.0)
+        assert first.apply(job, 0, ["t0"], 0.1) == (1, False)
+        assert first.apply(job, 0, ["t0"], 0.1) == (1, True)  # its own retry
+        with pytest.raises(grpc.RpcError) as other:
+            second.apply(job, 0, ["t0"], 0.1)
+        assert other.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "applied under leader epoch 1, not under this caller's 2" in other.value.details()
+        second.push(job, "t1", 1, g, 4, 1.0)
+        assert second.apply(job, 1, ["t1"], 0.1) == (2, False)
+        with pytest.raises(grpc.RpcError) as fenced:
+            first.apply(job, 1, ["t1"], 0.1)
+        assert fenced.value.code() == grpc.StatusCode.ABORTED  # deposed: it may not retry
+        log = second.status(job, log=True).log
+        assert [(e.step, e.epoch, e.task_ids) for e in log] == [(0, 1, ("t0",)), (1, 2, ("t1",))]
+        assert second.status(job).log == ()  # only when asked
+        first.close()
+        second.close()

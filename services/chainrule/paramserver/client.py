@@ -10,7 +10,7 @@ import grpc
 
 from chainrule.nn import Params
 from chainrule.paramserver.fence import is_deposed
-from chainrule.paramserver.state import AppliedStep, PlannedStep
+from chainrule.paramserver.state import AppliedStep, LoggedStep, PlannedStep
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.local import local_path
@@ -27,6 +27,7 @@ class JobStatus:
     scheduler_state: str
     restored: bool
     applied: tuple[AppliedStep, ...] = ()  # the last planned steps applied, oldest first
+    log: tuple[LoggedStep, ...] = ()  # asked for (status(log=True)): every step applied here
 
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
@@ -204,9 +205,10 @@ class ParamServerClient:
         reply = self._call("Discard", pb.DiscardRequest(job_id=job_id, task_ids=task_ids))
         return int(reply.discarded)
 
-    def status(self, job_id: str) -> JobStatus:
-        """Version and latest checkpoint (restoring the job from it if this server had lost it)."""
-        reply = self._call("Status", pb.StatusRequest(job_id=job_id))
+    def status(self, job_id: str, log: bool = False) -> JobStatus:
+        """Version and latest checkpoint (restoring the job from it if this server had
+        lost it); with ``log``, the log of the steps this server applied."""
+        reply = self._call("Status", pb.StatusRequest(job_id=job_id, log=log))
         return _status(reply)
 
     def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
@@ -228,6 +230,7 @@ def _pulled(data: bytes) -> tuple[int, Params | None]:
 
 def _status(reply: pb.StatusReply) -> JobStatus:
     applied = tuple(AppliedStep(a.step, a.loss, a.samples, a.tasks) for a in reply.applied)
+    log = tuple(LoggedStep(e.step, e.epoch, tuple(e.task_ids)) for e in reply.log)
     return JobStatus(
-        reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored, applied
+        reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored, applied, log
     )

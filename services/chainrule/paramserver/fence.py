@@ -32,7 +32,7 @@ class FenceInterceptor(CallGuard):
 
     def check(self, method: str, metadata: Any) -> grpc.RpcMethodHandler | None:
         if method in self._fenced:
-            epoch = _epoch(metadata)
+            epoch = epoch_of(metadata)
             with self._lock:
                 highest = self.epoch = max(self.epoch, epoch)
             if epoch < highest:
@@ -44,7 +44,8 @@ class FenceInterceptor(CallGuard):
         return None
 
 
-def _epoch(metadata: Iterable[tuple[str, Any]] | None) -> int:
+def epoch_of(metadata: Iterable[tuple[str, Any]] | None) -> int:
+    """The leader epoch a call's metadata carries (0 if none, or not a number)."""
     for key, value in metadata or ():
         if key == EPOCH_KEY:
             try:

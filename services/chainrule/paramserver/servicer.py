@@ -10,6 +10,7 @@ from google.protobuf import message_factory
 
 from chainrule import telemetry
 from chainrule.nn import Params
+from chainrule.paramserver import fence
 from chainrule.paramserver.state import (
     JobNotFoundError,
     JobState,
@@ -144,6 +145,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
 
     def Apply(self, request: pb.ApplyRequest, context: grpc.ServicerContext) -> pb.ApplyReply:
         with telemetry.paramserver_rpc("Apply", context), grpc_errors(context):
+            epoch = fence.epoch_of(context.invocation_metadata())  # as the fence let it in
             version, duplicate = self.store.apply(
                 request.job_id,
                 request.step,
@@ -151,8 +153,13 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
                 request.lr,
                 checkpoint=request.checkpoint,
                 scheduler_state=request.scheduler_state,
+                epoch=epoch,
             )
-            return pb.ApplyReply(version=version, duplicate=duplicate)
+            if duplicate:
+                job = self.store.job(request.job_id)
+                with job.lock:
+                    epoch = self.store.applied_epoch(job, request.step) or 0
+            return pb.ApplyReply(version=version, duplicate=duplicate, epoch=epoch)
         raise AssertionError
 
     def DropJob(self, request: pb.DropJobRequest, context: grpc.ServicerContext) -> pb.DropJobReply:
@@ -168,7 +175,7 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
     def Status(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
         with grpc_errors(context):
             job, restored = self.store.restore(request.job_id, only_if_missing=True)
-            return status_reply(job, restored)
+            return status_reply(job, restored, log=request.log)
         raise AssertionError
 
     def Restore(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
@@ -191,9 +198,12 @@ def pull_reply(job: JobState, have_version: int) -> bytes:
     return job.framed
 
 
-def status_reply(job: JobState, restored: bool) -> pb.StatusReply:
+def status_reply(job: JobState, restored: bool, log: bool = False) -> pb.StatusReply:
     with job.lock:
         return pb.StatusReply(
+            log=[pb.LoggedStep(step=e.step, epoch=e.epoch, task_ids=e.task_ids) for e in job.log]
+            if log
+            else [],
             version=job.version,
             checkpoint_version=job.checkpoint_version,
             scheduler_state=job.scheduler_state,

@@ -257,10 +257,11 @@ class ShardedParamServerClient(ParamServerClient):
         shard forgot)."""
         return max(self._each(lambda _, c: c.discard(job_id, task_ids)))
 
-    def status(self, job_id: str) -> JobStatus:
+    def status(self, job_id: str, log: bool = False) -> JobStatus:
         """The oldest shard's view: the lowest version and checkpoint, with the scheduler
-        state saved at that checkpoint."""
-        return combine_statuses(self._each(lambda _, c: c.status(job_id)))
+        state saved at that checkpoint (and the first shard's log: each shard's own is
+        its client's)."""
+        return combine_statuses(self._each(lambda _, c: c.status(job_id, log)))
 
     def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
         """Every shard back to its latest checkpoint (up to ``at_most``). Shards whose
@@ -379,6 +380,7 @@ def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
         scheduler_state=oldest.scheduler_state,
         restored=any(s.restored for s in statuses),
         applied=tuple(a for a in statuses[0].applied if a.step < version),
+        log=tuple(e for e in statuses[0].log if e.step < version),
     )
 
 

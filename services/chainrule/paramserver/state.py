@@ -46,6 +46,9 @@ MAX_TOMBSTONES = 10_000
 APPLIED_STEPS = 64
 """How many planned steps a job remembers the loss and samples of (see Status)."""
 
+APPLIED_LOG = 10_000
+"""How many applied steps a job's log keeps (version, leader epoch, task ids)."""
+
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -68,6 +71,16 @@ class AppliedStep:
     loss: float  # sample-weighted mean over the gradients summed
     samples: int
     tasks: int
+
+
+@dataclass(frozen=True)
+class LoggedStep:
+    """A step as applied, for exactly-once checks: θ went from ``step`` to ``step`` + 1
+    under leader ``epoch``, from the gradients of ``task_ids`` (summed in that order)."""
+
+    step: int
+    epoch: int
+    task_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,7 @@ class JobState:
     epoch: int = 0  # the highest leader epoch seen in a plan
     checkpoint_error: str = ""  # why the last checkpoint a plan asked for was not written
     applied_steps: deque[AppliedStep] = field(default_factory=lambda: deque(maxlen=APPLIED_STEPS))
+    log: deque[LoggedStep] = field(default_factory=lambda: deque(maxlen=APPLIED_LOG))
     moved: threading.Condition = field(init=False)  # notified when the version moves
 
     def __post_init__(self) -> None:
@@ -314,7 +328,7 @@ class ParameterStore:
             summed = [job.buffers[t] for t in arrived[: plan.needed]]
             samples = sum(g.samples for g in summed)
             loss = sum(g.loss * g.samples for g in summed) / samples
-            self._step(job, arrived[: plan.needed], plan.lr)
+            self._step(job, arrived[: plan.needed], plan.lr, plan.epoch)
             job.applied_steps.append(AppliedStep(step, loss, samples, len(summed)))
             for t in plan.task_ids:  # the rest of a quorum: late, a no-op when pushed
                 job.applied[t] = None
@@ -338,12 +352,22 @@ class ParameterStore:
         lr: float,
         checkpoint: bool = False,
         scheduler_state: str = "",
+        epoch: int = 0,
     ) -> tuple[int, bool]:
         """Average the named buffers by sample count, take one optimizer step, bump the
-        version, and checkpoint if asked. Returns (version, duplicate)."""
+        version, and checkpoint if asked. Returns (version, duplicate). A step applied
+        before under another leader ``epoch`` than the caller's is not the caller's to
+        repeat: OutOfOrderError (the caller resynchronises)."""
         job = self.job(job_id)
         with job.lock:
             if step < job.version:
+                first = self.applied_epoch(job, step)
+                if first is not None and first != epoch:
+                    raise OutOfOrderError(
+                        f"step {step} of job {job_id!r} was applied under leader epoch "
+                        f"{first}, not under this caller's {epoch}: another scheduler applied "
+                        "it; resynchronise"
+                    )
                 return job.version, True
             if step > job.version:
                 raise OutOfOrderError(
@@ -355,16 +379,25 @@ class ParameterStore:
             missing = [t for t in task_ids if t not in job.buffers]
             if missing:
                 raise OutOfOrderError(f"no gradient pushed for task(s) {missing} of job {job_id!r}")
-            self._step(job, task_ids, lr)
+            self._step(job, task_ids, lr, epoch)
             self._forget_applied(job)
             if checkpoint and self.checkpoints is not None:
                 self._checkpoint(job_id, job, scheduler_state)
             return job.version, False
 
     @staticmethod
-    def _step(job: JobState, task_ids: list[str], lr: float) -> None:
+    def applied_epoch(job: JobState, step: int) -> int | None:
+        """The leader epoch step ``step`` was applied under, if the log still has it."""
+        if not job.log or not job.log[0].step <= step <= job.log[-1].step:
+            return None
+        logged = job.log[step - job.log[0].step]  # one entry per version, in order
+        return logged.epoch if logged.step == step else None
+
+    @staticmethod
+    def _step(job: JobState, task_ids: list[str], lr: float, epoch: int) -> None:
         """The sample-weighted mean of the named buffers, summed in the given order into
-        one float32 buffer per tensor, one optimizer step, version + 1 (lock held)."""
+        one float32 buffer per tensor, one optimizer step, version + 1, logged (lock
+        held)."""
         pushed = [job.buffers[t] for t in task_ids]
         total = sum(p.samples for p in pushed)
         mean: Params = {}
@@ -374,6 +407,7 @@ class ParameterStore:
                 acc += p.grads[name] * param.dtype.type(p.samples / total)
             mean[name] = acc
         job.optimizer.update_(job.params, mean, job.opt_state, lr)
+        job.log.append(LoggedStep(job.version, epoch, tuple(task_ids)))
         job.version += 1
         for t in task_ids:
             del job.buffers[t]

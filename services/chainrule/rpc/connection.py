@@ -23,7 +23,7 @@ class Connection:
         self._buffer = bytearray()
         self.inbox, self.outbox = shm.Inbox(), shm.Outbox()
 
-    def body(self, flags: int, n: int) -> bytearray | bytes:
+    def body(self, flags: int, n: int) -> bytearray | memoryview:
         """The ``n``-byte body a header with ``flags`` announced, in a buffer of its own."""
         if flags & shm.IN_SHARED_MEMORY:
             return self.inbox.take(flags, n)

@@ -361,7 +361,7 @@ class LocalChannel:
         metadata: Sequence[tuple[str, str]],
         body: Any,
         timeout: float | None,
-    ) -> bytearray | bytes:
+    ) -> bytearray | memoryview:
         """One call; ``body`` is the serialized request, or a list of buffers that are
         (rpc.codec.frame_parts), sent without joining them."""
         parts = list(body) if isinstance(body, list | tuple) else [body]

@@ -37,6 +37,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 MIN_BYTES = 64 * 1024
 """Bodies from this size on go through shared memory (smaller ones: the socket)."""
 
@@ -68,9 +70,13 @@ class Outbox:
                 return 0, None
             self.close()
             self._map = region
-        self._map.seek(0)
+        region, at = np.frombuffer(self._map, np.uint8), 0
         for part in parts:
-            self._map.write(part)
+            data = np.frombuffer(part, np.uint8)
+            # numpy copies without the GIL: the replies to several workers are written
+            # side by side (mmap.write would hold it for the whole memcpy)
+            region[at : at + data.size] = data
+            at += data.size
         return IN_SHARED_MEMORY | (NEW_REGION if fd is not None else 0), fd
 
     def close(self) -> None:
@@ -96,10 +102,13 @@ class Inbox:
         while len(self.fds) > _MAX_PENDING_FDS:
             os.close(self.fds.popleft())
 
-    def take(self, flags: int, size: int) -> bytes:
-        """The body a header with ``flags`` announced, copied out of the peer's region;
-        EOFError if the peer broke the protocol (the connection cannot go on)."""
-        return self._region(flags, size)[:size]
+    def take(self, flags: int, size: int) -> memoryview:
+        """The body a header with ``flags`` announced, copied out of the peer's region
+        into memory of its own (a writable view of it); EOFError if the peer broke the
+        protocol (the connection cannot go on)."""
+        out = np.empty(size, np.uint8)
+        out[:] = np.frombuffer(self._region(flags, size), np.uint8, size)  # without the GIL
+        return out.data
 
     def lend(self, flags: int, size: int) -> memoryview:
         """The body a header with ``flags`` announced, as a read-only view of the peer's
@@ -134,8 +143,10 @@ class Inbox:
 
 
 def is_lent(body: object) -> bool:
-    """Whether a handler's request body is lent (valid only until it returns)."""
-    return isinstance(body, memoryview)
+    """Whether a handler's request body is lent (valid only until it returns): lent
+    bodies are the read-only views of :meth:`Inbox.lend` (a body taken out of shared
+    memory is a writable one, of memory of its own)."""
+    return isinstance(body, memoryview) and body.readonly
 
 
 def _new_region(size: int) -> tuple[int, mmap.mmap]:
