@@ -101,7 +101,7 @@ def test_a_leader_paused_past_its_lease_steps_down_and_is_fenced_out(
 
             # the parameter server's log of applied steps, read until the job ends (θ
             # and its log go with it): every version once, under non-decreasing epochs
-            stop, logs = threading.Event(), []
+            stop, logs = threading.Event(), list[tuple[LoggedStep, ...]]()
             watcher = threading.Thread(target=_watch_log, args=(stack, job_id, stop, logs))
             watcher.start()
             try:

@@ -70,12 +70,12 @@ class Outbox:
                 return 0, None
             self.close()
             self._map = region
-        region, at = np.frombuffer(self._map, np.uint8), 0
+        into, at = np.frombuffer(self._map, np.uint8), 0
         for part in parts:
             data = np.frombuffer(part, np.uint8)
             # numpy copies without the GIL: the replies to several workers are written
             # side by side (mmap.write would hold it for the whole memcpy)
-            region[at : at + data.size] = data
+            into[at : at + data.size] = data
             at += data.size
         return IN_SHARED_MEMORY | (NEW_REGION if fd is not None else 0), fd
 
