@@ -3,14 +3,20 @@ bounded-staleness modes, workers that die, join or straggle."""
 
 from __future__ import annotations
 
+import re
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
 from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.scheduler.core import MAX_TASK_ATTEMPTS
+from chainrule.store.blobs import dataset_key
 from tests.examples import example_spec as spec
 from tests.integration.conftest import delete_prefixed, unique_prefix
 from tests.integration.test_stack import (
@@ -158,3 +164,70 @@ def test_a_task_three_times_longer_than_the_lease_is_not_reassigned(make_stack: 
     assert [p["step"] for p in points] == [1, 2]
     assert points[-1]["reassigned"] == 0
     assert job["workers"]["lost"] == 0
+
+
+def test_a_task_that_kills_every_worker_that_takes_it_fails_the_job(make_stack: Any) -> None:
+    """The out-of-memory killer's pattern: the worker holding the task dies without a
+    word, the task goes to the next, which dies too. After MAX_TASK_ATTEMPTS lost
+    holders the job FAILS with a reason naming them, instead of staying RUNNING while
+    every worker dies in turn. (Here the test kills each holder; its task takes 600 s.)"""
+    stack = make_stack(0)
+    for _ in range(MAX_TASK_ATTEMPTS + 1):
+        stack.add_worker({"CHAINRULE_TASK_DELAY_S": "600"})
+    reply = httpx.post(
+        f"{stack.gateway_url}/api/v1/jobs", json=spec(training={"workers": 1}), timeout=10
+    )
+    job_id = reply.json()["id"]
+    killed: list[str] = []
+    for _ in range(MAX_TASK_ATTEMPTS):
+        holder = _holder(stack, job_id, exclude=killed, timeout=60)
+        stack.processes[holder.removeprefix(f"{socket.gethostname()}-")].kill()
+        killed.append(holder)
+    job = run_job_to_end(stack.gateway_url, job_id, timeout=60)
+    assert job["status"] == "FAILED", job
+    reason = job["failure_reason"]
+    assert reason.startswith(f"step 0 could not be computed in {MAX_TASK_ATTEMPTS} attempts")
+    for worker in killed:
+        assert f"worker {worker}: lost while it held the task" in reason
+
+
+def _holder(stack: LocalStack, job_id: str, exclude: list[str], timeout: float) -> str:
+    """The id of the worker busy with ``job_id`` (not one in ``exclude``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = httpx.get(f"{stack.gateway_url}/api/v1/workers", timeout=10).json()["data"]
+        busy = [
+            w["id"]
+            for w in workers
+            if w["state"] == "busy" and w["current_job"] == job_id and w["id"] not in exclude
+        ]
+        if busy:
+            return str(busy[0])
+        time.sleep(0.2)
+    raise AssertionError(f"no worker took job {job_id}'s task within {timeout:g} s")
+
+
+def test_a_task_that_raises_on_every_worker_fails_the_job_naming_the_error(
+    make_stack: Any, redis_url: str
+) -> None:
+    """The job's prepared data vanishes from Redis before any worker has read it: each
+    worker that takes the task reports the error, the task is retried on another, and
+    after MAX_TASK_ATTEMPTS the job FAILS naming the error and the workers."""
+    stack = make_stack(0)
+    for _ in range(MAX_TASK_ATTEMPTS):
+        stack.add_worker({"CHAINRULE_TASK_DELAY_S": "2"})  # reads the data 2 s in
+    job_id = httpx.post(
+        f"{stack.gateway_url}/api/v1/jobs", json=spec(training={"workers": 1}), timeout=10
+    ).json()["id"]
+    key = dataset_key(stack.config.key_prefix, job_id)
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 30
+    while not client.delete(key):  # as soon as the scheduler has written it
+        assert time.monotonic() < deadline, "the job's data was never prepared"
+        time.sleep(0.01)
+    job = run_job_to_end(stack.gateway_url, job_id, timeout=60)
+    assert job["status"] == "FAILED", job
+    reason = job["failure_reason"]
+    assert reason.startswith(f"step 0 could not be computed in {MAX_TASK_ATTEMPTS} attempts")
+    assert reason.count(f"nothing stored at '{key}'") == MAX_TASK_ATTEMPTS
+    assert len(set(re.findall(r"worker (\S+): ", reason))) == MAX_TASK_ATTEMPTS, reason

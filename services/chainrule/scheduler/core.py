@@ -145,6 +145,9 @@ class SchedulerCore:
         self.pending: dict[str, str] = {}  # job id -> queue message id
         self.pending_since: dict[str, float] = {}  # job id -> monotonic time admitted
         self.start_failures: dict[str, StartFailure] = {}  # pending again after a failed start
+        # jobs whose task took down every worker that tried it (lock held to add): ended by
+        # the next tick, outside the lock
+        self.doomed: dict[str, tuple[ActiveJob, str]] = {}
         self.registry = registry
         self.active: dict[str, ActiveJob] = {}
         self.leading = False  # a standby scheduler refuses workers until it leads
@@ -198,7 +201,28 @@ class SchedulerCore:
                 job.lost_workers += 1
                 job.recent_workers.pop(w, None)
         telemetry.record_workers_lost(len(gone))
+        self._count_lost_attempts(gone)
         self._requeue(lambda t: t.worker_id in gone)
+
+    def _count_lost_attempts(self, gone: set[str]) -> None:
+        """A task whose holder died counts a failed attempt (lock held): a task that
+        kills every worker that takes it (out of memory, a crash in native code) must
+        not go round them for ever. At MAX_TASK_ATTEMPTS its job is doomed."""
+        for job in list(self.active.values()):
+            for task in job.open.values():
+                if task.worker_id not in gone:
+                    continue
+                task.errors.append(
+                    f"worker {task.worker_id}: lost while it held the task (it stopped "
+                    "answering, e.g. killed by the out-of-memory killer)"
+                )  # (not in failed_by: a worker back under the same id is a new process)
+                if len(task.errors) >= MAX_TASK_ATTEMPTS and job.job_id not in self.doomed:
+                    reason = (
+                        f"step {task.step} could not be computed in {len(task.errors)} "
+                        f"attempts: {'; '.join(task.errors)}"
+                    )
+                    self.doomed[job.job_id] = (job, reason)
+                    self.active.pop(job.job_id, None)  # no more of its tasks go out
 
     # -- jobs arriving ----------------------------------------------------------------------
 
@@ -234,6 +258,9 @@ class SchedulerCore:
             telemetry.set_workers_active(live)
             pending = list(self.pending.items())
             active = list(self.active.values())
+            doomed, self.doomed = list(self.doomed.values()), {}
+        for job, reason in doomed:
+            self._end(job.job_id, job.message_id, "FAILED", reason=reason)
         ready = self._pending_to_start(pending, live, now)
         for job in active:
             if self.jobs.stop_requested(job.job_id):
@@ -466,8 +493,13 @@ class SchedulerCore:
                 continue
             if not job.queue and job.mode != "sync" and job.version < job.total_steps:
                 job.queue_one()
-            if job.queue:
-                task = job.open[job.queue.popleft()]
+            task_id = self._pick(job, worker_id, live)
+            if task_id is not None:
+                if task_id == job.queue[0]:
+                    job.queue.popleft()
+                else:
+                    job.queue.remove(task_id)
+                task = job.open[task_id]
                 task.worker_id = worker_id
                 timeout = job.spec.training.step_timeout_s
                 task.deadline = time.monotonic() + timeout if timeout else float("inf")
@@ -477,6 +509,16 @@ class SchedulerCore:
                     for later in task.following:
                         later.push_wait_s = task.push_wait_s
                 return task
+        return None
+
+    @staticmethod
+    def _pick(job: ActiveJob, worker_id: str, live: set[str]) -> str | None:
+        """The first queued task ``worker_id`` may take: not one that failed on it while
+        a live worker it has not failed on could take it instead."""
+        for task_id in job.queue:
+            failed_by = job.open[task_id].failed_by
+            if worker_id not in failed_by or live <= failed_by:
+                return task_id
         return None
 
     def release(self, worker_id: str, task_ids: list[str]) -> None:
@@ -546,6 +588,7 @@ class SchedulerCore:
                 return lambda j, t, d: None
         if done.error and not done.error.startswith("diverged"):
             task.errors.append(f"worker {done.worker_id}: {done.error}")
+            task.failed_by.add(done.worker_id)
             if len(task.errors) < MAX_TASK_ATTEMPTS:  # another worker may do it
                 self._retry(job, task)
                 return lambda j, t, d: None

@@ -62,6 +62,7 @@ class Task:
     push_wait_s: float = 0.0  # planned: how long the PushPull may wait for the step
     following: list[Task] = field(default_factory=list)  # handed out with it: its run
     errors: list[str] = field(default_factory=list)  # of the attempts that failed
+    failed_by: set[str] = field(default_factory=set)  # workers that reported it failed
 
 
 @dataclass

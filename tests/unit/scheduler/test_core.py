@@ -33,7 +33,13 @@ from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFou
 from chainrule.paramserver.state import OutOfOrderError, ParameterStore, PlannedStep, StepPlan
 from chainrule.scheduler import core as core_module
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
-from chainrule.scheduler.core import Completion, SchedulerCore, StartFailure, Task
+from chainrule.scheduler.core import (
+    MAX_TASK_ATTEMPTS,
+    Completion,
+    SchedulerCore,
+    StartFailure,
+    Task,
+)
 from chainrule.spec import JobSpec, ModelSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
 from chainrule.store.checkpoints import Checkpoint
@@ -875,13 +881,16 @@ def test_a_task_that_fails_is_tried_again_and_fails_the_job_after_three_attempts
     stack: Stack,
 ) -> None:
     job_id, team = start(stack, job_spec())
-    _, (w2, t2) = take_all(team)
+    (w1, t1), (w2, t2) = take_all(team)
     w2.fail(t2, error="MemoryError: ")  # e.g. one worker short of memory
     assert stack.jobs.record(job_id).status is JobStatus.RUNNING
-    again = w2.take()
+    assert w2.take() is None  # not again on the worker it failed on, while w1 lives
+    w1.run(t1)
+    again = w1.take()
     assert again is not None and again.task_id == t2.task_id  # back at the head of the queue
-    w2.fail(again, error="nothing stored at 'test:job:job1:data'")
+    w1.fail(again, error="nothing stored at 'test:job:job1:data'")
     third = SimWorker(stack, "w3").register()
+    assert w1.take() is None and w2.take() is None  # w3 has not failed it
     last = third.take()
     assert last is not None and last.task_id == t2.task_id
     third.fail(last, error="nothing stored at 'test:job:job1:data'")
@@ -889,11 +898,23 @@ def test_a_task_that_fails_is_tried_again_and_fails_the_job_after_three_attempts
     assert record.status is JobStatus.FAILED
     assert record.failure_reason == (
         "step 0 could not be computed in 3 attempts: worker w2: MemoryError: ; "
-        "worker w2: nothing stored at 'test:job:job1:data'; "
+        "worker w1: nothing stored at 'test:job:job1:data'; "
         "worker w3: nothing stored at 'test:job:job1:data'"
     )
     assert stack.acks == ["m1"]
     assert not stack.ps.has_job(job_id)
+
+
+def test_a_task_that_failed_on_the_only_worker_is_tried_again_on_it(stack: Stack) -> None:
+    """With no other live worker to try it, the one it failed on tries it again."""
+    job_id, (w1,) = start(stack, job_spec(workers=1))
+    task = w1.take()
+    assert task is not None
+    w1.fail(task, error="MemoryError: ")
+    again = w1.take()
+    assert again is not None and again.task_id == task.task_id
+    w1.run(again)
+    assert stack.core.active[job_id].version == 1
 
 
 def test_a_task_that_fails_once_is_done_by_another_worker_and_the_job_goes_on(
@@ -1004,6 +1025,36 @@ def test_the_task_of_a_worker_whose_lease_ran_out_goes_to_another_worker(
     assert [sorted(ids) for _, _, ids, _ in stack.ps.applied] == [sorted([t1.task_id, t2.task_id])]
     point = stack.jobs.points[job_id][0]
     assert (point["active_workers"], point.get("reassigned")) == (2, 1)
+
+
+def test_a_task_whose_holders_all_die_fails_its_job_after_the_attempt_limit(
+    stack: Stack,
+) -> None:
+    """A task that kills each worker that takes it (the out-of-memory killer: no report,
+    ever) is not handed round for ever: at MAX_TASK_ATTEMPTS lost holders the job FAILS,
+    naming the step and each lost worker; the other slot's worker is not blamed."""
+    job_id, team = start(stack, job_spec())
+    (w1, t1), (w2, _) = take_all(team)
+    holders = [w1.worker_id]
+    for k in range(MAX_TASK_ATTEMPTS - 1):
+        stack.core.workers[holders[-1]].last_seen -= 60  # it died computing t1
+        stack.core.tick()
+        assert stack.jobs.record(job_id).status == "RUNNING"  # another worker may do it
+        spare = SimWorker(stack, f"spare{k}").register()
+        again = spare.take()
+        assert again is not None and again.task_id == t1.task_id
+        holders.append(spare.worker_id)
+    stack.core.workers[holders[-1]].last_seen -= 60
+    stack.core.tick()
+
+    record = stack.jobs.record(job_id)
+    assert record.status == "FAILED"
+    reason = record.failure_reason or ""
+    assert reason.startswith(f"step 0 could not be computed in {MAX_TASK_ATTEMPTS} attempts")
+    for worker in holders:
+        assert f"worker {worker}: lost while it held the task" in reason
+    assert w2.worker_id not in reason
+    assert job_id not in stack.core.active
 
 
 def test_a_lease_expires_in_real_time() -> None:
