@@ -84,7 +84,7 @@ def main() -> None:
         settings.leader_ttl_s,
     )
     log.info("standing by for the leader lease", listen=settings.scheduler_listen, port=port)
-    while not stop.is_set() and not lease.acquire():
+    while not stop.is_set() and not _acquired(lease, log):
         stop.wait(settings.leader_ttl_s / 4)
     if not stop.is_set():
         # every call to a parameter server carries this leader's epoch from now on: one
@@ -103,6 +103,15 @@ def main() -> None:
     server.stop(grace=2).wait()
     lease.release()
     log.info("stopped")
+
+
+def _acquired(lease: LeaderLease, log: Any) -> bool:
+    """Whether this scheduler took the lease; a standby rides out a Redis outage."""
+    try:
+        return lease.acquire()
+    except redis.RedisError as e:
+        log.warning("Redis unavailable; standing by", error=str(e))
+        return False
 
 
 def lead(
@@ -148,9 +157,13 @@ def lead(
     for message_id, job_id in queue.recover(claim_idle_ms=0):  # everything: we lead now
         core.admit(job_id, message_id)
     while not stop.is_set():
-        for message_id, job_id in queue.read(block_ms=500):
-            log.info("job received", job_id=job_id)
-            core.admit(job_id, message_id)
+        try:
+            for message_id, job_id in queue.read(block_ms=500):
+                log.info("job received", job_id=job_id)
+                core.admit(job_id, message_id)
+        except redis.RedisError as e:  # an outage past the client's own retries: wait it
+            log.warning("Redis unavailable; waiting", error=str(e))  # out (the lease
+            stop.wait(1.0)  # thread steps down if it lasts past the lease)
 
 
 EXIT_DEPOSED = 5

@@ -8,6 +8,8 @@ URL (``redis://host:6379/0``, or ``unix:///path/redis.sock`` for an embedded ser
 from __future__ import annotations
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from chainrule.store.datasets import DatasetMeta, DatasetNotFoundError, DatasetStore
 from chainrule.store.jobs import (
@@ -43,6 +45,12 @@ blocking read made here (the scheduler's queue 0.5 s, event streams 1 s) and tha
 large dataset's transfer. A leader whose renewal hangs learns it this late, then steps
 down (its lease has lapsed by then; the parameter servers' fence covers the gap)."""
 
+RETRIES = 10
+"""How often a command that met a lost connection or a timeout is sent again, after
+exponential backoff with jitter from 0.1 s up to 2 s between tries: a Redis restarting
+(AOF replay, a failover) for up to about 13 s is ridden out without an error reaching
+the caller; a longer outage is an error (the caller's own retry or failure rules)."""
+
 _TIMEOUTS = {
     "socket_connect_timeout": 5.0,
     "socket_timeout": SOCKET_TIMEOUT_S,
@@ -50,16 +58,22 @@ _TIMEOUTS = {
 }
 
 
+def _options() -> dict[str, object]:
+    retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), RETRIES)
+    return {**_TIMEOUTS, "retry": retry}
+
+
 def connect(url: str) -> redis.Redis:
     """A client for the Redis at ``url``; connects lazily, on the first command.
 
     Replies are decoded to str. The connect timeout is short so that an unreachable
     Redis is reported within seconds, not minutes; no command waits longer than
-    :data:`SOCKET_TIMEOUT_S` (a Redis that hangs is an error, not a hang).
+    :data:`SOCKET_TIMEOUT_S` (a Redis that hangs is an error, not a hang); a lost
+    connection is retried (:data:`RETRIES`).
     """
-    return redis.Redis.from_url(url, decode_responses=True, **_TIMEOUTS)
+    return redis.Redis.from_url(url, decode_responses=True, **_options())
 
 
 def binary_client(url: str) -> redis.Redis:
     """Like :func:`connect`, but replies stay bytes: for binary values such as datasets."""
-    return redis.Redis.from_url(url, **_TIMEOUTS)
+    return redis.Redis.from_url(url, **_options())
