@@ -35,9 +35,11 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--dir", str(self.data), "--appendonly", "yes", "--appendfsync", "always"]
-            + ["--save", ""],
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--dir", str(self.data), "--appendonly", "yes", "--appendfsync", "always"),
+                *("--save", ""),
+            ],
             stdout=open(self.data / "redis.log", "ab"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,
         )
