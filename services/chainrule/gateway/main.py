@@ -20,7 +20,7 @@ from chainrule.gateway.limits import FORM_OVERHEAD, BodyLimit, Limit
 from chainrule.gateway.models import ModelSource
 from chainrule.gateway.prometheus import HttpMetrics
 from chainrule.gateway.settings import GatewaySettings
-from chainrule.store import DatasetStore, JobStore, binary_client, connect
+from chainrule.store import REQUEST_RETRIES, DatasetStore, JobStore, binary_client, connect
 from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.workers import WorkerRegistry
 
@@ -58,8 +58,10 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis_client = client if client is not None else connect(settings.redis_url)
-        bytes_client = binary_client(settings.redis_url)
+        redis_client = (
+            client if client is not None else connect(settings.redis_url, REQUEST_RETRIES)
+        )
+        bytes_client = binary_client(settings.redis_url, REQUEST_RETRIES)
         app.state.redis = redis_client
         app.state.settings = settings
         app.state.job_store = JobStore(redis_client, prefix=settings.key_prefix)

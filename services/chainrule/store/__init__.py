@@ -24,6 +24,8 @@ from chainrule.store.metrics import METRIC_FIELDS, MetricPoint
 
 __all__ = [
     "METRIC_FIELDS",
+    "REQUEST_RETRIES",
+    "RETRIES",
     "TERMINAL",
     "DatasetMeta",
     "DatasetNotFoundError",
@@ -46,10 +48,15 @@ large dataset's transfer. A leader whose renewal hangs learns it this late, then
 down (its lease has lapsed by then; the parameter servers' fence covers the gap)."""
 
 RETRIES = 10
-"""How often a command that met a lost connection or a timeout is sent again, after
-exponential backoff with jitter from 0.1 s up to 2 s between tries: a Redis restarting
-(AOF replay, a failover) for up to about 13 s is ridden out without an error reaching
-the caller; a longer outage is an error (the caller's own retry or failure rules)."""
+"""How often a service's command that met a lost connection or a timeout is sent again,
+after exponential backoff with jitter from 0.1 s up to 2 s between tries: a Redis
+restarting (AOF replay, a failover) for up to about 13 s is ridden out without an error
+reaching the caller; a longer outage is an error (the caller's own retry or failure
+rules)."""
+
+REQUEST_RETRIES = 2
+"""The gateway's: a user's request (and a readiness probe) gets a prompt 503 "try again
+shortly" rather than waiting out an outage."""
 
 _TIMEOUTS = {
     "socket_connect_timeout": 5.0,
@@ -58,22 +65,23 @@ _TIMEOUTS = {
 }
 
 
-def _options() -> dict[str, object]:
-    retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), RETRIES)
+def _options(retries: int) -> dict[str, object]:
+    retry = Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries)
     return {**_TIMEOUTS, "retry": retry}
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, retries: int = RETRIES) -> redis.Redis:
     """A client for the Redis at ``url``; connects lazily, on the first command.
 
     Replies are decoded to str. The connect timeout is short so that an unreachable
     Redis is reported within seconds, not minutes; no command waits longer than
     :data:`SOCKET_TIMEOUT_S` (a Redis that hangs is an error, not a hang); a lost
-    connection is retried (:data:`RETRIES`).
+    connection is retried ``retries`` times (:data:`RETRIES`; the gateway's
+    :data:`REQUEST_RETRIES`).
     """
-    return redis.Redis.from_url(url, decode_responses=True, **_options())
+    return redis.Redis.from_url(url, decode_responses=True, **_options(retries))
 
 
-def binary_client(url: str) -> redis.Redis:
+def binary_client(url: str, retries: int = RETRIES) -> redis.Redis:
     """Like :func:`connect`, but replies stay bytes: for binary values such as datasets."""
-    return redis.Redis.from_url(url, **_options())
+    return redis.Redis.from_url(url, **_options(retries))
