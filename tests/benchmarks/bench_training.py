@@ -717,7 +717,7 @@ def report(
         print(f"  {'chainrule async / in-process':<36}: {ratio(async_, inproc)}")
         if sync is not None and name == "tiny":
             multiple = sync.step_ms * 1e3 / rtt_us
-            print(f"  {'chainrule sync step / bare RTT':<36}: {multiple:.0f}×")
+            print(f"  {'chainrule sync step / bare RTT':<36}: {multiple:.1f}×")
         for mode in ("sync", "async"):
             rows = results.breakdown.get(f"{name} {mode}", [])
             if rows:
