@@ -217,11 +217,7 @@ class SchedulerCore:
                     "answering, e.g. killed by the out-of-memory killer)"
                 )  # (not in failed_by: a worker back under the same id is a new process)
                 if len(task.errors) >= MAX_TASK_ATTEMPTS and job.job_id not in self.doomed:
-                    reason = (
-                        f"step {task.step} could not be computed in {len(task.errors)} "
-                        f"attempts: {'; '.join(task.errors)}"
-                    )
-                    self.doomed[job.job_id] = (job, reason)
+                    self.doomed[job.job_id] = (job, _attempts_failed(task.step, task.errors))
                     self.active.pop(job.job_id, None)  # no more of its tasks go out
 
     # -- jobs arriving ----------------------------------------------------------------------
@@ -979,11 +975,13 @@ def _failure(done: Completion, task: Task) -> str:
     if done.error.startswith("diverged"):
         return f"{done.error} at step {done.step}"
     if done.error:
-        return (
-            f"step {done.step} could not be computed in {len(task.errors)} attempts: "
-            + "; ".join(task.errors)
-        )
+        return _attempts_failed(done.step, task.errors)
     return ""
+
+
+def _attempts_failed(step: int, errors: list[str]) -> str:
+    """Why a job ends whose task of ``step`` failed every attempt (``errors``)."""
+    return f"step {step} could not be computed in {len(errors)} attempts: " + "; ".join(errors)
 
 
 def _with_accuracy(message: str, point: dict[str, Any]) -> str:
