@@ -144,10 +144,9 @@ class MLP:
     def objective(self, params: Params, X: object, y: object) -> np.floating:
         """J alone, forward pass only, in the precision of ``params`` (the gradient check
         evaluates it in extended precision)."""
-        dtype = self._check_params(params)
-        x = self._check_inputs(X, dtype)
+        x, targets = self.validate(params, X, y)
         z, _ = self._forward(params, x, keep=False)
-        return self.head.objective(z, self.head.targets(y, x.shape[0], self.layers[-1], dtype))
+        return self.head.objective(z, targets)
 
     @overload
     def loss_and_grad(
@@ -167,9 +166,37 @@ class MLP:
         ``X: (N, layers[0])``; ``y`` as :meth:`Head.targets` describes. With
         ``diagnostics=True`` a third value lists per-layer derivative statistics.
         """
+        x, targets = self.validate(params, X, y)
+        return self.backprop(params, x, targets, diagnostics)
+
+    def validate(self, params: Params, X: object, y: object) -> tuple[Array, Array]:
+        """Check θ, the inputs and the targets as :meth:`loss_and_grad` does; returns the
+        inputs in θ's dtype and the targets as the head takes them, ready for
+        :meth:`backprop` (any rows of them: a worker checks its training rows once)."""
         dtype = self._check_params(params)
         x = self._check_inputs(X, dtype)
-        targets = self.head.targets(y, x.shape[0], self.layers[-1], dtype)
+        return x, self.head.targets(y, x.shape[0], self.layers[-1], dtype)
+
+    @overload
+    def backprop(
+        self, params: Params, x: Array, targets: Array, diagnostics: Literal[False] = False
+    ) -> tuple[float, Params]: ...
+
+    @overload
+    def backprop(
+        self, params: Params, x: Array, targets: Array, diagnostics: Literal[True]
+    ) -> tuple[float, Params, list[LayerDiagnostics]]: ...
+
+    @overload
+    def backprop(
+        self, params: Params, x: Array, targets: Array, diagnostics: bool
+    ) -> tuple[float, Params] | tuple[float, Params, list[LayerDiagnostics]]: ...
+
+    def backprop(
+        self, params: Params, x: Array, targets: Array, diagnostics: bool = False
+    ) -> tuple[float, Params] | tuple[float, Params, list[LayerDiagnostics]]:
+        """:meth:`loss_and_grad` without its checks: ``params`` as :meth:`validate`
+        accepted them, ``x`` and ``targets`` (rows of) what it returned."""
         z_out, cache = self._forward(params, x, keep=True)
         loss, dz, y_hat = self.head.loss_and_dlogits(z_out, targets, self.activation_derivative)
         grads: Params = {}

@@ -7,18 +7,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from chainrule.data import Split, targets
-from chainrule.nn import MLP, LayerDiagnostics, Params
+from chainrule.nn import MLP, Array, LayerDiagnostics, Params
 from chainrule.spec import ModelSpec, build_mlp
 
 
 @dataclass
 class JobCache:
-    """What a worker keeps per job between tasks: the model, the data, a copy of θ."""
+    """What a worker keeps per job between tasks: the model, the data, a copy of θ.
+
+    The training rows are checked once, with the first θ (finite, the model's width,
+    targets its head takes), and kept in θ's dtype: a task names rows, and its gradient
+    is computed without checking them again."""
 
     net: MLP
     split: Split
     params: Params | None = None
     version: int = -1
+    rows: tuple[Array, Array] | None = None  # the checked inputs and targets, all rows
+
+    def checked_rows(self) -> tuple[Array, Array]:
+        if self.params is None:
+            raise RuntimeError("θ has not been pulled for this job")
+        dtype = next(iter(self.params.values())).dtype
+        if self.rows is None or self.rows[0].dtype != dtype:
+            net, split = self.net, self.split
+            labels = targets(split.y_train, net.layers[-1], net.head.loss)
+            self.rows = net.validate(self.params, split.X_train, labels)
+        return self.rows
 
 
 @dataclass
@@ -35,16 +50,13 @@ def build_cache(model_json: str, dataset: bytes) -> JobCache:
 
 def task_gradient(cache: JobCache, indices: np.ndarray, diagnostics: bool = True) -> Gradient:
     """Loss, ∂J/∂θ and (if asked) per-layer diagnostics on the training rows ``indices``."""
-    if cache.params is None:
-        raise RuntimeError("θ has not been pulled for this job")
-    n_train = len(cache.split.X_train)
-    if len(indices) == 0 or indices.min() < 0 or indices.max() >= n_train:
-        raise ValueError(f"task rows must lie in [0, {n_train}); got {len(indices)} indices")
-    net = cache.net
-    X = cache.split.X_train[indices]
-    y = targets(cache.split.y_train[indices], net.layers[-1], net.head.loss)
+    x, y = cache.checked_rows()
+    if len(indices) == 0 or indices.min() < 0 or indices.max() >= len(x):
+        raise ValueError(f"task rows must lie in [0, {len(x)}); got {len(indices)} indices")
+    net, params = cache.net, cache.params
+    assert params is not None  # checked_rows saw it
     if not diagnostics:
-        loss, grads = net.loss_and_grad(cache.params, X, y)
+        loss, grads = net.backprop(params, x[indices], y[indices])
         return Gradient(loss, grads, len(indices))
-    loss, grads, layers = net.loss_and_grad(cache.params, X, y, diagnostics=True)
+    loss, grads, layers = net.backprop(params, x[indices], y[indices], diagnostics=True)
     return Gradient(loss, grads, len(indices), layers)

@@ -132,6 +132,26 @@ def perturbed(params: Params, rng: np.random.Generator) -> Params:
     return {k: (p + 0.1 * rng.normal(size=p.shape)).astype(p.dtype) for k, p in params.items()}
 
 
+@pytest.mark.parametrize(("activation", "output", "loss"), CONFIGS)
+def test_backprop_on_rows_of_validated_data_is_loss_and_grad_on_those_rows(
+    activation: str | list[str], output: str, loss: str, rng: np.random.Generator
+) -> None:
+    hidden = 1 if isinstance(activation, str) else len(activation)
+    net = MLP([3, *[4] * hidden, 3], activation=activation, output=output, loss=loss)
+    params = perturbed(net.init(rng), rng)
+    X, y = problem(net, rng, np.float64)  # float64 rows, float32 θ: validate casts once
+    x, targets = net.validate(params, X, y)
+    assert x.dtype == np.float32
+    rows = np.array([4, 0, 4, 2])  # of 5
+    for diagnostics in (False, True):
+        want = net.loss_and_grad(params, X[rows], y[rows], diagnostics=diagnostics)
+        got = net.backprop(params, x[rows], targets[rows], diagnostics=diagnostics)
+        assert got[0] == want[0]
+        for name, g in want[1].items():
+            np.testing.assert_array_equal(got[1][name], g)
+        assert got[2:] == want[2:]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("activation", "output", "loss"), CONFIGS)
 def test_loss_and_grad_mutates_nothing(

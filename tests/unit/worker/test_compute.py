@@ -106,6 +106,30 @@ def test_a_gradient_needs_theta_first() -> None:
         task_gradient(cache, np.arange(4, dtype=np.int64))
 
 
+def test_the_training_rows_are_checked_once_with_the_first_theta() -> None:
+    cache = make_cache()
+    task_gradient(cache, np.arange(4, dtype=np.int64))
+    checked = cache.rows
+    assert checked is not None and checked[0].dtype == np.float32
+    task_gradient(cache, np.arange(4, 8, dtype=np.int64))
+    assert cache.rows is checked  # not checked (or copied) again for the next task
+
+
+def test_training_rows_that_are_not_finite_are_refused_at_the_first_task() -> None:
+    cache = make_cache()
+    cache.split.X_train[50, 1] = np.nan  # a row no task names yet
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first in row 50\)"):
+        task_gradient(cache, np.arange(4, dtype=np.int64))
+
+
+def test_theta_of_the_wrong_shape_is_refused_before_any_arithmetic() -> None:
+    cache = make_cache()
+    assert cache.params is not None
+    cache.params = {**cache.params, "dense1.W": np.zeros((3, 8), np.float32)}
+    with pytest.raises(ValueError, match=r"param 'dense1.W' has shape \(3, 8\); expected \(2, 8\)"):
+        task_gradient(cache, np.arange(4, dtype=np.int64))
+
+
 # -- build_cache ------------------------------------------------------------------------
 
 
