@@ -28,6 +28,7 @@ from chainrule.store import binary_client, connect
 from chainrule.store.blobs import BlobStore
 from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
+from chainrule.store.fencing import Fence
 from chainrule.store.jobs import JobStore
 from chainrule.store.queue import JobQueue
 from chainrule.store.workers import WorkerRegistry
@@ -44,13 +45,26 @@ def main() -> None:
     telemetry.serve_metrics(settings.metrics_port, "scheduler")
     stop = shutdown_event()
     client = connect(settings.redis_url)
-    queue = JobQueue(client, settings.key_prefix, settings.scheduler_id)
+    lease = LeaderLease(
+        client,
+        leader_key(settings.key_prefix),
+        f"{settings.scheduler_id}-{uuid.uuid4().hex[:8]}",
+        settings.leader_ttl_s,
+    )
+    # every write of job state is checked against the lease (its epoch set once this
+    # scheduler leads): a deposed leader's writes change nothing, and it steps down
+    fence = Fence(
+        lease.key,
+        lease.owner,
+        on_deposed=lambda why: step_down(log, f"Redis refused a write: {why}"),
+    )
+    queue = JobQueue(client, settings.key_prefix, settings.scheduler_id, fence=fence)
     paramserver = connect_paramservers(settings.paramservers)  # replaced once leading
     core = SchedulerCore(
-        JobStore(client, prefix=settings.key_prefix),
-        BlobStore(binary_client(settings.redis_url)),
+        JobStore(client, prefix=settings.key_prefix, fence=fence),
+        BlobStore(binary_client(settings.redis_url), fence=fence),
         DatasetStore(binary_client(settings.redis_url), settings.key_prefix),
-        DiagnosticsStore(client, settings.key_prefix),
+        DiagnosticsStore(client, settings.key_prefix, fence=fence),
         paramserver,
         settings.key_prefix,
         queue.ack,
@@ -77,12 +91,6 @@ def main() -> None:
         log.error("cannot serve", listen=settings.scheduler_listen, error=str(e))
         raise SystemExit(f"scheduler: {e}") from e
     set_serving(health_servicer, [SERVICE_NAME], False)
-    lease = LeaderLease(
-        client,
-        leader_key(settings.key_prefix),
-        f"{settings.scheduler_id}-{uuid.uuid4().hex[:8]}",
-        settings.leader_ttl_s,
-    )
     log.info("standing by for the leader lease", listen=settings.scheduler_listen, port=port)
     while not stop.is_set() and not _acquired(lease, log):
         stop.wait(settings.leader_ttl_s / 4)
@@ -96,7 +104,7 @@ def main() -> None:
             credentials=credentials,
             on_deposed=lambda why: step_down(log, f"a parameter server refused us: {why}"),
         )
-        core.epoch = lease.epoch
+        core.epoch = fence.epoch = lease.epoch
         core.leading = True
         set_serving(health_servicer, [SERVICE_NAME], True)
         lead(core, queue, lease, stop, settings.leader_ttl_s, log)

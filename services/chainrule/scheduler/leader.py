@@ -4,12 +4,17 @@ A standby scheduler serves gRPC but answers UNAVAILABLE and reports NOT_SERVING 
 health check until it holds the lease; workers then move on to the next scheduler they
 know. A leader that fails to renew has lost the lease to another and exits. Every new
 leader gets an epoch one higher than the last (a counter beside the lease), which fences
-a deposed one out of the parameter servers (paramserver.fence).
+a deposed one out of the parameter servers (paramserver.fence) and out of Redis
+(store/fencing.py: its job-state writes are checked against the lease).
 """
 
 from __future__ import annotations
 
 import redis
+
+from chainrule.store.fencing import epoch_key, leader_key
+
+__all__ = ["LeaderLease", "epoch_key", "leader_key"]
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -29,15 +34,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def leader_key(prefix: str) -> str:
-    return f"{prefix}:scheduler:leader"
-
-
-def epoch_key(lease_key: str) -> str:
-    """Counts leaders: each new one's epoch is one more (paramserver.fence)."""
-    return f"{lease_key}:epoch"
 
 
 class LeaderLease:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import redis
 
+from chainrule.store.fencing import LEASE_CHECK, Fence
+
+_PUT = LEASE_CHECK + "return redis.call('SET', KEYS[3], ARGV[3])"
+
 
 def dataset_key(prefix: str, job_id: str) -> str:
     return f"{prefix}:job:{job_id}:data"
@@ -19,11 +23,16 @@ def preprocess_key(prefix: str, job_id: str) -> str:
 
 
 class BlobStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, fence: Fence | None = None) -> None:
         self.client = client
+        self.fence = fence  # the leading scheduler's: its puts are fenced (store/fencing.py)
+        self._put = client.register_script(_PUT)
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.set(key, data)
+        if self.fence is None:
+            self.client.set(key, data)
+        else:
+            self.fence.run(self._put, [key], [data])
 
     def get(self, key: str) -> bytes:
         value = self.client.get(key)

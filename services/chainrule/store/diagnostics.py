@@ -8,14 +8,31 @@ from typing import Any
 
 import redis
 
+from chainrule.store.fencing import LEASE_CHECK, Fence
+
+# KEYS (after the lease's two): the stream; ARGV (after holder and epoch): step, layers, ...
+_APPEND = (
+    LEASE_CHECK
+    + """
+for i = 3, #ARGV, 2 do
+  redis.call('XADD', KEYS[3], '*', 'step', ARGV[i], 'layers', ARGV[i + 1])
+end
+return 1
+"""
+)
+
 
 def diagnostics_key(prefix: str, job_id: str) -> str:
     return f"{prefix}:job:{job_id}:diagnostics"
 
 
 class DiagnosticsStore:
-    def __init__(self, client: redis.Redis, prefix: str = "chainrule") -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = "chainrule", fence: Fence | None = None
+    ) -> None:
         self.client, self.prefix = client, prefix
+        self.fence = fence or Fence.none(prefix)  # the leading scheduler's (store/fencing.py)
+        self._append = client.register_script(_APPEND)
 
     def append(self, job_id: str, step: int, layers: Sequence[dict[str, Any]]) -> None:
         self.append_many(job_id, [(step, layers)])
@@ -23,12 +40,11 @@ class DiagnosticsStore:
     def append_many(
         self, job_id: str, entries: Sequence[tuple[int, Sequence[dict[str, Any]]]]
     ) -> None:
-        """Several steps' diagnostics, in order, in one round trip (a pipeline)."""
-        pipe = self.client.pipeline(transaction=False)
-        for step, layers in entries:
-            entry = {"step": str(step), "layers": json.dumps(list(layers))}
-            pipe.xadd(diagnostics_key(self.prefix, job_id), entry)  # type: ignore[arg-type]
-        pipe.execute()
+        """Several steps' diagnostics, in order, in one round trip (one script)."""
+        if not entries:
+            return
+        args = [item for step, layers in entries for item in (str(step), json.dumps(list(layers)))]
+        self.fence.run(self._append, [diagnostics_key(self.prefix, job_id)], args)
 
     def series(self, job_id: str) -> list[dict[str, Any]]:
         """[{"step": s, "layers": [...]}, ...], oldest first."""

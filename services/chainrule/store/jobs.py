@@ -49,6 +49,7 @@ from chainrule.store.events import (
     status_fields,
     valid_event_id,
 )
+from chainrule.store.fencing import LEASE_CHECK, Fence
 from chainrule.store.job_records import (
     DEFAULT_PHASES,
     STOPPING_PHASE,
@@ -97,63 +98,78 @@ _METRICS_PAGE = 10_000
 
 # Writes the step only while the job runs and the step is in range; returns the record's
 # status and total_steps either way (nil when there is no such job).
-_SET_PROGRESS = """
-local status = redis.call('HGET', KEYS[1], 'status')
+_SET_PROGRESS = (
+    LEASE_CHECK
+    + """
+local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return false end
-local total = redis.call('HGET', KEYS[1], 'total_steps')
-if status == 'RUNNING' and tonumber(ARGV[1]) <= tonumber(total) then
-  redis.call('HSET', KEYS[1], 'step', ARGV[1])
+local total = redis.call('HGET', KEYS[3], 'total_steps')
+if status == 'RUNNING' and tonumber(ARGV[3]) <= tonumber(total) then
+  redis.call('HSET', KEYS[3], 'step', ARGV[3])
 end
 return {status, total}
 """
+)
 # XADD to the metrics stream only if the job exists, so no orphan streams appear, and to
 # the events stream too unless the job has ended (its 'end' event stays the last one).
 # With a progress step, a RUNNING job's step is set too (as _SET_PROGRESS, in the same
-# round trip). KEYS: record, metrics, events; ARGV: the event's JSON, the progress step
-# ('' for none), then the point's field pairs.
-# ARGV: progress ('' for none), then per point: its event data, its field count, fields
-_APPEND_METRICS = """
-local status = redis.call('HGET', KEYS[1], 'status')
+# round trip). KEYS (after the lease's two): record, metrics, events; ARGV (after the
+# lease holder and epoch): progress ('' for none), then per point: its event data, its
+# field count, its fields.
+_APPEND_METRICS = (
+    LEASE_CHECK
+    + """
+local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return false end
 local ids = {}
-local i = 2
+local i = 4
 while i <= #ARGV do
   local event, n = ARGV[i], tonumber(ARGV[i + 1])
   local fields = {}
   for k = i + 2, i + 1 + n do fields[#fields + 1] = ARGV[k] end
-  ids[#ids + 1] = redis.call('XADD', KEYS[2], '*', unpack(fields))
+  ids[#ids + 1] = redis.call('XADD', KEYS[4], '*', unpack(fields))
   if status == 'PENDING' or status == 'RUNNING' then
-    redis.call('XADD', KEYS[3], '*', 'event', 'metrics', 'data', event)
+    redis.call('XADD', KEYS[5], '*', 'event', 'metrics', 'data', event)
   end
   i = i + 2 + n
 end
-if ARGV[1] ~= '' and status == 'RUNNING' then
-  local total = redis.call('HGET', KEYS[1], 'total_steps')
-  if tonumber(ARGV[1]) <= tonumber(total) then
-    redis.call('HSET', KEYS[1], 'step', ARGV[1])
+if ARGV[3] ~= '' and status == 'RUNNING' then
+  local total = redis.call('HGET', KEYS[3], 'total_steps')
+  if tonumber(ARGV[3]) <= tonumber(total) then
+    redis.call('HSET', KEYS[3], 'step', ARGV[3])
   end
 end
 return ids
 """
-_SET_WORKERS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'workers_active', ARGV[1], 'workers_lost', ARGV[2])
+)
+_SET_WORKERS = (
+    LEASE_CHECK
+    + """
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+redis.call('HSET', KEYS[3], 'workers_active', ARGV[3], 'workers_lost', ARGV[4])
 return 1
 """
+)
 
 
 class JobStore:
-    """Job records, queue and metrics under ``prefix``; the client comes from the caller."""
+    """Job records, queue and metrics under ``prefix``; the client comes from the caller.
+
+    With a ``fence`` (the leading scheduler's), every write of job state is checked
+    against the leader lease in the same round trip (store/fencing.py); without one,
+    nothing is checked (the gateway's writes: submissions, stop requests, deletes)."""
 
     def __init__(
         self,
         client: redis.Redis,
         prefix: str = "chainrule",
         clock: Callable[[], float] = time.time,
+        fence: Fence | None = None,
     ) -> None:
         self._redis = client
         self.prefix = prefix
         self._clock = clock
+        self.fence = fence or Fence.none(prefix)
         self._set_progress = client.register_script(_SET_PROGRESS)
         self._append_metrics = client.register_script(_APPEND_METRICS)
         self._set_workers = client.register_script(_SET_WORKERS)
@@ -441,8 +457,8 @@ class JobStore:
         for name, value in (("active", active), ("lost", lost)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
-        written = valid_job_id(job_id) and self._set_workers(
-            keys=[self.job_key(job_id)], args=[active, lost]
+        written = valid_job_id(job_id) and self.fence.run(
+            self._set_workers, [self.job_key(job_id)], [active, lost]
         )
         if not written:
             raise JobNotFoundError(f"no job {job_id!r}")
@@ -455,6 +471,7 @@ class JobStore:
         key = self.job_key(job_id)
 
         def check_and_write(pipe: Pipeline) -> None:
+            self.fence.check(pipe)
             names = ["status", "phase", "started_at", "created_at", "step", "stop_requested"]
             raw = pipe.hmget(key, names)
             if raw[0] is None:
@@ -499,7 +516,7 @@ class JobStore:
             if change.status in TERMINAL:
                 pipe.xadd(self.events_key(job_id), end_fields(change.status.value))  # type: ignore[arg-type]
 
-        self._redis.transaction(check_and_write, key)
+        self._redis.transaction(check_and_write, key, *self.fence.watched)
         record = self.get(job_id)
         if record is None:
             raise JobNotFoundError(f"no job {job_id!r}")  # deleted right after the change
@@ -511,7 +528,7 @@ class JobStore:
             raise ValueError(f"step must be an integer >= 0; got {step!r}")
         if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
-        reply = self._set_progress(keys=[self.job_key(job_id)], args=[step])
+        reply = self.fence.run(self._set_progress, [self.job_key(job_id)], [step])
         if reply is None:
             raise JobNotFoundError(f"no job {job_id!r}")
         status, total = text(reply[0]), int(reply[1])
@@ -551,7 +568,7 @@ class JobStore:
         for fields in encoded:
             args += [metrics_data(decode_point(fields)), 2 * len(fields)]
             args += [item for pair in fields.items() for item in pair]
-        entry_ids = self._append_metrics(keys=keys, args=args)
+        entry_ids = self.fence.run(self._append_metrics, keys, args)
         if not entry_ids:
             raise JobNotFoundError(f"no job {job_id!r}")
         return [text(entry_id) for entry_id in entry_ids]

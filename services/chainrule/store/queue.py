@@ -11,7 +11,10 @@ from typing import Any
 
 import redis
 
+from chainrule.store.fencing import LEASE_CHECK, Fence
+
 GROUP = "schedulers"
+_ACK = LEASE_CHECK + "return redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])"
 
 
 def queue_key(prefix: str) -> str:
@@ -20,9 +23,16 @@ def queue_key(prefix: str) -> str:
 
 class JobQueue:
     def __init__(
-        self, client: redis.Redis, prefix: str, consumer: str, claim_idle_ms: int = 30_000
+        self,
+        client: redis.Redis,
+        prefix: str,
+        consumer: str,
+        claim_idle_ms: int = 30_000,
+        fence: Fence | None = None,
     ) -> None:
         self.client = client
+        self.fence = fence or Fence.none(prefix)  # the leading scheduler's (store/fencing.py)
+        self._ack = client.register_script(_ACK)
         self.key = queue_key(prefix)
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
@@ -52,7 +62,8 @@ class JobQueue:
         return _entries(reply)
 
     def ack(self, message_id: str) -> None:
-        self.client.xack(self.key, GROUP, message_id)
+        """The job of ``message_id`` has ended: no scheduler is to read it again."""
+        self.fence.run(self._ack, [self.key], [GROUP, message_id])
 
 
 def _text(value: Any) -> str:
