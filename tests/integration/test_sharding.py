@@ -28,7 +28,7 @@ from chainrule.paramserver.sharding import (
 from chainrule.rpc.auth import SCHEDULER
 from chainrule.store.blobs import model_key
 from tests.examples import example_spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
+from tests.integration.conftest import delete_prefixed, stack_on_redis, unique_prefix
 from tests.integration.helpers import free_port, service_process, wait_for_grpc_health
 from tests.integration.test_stack import (
     metric_series,
@@ -326,23 +326,37 @@ def test_a_job_resumes_from_its_checkpoint_when_one_shard_is_killed(
 ) -> None:
     """SIGKILL one of two shards mid-job: it comes back at its latest checkpoint, behind
     the other shard, and the scheduler rolls both back to that checkpoint."""
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2, paramservers=2, redis_url=redis_url, key_prefix=prefix, log_dir=tmp_path
-    )
-    try:
-        with LocalStack(config) as stack:
-            job_spec = example_spec(training={"steps": 500, "checkpoint_every": 50})
-            job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
-            stack.restart("paramserver-1", kill=True)
-            job = run_job_to_end(stack.gateway_url, job_id)
-            points = metric_series(stack.gateway_url, job_id)
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    with stack_on_redis(redis_url, tmp_path, paramservers=2) as stack:
+        job_spec = example_spec(training={"steps": 500, "checkpoint_every": 50})
+        job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
+        stack.restart("paramserver-1", kill=True)
+        job = run_job_to_end(stack.gateway_url, job_id)
+        points = metric_series(stack.gateway_url, job_id)
     assert job["status"] == "SUCCEEDED", job
     assert job["step"] == 500
     restores = [p for p in points if p.get("restored_from") is not None]
     assert len(restores) == 1 and restores[0]["restored_from"] % 50 == 0, restores
+
+
+def test_a_new_leader_resyncs_shards_one_of_which_restarted_while_it_was_away(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The scheduler and one of two shards are SIGKILLed; the shard comes back first, at
+    its latest checkpoint, behind the other: the new scheduler finds the job on shards
+    at different versions and restores both to a checkpoint they share (it used to retry
+    its create forever, the job RUNNING in phase "preparing")."""
+    with stack_on_redis(redis_url, tmp_path, paramservers=2) as stack:
+        job_spec = example_spec(training={"steps": 500, "checkpoint_every": 50})
+        job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
+        stack.processes["scheduler"].kill()
+        stack.processes["scheduler"].wait(timeout=10)
+        stack.restart("paramserver-1", kill=True)
+        stack.respawn("scheduler")
+        job = run_job_to_end(stack.gateway_url, job_id)
+        log = stack.log("scheduler")
+    assert job["status"] == "SUCCEEDED", (job, log[-3000:])
+    assert job["step"] == 500
+    assert "ShardsOutOfStepError" not in log
 
 
 def test_shards_that_checkpointed_different_versions_restore_to_one_they_share(

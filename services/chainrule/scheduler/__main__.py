@@ -71,6 +71,7 @@ def main() -> None:
         settings.worker_lease_s,
         log,
         WorkerRegistry(client, settings.key_prefix),
+        outage_budget_s=settings.outage_budget_s,
     )
     servicer = SchedulerServicer(core)
     health_servicer = health.HealthServicer()

@@ -28,6 +28,7 @@ is rolled back to the latest checkpoint and the steps after it are recomputed (m
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -42,11 +43,13 @@ from chainrule import telemetry
 from chainrule.data.evaluation import evaluate
 from chainrule.data.registry import prepare_dataset
 from chainrule.nn import Params
+from chainrule.paramserver.sharding import ShardsOutOfStepError
 from chainrule.paramserver.state import PlannedStep
 from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Step, Task
 from chainrule.scheduler.membership import EndedIncarnationError, Membership, Worker
+from chainrule.scheduler.outages import DEFAULT_BUDGET_S, WAITING_PHASE, Outage
 from chainrule.scheduler.publisher import Publisher, StepPublisher
 from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key, preprocess_key
@@ -58,6 +61,9 @@ RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 LOST_WORKERS_SHOWN_S = 600.0
 EVAL_WAIT_SECONDS = 10.0
 MAX_PUSH_WAIT_SECONDS = 1.0  # a PushPull's wait for its step (see _push_wait)
+# sync steps' points are written a run at a time, and at least this often, so a leader
+# SIGKILLed mid-run loses at most this long of its metric series (θ loses nothing)
+FLUSH_EVERY_S = 0.5
 MAX_TASK_ATTEMPTS = 3  # a task that fails this often (not by diverging) fails its job
 
 
@@ -136,6 +142,7 @@ class SchedulerCore:
         log: Any = None,
         registry: Any = None,
         publisher: Publisher | None = None,
+        outage_budget_s: float = DEFAULT_BUDGET_S,
     ) -> None:
         self.jobs, self.blobs, self.paramserver = jobs, blobs, paramserver
         self.diagnostics, self.datasets = diagnostics, datasets
@@ -153,6 +160,7 @@ class SchedulerCore:
         self.leading = False  # a standby scheduler refuses workers until it leads
         self.epoch = 0  # the leader epoch, carried by every plan
         self.publisher = publisher or StepPublisher(log)
+        self.outage_budget_s = outage_budget_s  # how long a job waits for its parameter server
 
     # -- membership -----------------------------------------------------------------------
 
@@ -406,6 +414,7 @@ class SchedulerCore:
         key = dataset_key(self.prefix, job_id)
         steps = total_steps(spec, train_rows=len(split.X_train))
         job = ActiveJob(job_id, spec, net, split, t.schedule(), message_id, key, steps)
+        job.outage = Outage(self.outage_budget_s)
         job.seed_batches()
         self.blobs.put(key, split.to_bytes())
         self.blobs.put(
@@ -448,7 +457,10 @@ class SchedulerCore:
         opt = job.spec.training.optimizer
         hyper = {k: float(v) for k, v in opt.options.items() if not isinstance(v, bool)}
         flags = {k: v for k, v in opt.options.items() if isinstance(v, bool)}
-        _, created = self.paramserver.create_job(job.job_id, params, opt.name, hyper, flags)
+        try:
+            _, created = self.paramserver.create_job(job.job_id, params, opt.name, hyper, flags)
+        except ShardsOutOfStepError:  # a shard restarted (restored) while the others went on
+            created = False  # the job exists: restore every shard to a version they share
         if created:
             return
         try:
@@ -581,7 +593,7 @@ class SchedulerCore:
                 return lambda j, t, d: self._resync(j)
             if any(code.name in done.error for code in TRANSIENT):  # try the task again
                 self._retry(job, task)
-                return lambda j, t, d: None
+                return lambda j, t, d: self._waiting(j, d.error)
         if done.error and not done.error.startswith("diverged"):
             task.errors.append(f"worker {done.worker_id}: {done.error}")
             task.failed_by.add(done.worker_id)
@@ -626,17 +638,73 @@ class SchedulerCore:
         return True
 
     def _guarded(self, job: ActiveJob, work: Callable[[], None]) -> None:
-        """Run slow work for ``job`` one at a time; a failure ends the job, never hangs it."""
+        """Run slow work for ``job`` one at a time; a failure ends the job, never hangs
+        it: θ not where the job thinks resyncs it, a parameter server that does not
+        answer is waited out (scheduler/outages.py), anything else fails the job."""
         try:
             with job.apply_lock:
                 work()
         except grpc.RpcError as e:
             if e.code() in RESYNC_CODES:
-                self._resync(job)
-                return
-            self._fail_unexpectedly(job, e)
+                self._guarded(job, lambda: self._resync(job))
+            elif e.code() in TRANSIENT:
+                self._wait_out(job, f"parameter server said {e.code().name}: {e.details()}")
+            else:
+                self._fail_unexpectedly(job, e)
         except Exception as e:
             self._fail_unexpectedly(job, e)
+
+    def _waiting(self, job: ActiveJob, error: str) -> None:
+        """The job's parameter server did not answer (``error``): the job's phase says
+        so when this begins an outage, and the job FAILS once it lasts past the budget."""
+        now = time.monotonic()
+        with self.cond:
+            if self.active.get(job.job_id) is not job:
+                return  # ended (or rolled over) meanwhile
+            began, over = job.outage.seen(error, now), job.outage.over_budget(now)
+            if over:
+                self.active.pop(job.job_id)
+                self.cond.notify_all()
+        if over:
+            self._end(job.job_id, job.message_id, "FAILED", reason=job.outage.reason(now), job=job)
+        elif began:
+            if self.log:
+                self.log.warning("parameter server unavailable; waiting", job_id=job.job_id)
+            with contextlib.suppress(ValueError):  # the job ended meanwhile
+                self.jobs.set_phase(job.job_id, WAITING_PHASE, job.outage.waiting_message())
+
+    def _wait_out(self, job: ActiveJob, error: str) -> None:
+        """The scheduler's own call for ``job`` found its parameter server unavailable:
+        try again (a resync: what reached the server before it went is unknown) after a
+        backoff, while the outage is within its budget. One retry pending at a time."""
+        self._waiting(job, error)
+        with self.cond:
+            if self.active.get(job.job_id) is not job or job.outage.retry_pending:
+                return
+            job.outage.retry_pending = True
+            delay = job.outage.next_retry_s()
+
+        def retry() -> None:
+            job.outage.retry_pending = False
+            self._guarded(job, lambda: self._resync(job))
+
+        timer = threading.Timer(delay, retry)
+        timer.daemon = True
+        timer.start()
+
+    def _answered(self, job: ActiveJob) -> None:
+        """The job's parameter server answers again (a step was recorded): say so."""
+        with self.cond:
+            lasted = job.outage.ended(time.monotonic())
+        if lasted is not None:
+            if self.log:
+                self.log.info("parameter server answers again", job_id=job.job_id, after=lasted)
+            with contextlib.suppress(ValueError):
+                self.jobs.set_phase(
+                    job.job_id,
+                    "training",
+                    message=f"training again: the parameter server answered after {lasted:.0f} s",
+                )
 
     def _fail_unexpectedly(self, job: ActiveJob, e: BaseException) -> None:
         self._flush(job)
@@ -751,6 +819,8 @@ class SchedulerCore:
         """θ is at ``version``: the metric point (with a holdout evaluation when due),
         the stop rules, the next step at once, and the Redis writes behind it."""
         t = job.spec.training
+        if job.outage.since is not None:
+            self._answered(job)
         if job.mode == "sync":
             telemetry.record_step(time.monotonic() - job.step_started)
         with self.cond:
@@ -790,8 +860,14 @@ class SchedulerCore:
         self._plan(job, drawn)
         layers = next((d.layers for d in done if d.layers), None)
         job.unrecorded.append((version, point, layers))
-        # written a run at a time (a run ends at every checkpoint), and at the end
-        if stop is not None or drawn or job.mode != "sync":
+        # written a run at a time (a run ends at every checkpoint), every FLUSH_EVERY_S,
+        # and at the end
+        if (
+            stop is not None
+            or drawn
+            or job.mode != "sync"
+            or time.monotonic() - job.flushed_at >= FLUSH_EVERY_S
+        ):
             self._flush(job)
         if stop is not None:  # the final θ is kept as the job's model by _end
             reason = stop.message if stop.status == "FAILED" else None
@@ -808,6 +884,7 @@ class SchedulerCore:
 
     def _flush(self, job: ActiveJob) -> None:
         """Write the job's points not yet written, behind whatever was submitted before."""
+        job.flushed_at = time.monotonic()
         if job.unrecorded:
             items, job.unrecorded = job.unrecorded, []
             self.publisher.submit(lambda: self._record(job, items))
@@ -850,6 +927,8 @@ class SchedulerCore:
             if status.version != job.version:
                 status = self.paramserver.restore(job.job_id)
         except grpc.RpcError as e:
+            if e.code() in TRANSIENT:
+                raise  # not lost: the server does not answer (_guarded waits it out)
             with self.cond:
                 self.active.pop(job.job_id, None)
             reason = f"θ was lost at step {job.version} and no checkpoint holds it ({e.details()})"

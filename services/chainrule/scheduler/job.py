@@ -39,6 +39,7 @@ from chainrule.scheduler.batches import (
     make_shards,
     step_batches,
 )
+from chainrule.scheduler.outages import Outage
 from chainrule.scheduler.stopping import StopState
 from chainrule.spec import JobSpec
 
@@ -120,6 +121,7 @@ class ActiveJob:
     stop: StopState = field(default_factory=lambda: StopState(time.monotonic()))
     recent_workers: dict[str, float] = field(default_factory=dict)  # id -> last completion
     lost_workers: int = 0  # workers whose lease ran out while they worked on this job
+    outage: Outage = field(default_factory=Outage)  # of its parameter server, if any
     apply_lock: threading.Lock = field(default_factory=threading.Lock)
     step_tasks: list[str] = field(default_factory=list)  # sync: this step's, in slot order
     generation: int = 0  # bumped by every rollback: plans made before it are void
@@ -127,10 +129,12 @@ class ActiveJob:
     early: dict[str, Completion] = field(default_factory=dict)  # completions of steps ahead
     last_point_unix: float = 0.0  # when the previous step's last push was answered
     step_seconds: float = 0.0  # sync: how long recent steps took (a moving average)
-    # sync: recorded steps not yet written to Redis: (version, point, diagnostics)
+    # sync: recorded steps not yet written to Redis: (version, point, diagnostics), and
+    # when the last were handed to the publisher (monotonic seconds)
     unrecorded: list[tuple[int, dict[str, Any], list[dict[str, Any]] | None]] = field(
         default_factory=list
     )
+    flushed_at: float = 0.0
 
     @cached_property
     def model_json(self) -> str:

@@ -2,9 +2,11 @@
 
 import socket
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from chainrule.rpc.auth import RpcAuthSettings
+from chainrule.scheduler.outages import DEFAULT_BUDGET_S
 
 
 class SchedulerSettings(RpcAuthSettings):
@@ -21,3 +23,6 @@ class SchedulerSettings(RpcAuthSettings):
     worker_lease_s: float = 10.0  # CHAINRULE_WORKER_LEASE_S
     leader_ttl_s: float = 10.0  # CHAINRULE_LEADER_TTL_S: a dead leader's lease lapses after this
     metrics_port: int | None = None  # CHAINRULE_METRICS_PORT: Prometheus /metrics; unset: off
+    # CHAINRULE_OUTAGE_BUDGET_S: how long a job waits for a parameter server that does not
+    # answer before it FAILS with the reason (scheduler/outages.py)
+    outage_budget_s: float = Field(default=DEFAULT_BUDGET_S, gt=0)
