@@ -108,6 +108,26 @@ def test_a_job_spec_over_the_request_limit_is_413_and_stores_nothing(api: Api) -
     assert _keys(api) == before
 
 
+def test_a_spec_needing_more_memory_than_allowed_is_422_and_stores_nothing(api: Api) -> None:
+    """Valid, but ~160 GB in one task: refused at admission, naming the field, the
+    estimate and the limit (admission.py); the gateway stays healthy."""
+    before = _keys(api)
+    oversized = example_spec(
+        dataset={"name": "xor", "n_samples": 1_000_000, "holdout": 0.9},
+        model={"layers": [2] + [8192, 1] * 16},
+        training={"batch_size": 65536},
+    )
+    reply = api.http.post("/api/v1/jobs", json=oversized)
+    assert reply.status_code == 422, reply.text
+    [error] = reply.json()["detail"]
+    assert error["loc"] == ["body", "training", "batch_size"] and error["input"] == 65536
+    assert error["type"] == "too_much_memory"
+    assert "needs about 163,865 MiB of memory" in error["msg"]
+    assert "the limit is 2,048 MiB (CHAINRULE_MAX_TASK_MEMORY_MB)" in error["msg"]
+    assert _keys(api) == before
+    assert api.http.get("/readyz").status_code == 200
+
+
 def test_a_streamed_body_without_a_length_is_cut_off_at_the_limit(api: Api) -> None:
     """Chunked (no Content-Length): counted as it arrives, refused once past the limit."""
 

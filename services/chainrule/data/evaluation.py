@@ -17,17 +17,37 @@ from chainrule.data.registry import Split, targets
 from chainrule.nn import MLP, Params
 from chainrule.nn.train import accuracy
 
+EVAL_CHUNK_BYTES = 64 * 1024 * 1024  # the activation memory one chunk of holdout rows takes
 
-def evaluate(net: MLP, params: Params, split: Split) -> dict[str, float]:
+
+def chunk_rows(layers: list[int]) -> int:
+    """Holdout rows evaluated at once: a forward pass keeps the inputs and about two
+    float32 arrays per layer (the pre-activation and the activation) for every row."""
+    return max(1, EVAL_CHUNK_BYTES // (4 * (layers[0] + 2 * sum(layers[1:]))))
+
+
+def evaluate(net: MLP, params: Params, split: Split, rows: int | None = None) -> dict[str, float]:
     """The holdout metrics of ``net`` with ``params``: eval_loss and eval_accuracy for a
-    classification split, eval_loss, eval_mse and eval_r2 for a regression split."""
+    classification split, eval_loss, eval_mse and eval_r2 for a regression split.
+
+    Evaluated ``rows`` at a time (default :func:`chunk_rows`), so the memory it takes
+    is bounded by a chunk, however many rows are held out; the means are exact."""
     X, y = split.X_test, split.y_test
+    rows = rows or chunk_rows(net.layers)
+    loss, correct, predicted = 0.0, 0.0, []
     with np.errstate(over="ignore", invalid="ignore"):
-        loss = float(net.objective(params, X, targets(y, net.layers[-1], net.head.loss)))
-        if split.task == "classification":
-            return {"eval_loss": loss, "eval_accuracy": accuracy(net, params, X, y)}
-        predicted = net.predict(params, X).reshape(-1).astype(np.float64)
-    return {"eval_loss": loss, **regression_metrics(predicted, y.astype(np.float64))}
+        for start in range(0, len(X), rows):
+            Xc, yc = X[start : start + rows], y[start : start + rows]
+            t = targets(yc, net.layers[-1], net.head.loss)
+            loss += float(net.objective(params, Xc, t)) * len(Xc)
+            if split.task == "classification":
+                correct += accuracy(net, params, Xc, yc) * len(Xc)
+            else:
+                predicted.append(net.predict(params, Xc).reshape(-1).astype(np.float64))
+    metrics = {"eval_loss": loss / len(X)}
+    if split.task == "classification":
+        return {**metrics, "eval_accuracy": round(correct) / len(X)}
+    return {**metrics, **regression_metrics(np.concatenate(predicted), y.astype(np.float64))}
 
 
 def regression_metrics(

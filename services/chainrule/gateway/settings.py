@@ -6,6 +6,13 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chainrule.admission import (
+    DEFAULT_MAX_DATASET_MEMORY_MB,
+    DEFAULT_MAX_TASK_MEMORY_MB,
+    MIB,
+    Limits,
+)
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
@@ -24,6 +31,10 @@ class GatewaySettings(BaseSettings):
         default=1024 * 1024,
         ge=1024,  # (a job spec is a few KB)
     )
+    # CHAINRULE_MAX_TASK_MEMORY_MB, CHAINRULE_MAX_DATASET_MEMORY_MB: admission (admission.py)
+    # refuses a job whose one task, or whose dataset, needs more memory than this
+    max_task_memory_mb: int = Field(default=DEFAULT_MAX_TASK_MEMORY_MB, ge=1)
+    max_dataset_memory_mb: int = Field(default=DEFAULT_MAX_DATASET_MEMORY_MB, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # CHAINRULE_LOG_LEVEL
     # CHAINRULE_API_TOKENS: comma-separated bearer tokens; when set, every POST and DELETE
     # under /api/v1 (but predict) needs "Authorization: Bearer <one of them>"
@@ -42,6 +53,10 @@ class GatewaySettings(BaseSettings):
                 f"got cert={self.gateway_tls_cert}, key={self.gateway_tls_key}"
             )
         return self
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_task_memory_mb * MIB, self.max_dataset_memory_mb * MIB)
 
     @property
     def tokens(self) -> tuple[str, ...]:

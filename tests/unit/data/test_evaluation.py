@@ -93,3 +93,21 @@ def test_classification_reports_loss_and_accuracy() -> None:
     p_wrong = 1 / (np.exp(5) + 2)
     expected = -(2 * np.log(p_right) + 2 * np.log(p_wrong)) / 4
     assert metrics["eval_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64])
+def test_evaluating_in_chunks_gives_the_metrics_of_one_pass(rows: int) -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(101, 4)).astype(np.float32)
+    classifier = MLP([4, 8, 3], "tanh", output="softmax", loss="cross_entropy")
+    labels = rng.integers(0, 3, size=101)
+    params = classifier.init(rng)
+    split = Split(X, labels, X, labels)
+    whole, chunked = evaluate(classifier, params, split), evaluate(classifier, params, split, rows)
+    assert chunked["eval_accuracy"] == whole["eval_accuracy"]
+    assert chunked["eval_loss"] == pytest.approx(whole["eval_loss"], rel=1e-6)
+    regressor = MLP([4, 8, 1], "tanh", output="identity", loss="mse")
+    params = regressor.init(rng)
+    split = regression_split(X, rng.normal(size=101))
+    whole, chunked = evaluate(regressor, params, split), evaluate(regressor, params, split, rows)
+    assert chunked == pytest.approx(whole, rel=1e-6)

@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
+from chainrule.admission import refusal
 from chainrule.gateway.api.deps import (
     AUTH_ERRORS,
     WRITE_ACCESS,
     DatasetStoreDep,
     JobDep,
     JobStoreDep,
+    SettingsDep,
 )
 from chainrule.gateway.api.routes.datasets import check_job_dataset
 from chainrule.gateway.schemas import (
@@ -64,6 +66,7 @@ def submit_job(
     submission: Annotated[JobSubmission, Body(openapi_examples=SUBMISSION_EXAMPLES)],
     store: JobStoreDep,
     datasets: DatasetStoreDep,
+    settings: SettingsDep,
     request: Request,
     response: Response,
 ) -> JobDetail:
@@ -71,6 +74,10 @@ def submit_job(
     PENDING and queue it for the scheduler: 201. With a ``submission_id`` used before,
     the job it made comes back (200) if the spec is the same, else 409."""
     spec = check_job_dataset(submission.job_spec(), datasets)
+    refused = refusal(spec, settings.limits)
+    if refused is not None:  # valid, but more than the cluster can run
+        error = {"type": "too_much_memory", "loc": ("body", *refused.loc), "msg": refused.message}
+        raise RequestValidationError([{**error, "input": refused.value}])
     try:
         record, created = store.submit_once(spec, submission.submission_id)
     except SubmissionConflictError as exc:
