@@ -77,7 +77,7 @@ def test_an_empty_series(api: Api) -> None:
     reply = api.http.get(f"/api/v1/jobs/{job_id}/metrics").json()
     assert reply == {
         "job_id": job_id, "count": 0, "names": [], "latest": None, "points": [],
-        "next_start_step": None}  # fmt: skip
+        "next_start_step": None, "thinned": 0}  # fmt: skip
 
 
 def test_a_short_metric_comes_back_whole(api: Api) -> None:

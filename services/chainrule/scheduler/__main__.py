@@ -61,10 +61,10 @@ def main() -> None:
     queue = JobQueue(client, settings.key_prefix, settings.scheduler_id, fence=fence)
     paramserver = connect_paramservers(settings.paramservers)  # replaced once leading
     core = SchedulerCore(
-        JobStore(client, prefix=settings.key_prefix, fence=fence),
+        JobStore(client, settings.key_prefix, fence=fence, max_points=settings.max_series_points),
         BlobStore(binary_client(settings.redis_url), fence=fence),
         DatasetStore(binary_client(settings.redis_url), settings.key_prefix),
-        DiagnosticsStore(client, settings.key_prefix, fence=fence),
+        DiagnosticsStore(client, settings.key_prefix, fence, settings.max_series_points),
         paramserver,
         settings.key_prefix,
         queue.ack,

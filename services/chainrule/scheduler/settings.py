@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from chainrule.rpc.auth import RpcAuthSettings
 from chainrule.scheduler.outages import DEFAULT_BUDGET_S
+from chainrule.store.thinning import DEFAULT_MAX_POINTS, MIN_MAX_POINTS
 
 
 class SchedulerSettings(RpcAuthSettings):
@@ -26,3 +27,6 @@ class SchedulerSettings(RpcAuthSettings):
     # CHAINRULE_OUTAGE_BUDGET_S: how long a job waits for a parameter server that does not
     # answer before it FAILS with the reason (scheduler/outages.py)
     outage_budget_s: float = Field(default=DEFAULT_BUDGET_S, gt=0)
+    # CHAINRULE_MAX_SERIES_POINTS: entries kept per job in each of its metric, event and
+    # diagnostics streams, by thinning (store/thinning.py)
+    max_series_points: int = Field(default=DEFAULT_MAX_POINTS, ge=MIN_MAX_POINTS)

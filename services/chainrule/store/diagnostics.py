@@ -9,14 +9,18 @@ from typing import Any
 import redis
 
 from chainrule.store.fencing import LEASE_CHECK, Fence
+from chainrule.store.thinning import DEFAULT_MAX_POINTS, THIN, thinned_key
 
-# KEYS (after the lease's two): the stream; ARGV (after holder and epoch): step, layers, ...
+# then thinned to the cap (store/thinning.py). KEYS (after the lease's two): the stream,
+# the thinned counts; ARGV (after holder and epoch): the cap (0: none), step, layers, ...
 _APPEND = (
     LEASE_CHECK
+    + THIN
     + """
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   redis.call('XADD', KEYS[3], '*', 'step', ARGV[i], 'layers', ARGV[i + 1])
 end
+thin(KEYS[3], tonumber(ARGV[3]), KEYS[4], 'diagnostics', false)
 return 1
 """
 )
@@ -28,9 +32,14 @@ def diagnostics_key(prefix: str, job_id: str) -> str:
 
 class DiagnosticsStore:
     def __init__(
-        self, client: redis.Redis, prefix: str = "chainrule", fence: Fence | None = None
+        self,
+        client: redis.Redis,
+        prefix: str = "chainrule",
+        fence: Fence | None = None,
+        max_points: int = DEFAULT_MAX_POINTS,
     ) -> None:
         self.client, self.prefix = client, prefix
+        self.max_points = max_points  # entries kept per job (store/thinning.py)
         self.fence = fence or Fence.none(prefix)  # the leading scheduler's (store/fencing.py)
         self._append = client.register_script(_APPEND)
 
@@ -43,8 +52,10 @@ class DiagnosticsStore:
         """Several steps' diagnostics, in order, in one round trip (one script)."""
         if not entries:
             return
-        args = [item for step, layers in entries for item in (str(step), json.dumps(list(layers)))]
-        self.fence.run(self._append, [diagnostics_key(self.prefix, job_id)], args)
+        args: list[str | int] = [self.max_points]
+        args += [item for step, layers in entries for item in (str(step), json.dumps(list(layers)))]
+        keys = [diagnostics_key(self.prefix, job_id), thinned_key(self.prefix, job_id)]
+        self.fence.run(self._append, keys, args)
 
     def series(self, job_id: str) -> list[dict[str, Any]]:
         """[{"step": s, "layers": [...]}, ...], oldest first."""

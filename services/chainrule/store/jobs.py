@@ -76,6 +76,7 @@ from chainrule.store.job_records import (
     valid_job_id,
 )
 from chainrule.store.metrics import MetricPoint, decode_point, encode_point
+from chainrule.store.thinning import DEFAULT_MAX_POINTS, THIN, thinned_counts, thinned_key
 
 __all__ = [  # the record types are defined in job_records and offered here too
     "DEFAULT_PHASES",
@@ -113,16 +114,18 @@ return {status, total}
 # XADD to the metrics stream only if the job exists, so no orphan streams appear, and to
 # the events stream too unless the job has ended (its 'end' event stays the last one).
 # With a progress step, a RUNNING job's step is set too (as _SET_PROGRESS, in the same
-# round trip). KEYS (after the lease's two): record, metrics, events; ARGV (after the
-# lease holder and epoch): progress ('' for none), then per point: its event data, its
-# field count, its fields.
+# round trip). Both streams are then thinned to the cap (store/thinning.py). KEYS (after
+# the lease's two): record, metrics, events, thinned counts; ARGV (after the lease holder
+# and epoch): progress ('' for none), the cap (0: none), then per point: its event data,
+# its field count, its fields.
 _APPEND_METRICS = (
     LEASE_CHECK
+    + THIN
     + """
 local status = redis.call('HGET', KEYS[3], 'status')
 if not status then return false end
 local ids = {}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local event, n = ARGV[i], tonumber(ARGV[i + 1])
   local fields = {}
@@ -139,6 +142,9 @@ if ARGV[3] ~= '' and status == 'RUNNING' then
     redis.call('HSET', KEYS[3], 'step', ARGV[3])
   end
 end
+local cap = tonumber(ARGV[4])
+thin(KEYS[4], cap, KEYS[6], 'metrics', false)
+thin(KEYS[5], cap, KEYS[6], 'events', true)
 return ids
 """
 )
@@ -165,9 +171,11 @@ class JobStore:
         prefix: str = "chainrule",
         clock: Callable[[], float] = time.time,
         fence: Fence | None = None,
+        max_points: int = DEFAULT_MAX_POINTS,
     ) -> None:
         self._redis = client
         self.prefix = prefix
+        self.max_points = max_points  # per metric and event stream (store/thinning.py)
         self._clock = clock
         self.fence = fence or Fence.none(prefix)
         self._set_progress = client.register_script(_SET_PROGRESS)
@@ -217,6 +225,7 @@ class JobStore:
             model_key(p, job_id),
             dataset_key(p, job_id),
             preprocess_key(p, job_id),
+            thinned_key(p, job_id),
             *checkpoints,
         ]
 
@@ -564,7 +573,9 @@ class JobStore:
         if not encoded:
             return []
         keys = [self.job_key(job_id), self.metrics_key(job_id), self.events_key(job_id)]
+        keys.append(thinned_key(self.prefix, job_id))
         args: builtins.list[EncodableT] = ["" if progress is None else str(progress)]
+        args.append(self.max_points)
         for fields in encoded:
             args += [metrics_data(decode_point(fields)), 2 * len(fields)]
             args += [item for pair in fields.items() for item in pair]
@@ -592,6 +603,16 @@ class JobStore:
             return []
         entries = self._redis.xrevrange(self.metrics_key(job_id), "+", "-", count=count) or []
         return [decode_point(text_fields(fields or {})) for _, fields in reversed(entries)]
+
+    def stored_metrics(self, job_id: str) -> int:
+        """How many points the job's metric stream holds (recomputed steps included)."""
+        return int(self._redis.xlen(self.metrics_key(job_id))) if valid_job_id(job_id) else 0
+
+    def thinned(self, job_id: str) -> dict[str, int]:
+        """Entries thinned out of each of the job's streams (store/thinning.py)."""
+        if not valid_job_id(job_id):
+            return {}
+        return thinned_counts(self._redis.hgetall(thinned_key(self.prefix, job_id)))
 
     def latest_metrics(self, job_id: str) -> MetricPoint | None:
         """The job's most recent metric point, or None if it has none yet."""

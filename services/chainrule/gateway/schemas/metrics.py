@@ -73,6 +73,12 @@ class MetricsOut(BaseModel):
     next_start_step: int | None = Field(
         description="start_step of the next page; null when this page reaches the end"
     )
+    thinned: int = Field(
+        default=0,
+        description="points thinned out of the stored series to keep it within its cap "
+        "(CHAINRULE_MAX_SERIES_POINTS): its first points, a recent window and every "
+        "k-th point between them stay, k doubling with age; 0: none",
+    )
 
 
 class SeriesPointOut(BaseModel):

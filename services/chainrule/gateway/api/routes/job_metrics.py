@@ -40,10 +40,29 @@ def get_metrics(
     store: JobStoreDep,
     start_step: StartStep = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_POINTS, description="points per page")] = MAX_POINTS,
+    last: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_POINTS, description="only the most recent points, this many"),
+    ] = None,
 ) -> MetricsOut:
     """The metric names, the latest point and a page of the series, one point per step
     in step order (a step recomputed after a rollback to a checkpoint shows its latest
-    point). Page on with ``start_step=next_start_step``."""
+    point). Page on with ``start_step=next_start_step``. With ``last``, only the most
+    recent points are read (from the end of the stream; ``count`` is then the number of
+    points stored, recomputed steps included)."""
+    thinned = store.thinned(job.id).get("metrics", 0)
+    if last is not None:
+        recent = store.recent_metrics(job.id, last)
+        points = one_per_step(recent)
+        return MetricsOut(
+            job_id=job.id,
+            count=store.stored_metrics(job.id),
+            names=names_present(points),
+            latest=MetricPointOut.from_point(recent[-1] if recent else None),
+            points=[MetricPointOut.model_validate(p) for p in points],
+            next_start_step=None,
+            thinned=thinned,
+        )
     written = store.metrics(job.id)
     points = one_per_step(written)
     page, next_start_step = page_from_step(points, start_step, limit)
@@ -54,6 +73,7 @@ def get_metrics(
         latest=MetricPointOut.from_point(written[-1] if written else None),
         points=[MetricPointOut.model_validate(p) for p in page],
         next_start_step=next_start_step,
+        thinned=thinned,
     )
 
 
