@@ -145,6 +145,9 @@ def test_redis_persists_to_a_named_volume() -> None:
     model = project()
     redis = model["services"]["redis"]
     assert redis["command"][:3] == ["redis-server", "--appendonly", "yes"]
+    command = redis["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert "--maxmemory" in command
     volume, _, target = redis["volumes"][0].partition(":")
     assert target == "/data" and volume in model["volumes"], redis["volumes"]
 

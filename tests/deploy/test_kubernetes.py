@@ -44,6 +44,15 @@ def rendered(request: pytest.FixtureRequest) -> list[Manifest]:
     return manifests
 
 
+def parse_quantity(quantity: str) -> int:
+    """A Kubernetes memory quantity in bytes ("1Gi", "256Mi", "512Ki" or plain bytes)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(quantity.removesuffix(suffix)) * factor
+    return int(quantity)
+
+
 def by_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
     return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
 
@@ -315,6 +324,10 @@ def test_redis_keeps_its_data_on_a_volume(rendered: list[Manifest]) -> None:
     container = redis["spec"]["template"]["spec"]["containers"][0]
     assert {"name": claim, "mountPath": "/data"} in container["volumeMounts"]
     assert container["args"][:3] == ["redis-server", "--appendonly", "yes"]
+    args = container["args"]
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    maxmemory_mib = int(args[args.index("--maxmemory") + 1].removesuffix("mb"))
+    assert maxmemory_mib * 2**20 < parse_quantity(container["resources"]["limits"]["memory"])
 
 
 # -- network policies ------------------------------------------------------------------------

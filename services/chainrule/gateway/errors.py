@@ -19,6 +19,11 @@ log = get_logger("gateway")
 
 def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("redis_error", path=request.url.path, error=str(exc))
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return JSONResponse(  # maxmemory reached between the storage check and the write
+            status_code=status.HTTP_507_INSUFFICIENT_STORAGE,
+            content={"detail": f"Redis is full (maxmemory), nothing was stored: {exc}"},
+        )
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": f"Redis is unavailable, try again shortly: {exc}"},

@@ -20,6 +20,7 @@ from chainrule.gateway.limits import FORM_OVERHEAD, BodyLimit, Limit
 from chainrule.gateway.models import ModelSource
 from chainrule.gateway.prometheus import HttpMetrics
 from chainrule.gateway.settings import GatewaySettings
+from chainrule.gateway.storage import StorageGuard
 from chainrule.store import REQUEST_RETRIES, DatasetStore, JobStore, binary_client, connect
 from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.workers import WorkerRegistry
@@ -70,6 +71,7 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
         app.state.model_source = ModelSource(bytes_client, prefix=settings.key_prefix)
         app.state.worker_registry = WorkerRegistry(redis_client, prefix=settings.key_prefix)
         app.state.sse_limiter = anyio.CapacityLimiter(SSE_READERS)
+        app.state.storage = StorageGuard(redis_client, settings.storage_refuse_at)
         try:
             yield
         finally:

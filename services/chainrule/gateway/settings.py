@@ -35,6 +35,9 @@ class GatewaySettings(BaseSettings):
     # refuses a job whose one task, or whose dataset, needs more memory than this
     max_task_memory_mb: int = Field(default=DEFAULT_MAX_TASK_MEMORY_MB, ge=1)
     max_dataset_memory_mb: int = Field(default=DEFAULT_MAX_DATASET_MEMORY_MB, ge=1)
+    # CHAINRULE_STORAGE_REFUSE_AT: new jobs and uploads are refused (507) once Redis uses
+    # this share of its maxmemory (gateway/storage.py); no maxmemory: never
+    storage_refuse_at: float = Field(default=0.9, gt=0, le=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # CHAINRULE_LOG_LEVEL
     # CHAINRULE_API_TOKENS: comma-separated bearer tokens; when set, every POST and DELETE
     # under /api/v1 (but predict) needs "Authorization: Bearer <one of them>"

@@ -217,8 +217,14 @@ class ParamServerClient:
         reply = self._call("Restore", pb.StatusRequest(job_id=job_id, at_most=at_most))
         return _status(reply)
 
-    def drop_job(self, job_id: str) -> bool:
-        reply = self._call("DropJob", pb.DropJobRequest(job_id=job_id))
+    def drop_job(
+        self, job_id: str, final_checkpoint: bool = False, scheduler_state: str = ""
+    ) -> bool:
+        """Forget the job; ``final_checkpoint``: keep θ as it is as its one checkpoint."""
+        request = pb.DropJobRequest(
+            job_id=job_id, final_checkpoint=final_checkpoint, scheduler_state=scheduler_state
+        )
+        reply = self._call("DropJob", request)
         return bool(reply.dropped)
 
 

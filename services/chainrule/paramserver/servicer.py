@@ -163,7 +163,8 @@ class ParamServerServicer(paramserver_pb2_grpc.ParamServerServicer):  # type: ig
         raise AssertionError
 
     def DropJob(self, request: pb.DropJobRequest, context: grpc.ServicerContext) -> pb.DropJobReply:
-        return pb.DropJobReply(dropped=self.store.drop(request.job_id))
+        dropped = self.store.drop(request.job_id, request.final_checkpoint, request.scheduler_state)
+        return pb.DropJobReply(dropped=dropped)
 
     def Discard(self, request: pb.DiscardRequest, context: grpc.ServicerContext) -> pb.DiscardReply:
         with grpc_errors(context):

@@ -276,9 +276,11 @@ class ShardedParamServerClient(ParamServerClient):
         self._agreed(job_id, "restore", versions)
         return combine_statuses(statuses)
 
-    def drop_job(self, job_id: str) -> bool:
+    def drop_job(
+        self, job_id: str, final_checkpoint: bool = False, scheduler_state: str = ""
+    ) -> bool:
         self._forget(job_id)
-        return any(self._each(lambda _, c: c.drop_job(job_id)))
+        return any(self._each(lambda _, c: c.drop_job(job_id, final_checkpoint, scheduler_state)))
 
     # -- internals ----------------------------------------------------------------------
 

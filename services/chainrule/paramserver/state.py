@@ -115,7 +115,7 @@ class PushedGradient:
 
 
 class Checkpoints(Protocol):
-    def save(self, job_id: str, checkpoint: Checkpoint) -> None: ...
+    def save(self, job_id: str, checkpoint: Checkpoint, final: bool = False) -> None: ...
     def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None: ...
 
 
@@ -419,7 +419,9 @@ class ParameterStore:
         while len(job.applied) > APPLIED_MEMORY:
             job.applied.popitem(last=False)
 
-    def _checkpoint(self, job_id: str, job: JobState, scheduler_state: str) -> None:
+    def _checkpoint(
+        self, job_id: str, job: JobState, scheduler_state: str, final: bool = False
+    ) -> None:
         """Snapshot the job (called with its lock held, so θ is of one version)."""
         assert self.checkpoints is not None
         self.checkpoints.save(
@@ -432,6 +434,7 @@ class ParameterStore:
                 job.options,
                 scheduler_state,
             ),
+            final,
         )
         job.checkpoint_version, job.scheduler_state = job.version, scheduler_state
 
@@ -444,7 +447,15 @@ class ParameterStore:
                 job.applied[t] = None  # a retried push of it is a no-op, not a new buffer
             return len(gone)
 
-    def drop(self, job_id: str) -> bool:
+    def drop(self, job_id: str, final_checkpoint: bool = False, scheduler_state: str = "") -> bool:
+        """Forget the job (a tombstone keeps workers' calls from bringing it back).
+        ``final_checkpoint``: it has ended, so θ and its optimizer state as they are
+        become its one checkpoint first (with a checkpoint store), the older ones gone."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if final_checkpoint and job is not None and self.checkpoints is not None:
+            with job.lock:
+                self._checkpoint(job_id, job, scheduler_state, final=True)
         with self._lock:
             self._dropped[job_id] = None
             self._dropped.move_to_end(job_id)

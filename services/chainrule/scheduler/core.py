@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Protocol
 
 import grpc
 import numpy as np
+import redis
 
 from chainrule import telemetry
 from chainrule.data.evaluation import evaluate
@@ -55,6 +56,7 @@ from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key, preprocess_key
 from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
+from chainrule.store.fencing import DeposedError
 
 __all__ = ["Completion", "EndedIncarnationError", "SchedulerCore", "Task"]
 RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
@@ -125,7 +127,9 @@ class ParamServer(Protocol):
     def discard(self, job_id: str, task_ids: list[str]) -> int: ...
     def status(self, job_id: str) -> Any: ...
     def restore(self, job_id: str) -> Any: ...
-    def drop_job(self, job_id: str) -> bool: ...
+    def drop_job(
+        self, job_id: str, final_checkpoint: bool = False, scheduler_state: str = ""
+    ) -> bool: ...
 
 
 class SchedulerCore:
@@ -267,7 +271,7 @@ class SchedulerCore:
             self._end(job.job_id, job.message_id, "FAILED", reason=reason)
         ready = self._pending_to_start(pending, live, now)
         for job in active:
-            if self.jobs.stop_requested(job.job_id):
+            if self.jobs.stop_requested(job.job_id) and not self._stops_after_run(job, now):
                 self._stop(job)
         failed: list[BaseException] = []
         for job_id, spec, message_id in ready:
@@ -327,6 +331,18 @@ class SchedulerCore:
             self.pending.pop(job_id, None)
             self.pending_since.pop(job_id, None)
             self.start_failures.pop(job_id, None)
+
+    def _stops_after_run(self, job: ActiveJob, now: float) -> bool:
+        """A stop request for a sync job in the middle of a run waits for the run's end
+        (its steps are planned on the parameter server, and workers holding its tasks
+        push them still: stopping now would keep a θ ahead of the recorded step), up to
+        a worker lease; then, or for any other job, it is honoured at once."""
+        with self.cond:
+            if job.mode != "sync" or not job.ahead:
+                return False
+            if job.stop_asked is None:
+                job.stop_asked = now
+            return now - job.stop_asked < self.lease_seconds
 
     def _stop(self, job: ActiveJob) -> None:
         """A stop request for a running job: it ends STOPPED, keeping θ as its model."""
@@ -846,6 +862,7 @@ class SchedulerCore:
         closes = False
         with self.cond:
             job.version = version
+            stop = self._at_run_end(job, version, stop)
             if stop is None and job.mode == "sync":
                 job.closing = False
                 live_set = self.live_workers()
@@ -881,6 +898,22 @@ class SchedulerCore:
             )
         elif closes:
             self._close_step(job)
+
+    @staticmethod
+    def _at_run_end(
+        job: ActiveJob, version: int, stop: stopping.Stop | None
+    ) -> stopping.Stop | None:
+        """The stop to act on at ``version``: a sync job that is to stop (by a rule, or
+        by a request seen since) in the middle of a run stops where the run ends, as
+        the run's steps are planned on the parameter server already; FAILED at once."""
+        if stop is None and job.stop_asked is not None:
+            stop = stopping.Stop("STOPPED", f"stopped by request at step {version}")
+        stop = stop or job.deferred_stop
+        mid_run = job.mode == "sync" and bool(job.ahead) and job.ahead[0].step == version
+        if stop is not None and stop.status != "FAILED" and mid_run:
+            job.deferred_stop = stop
+            return None
+        return stop
 
     def _flush(self, job: ActiveJob) -> None:
         """Write the job's points not yet written, behind whatever was submitted before."""
@@ -1018,11 +1051,17 @@ class SchedulerCore:
         self.jobs.set_status(
             job_id, status, phase="ended", message=message or reason, reason=reason
         )
-        try:
-            self.paramserver.drop_job(job_id)
+        try:  # θ and its optimizer state as they end become the job's one checkpoint
+            state = job.scheduler_state() if job is not None else ""
+            self.paramserver.drop_job(job_id, final_checkpoint=True, scheduler_state=state)
         except grpc.RpcError as e:
             if self.log:
                 self.log.warning("could not drop θ", job_id=job_id, code=str(e.code()))
+        try:  # its copy of the dataset: done with
+            self.blobs.delete(dataset_key(self.prefix, job_id))
+        except (redis.RedisError, DeposedError) as e:  # left behind, as DELETE would remove
+            if self.log:
+                self.log.warning("could not delete the dataset copy", job_id=job_id, error=str(e))
         telemetry.record_job_ended(status)
         self.ack(message_id)
         if self.log:

@@ -40,7 +40,7 @@ from chainrule.scheduler.batches import (
     step_batches,
 )
 from chainrule.scheduler.outages import Outage
-from chainrule.scheduler.stopping import StopState
+from chainrule.scheduler.stopping import Stop, StopState
 from chainrule.spec import JobSpec
 
 RUN_STEPS = 32
@@ -122,6 +122,8 @@ class ActiveJob:
     recent_workers: dict[str, float] = field(default_factory=dict)  # id -> last completion
     lost_workers: int = 0  # workers whose lease ran out while they worked on this job
     outage: Outage = field(default_factory=Outage)  # of its parameter server, if any
+    stop_asked: float | None = None  # sync: when a stop request came in mid-run (monotonic)
+    deferred_stop: Stop | None = None  # sync: a stop decided mid-run, taken at the run's end
     apply_lock: threading.Lock = field(default_factory=threading.Lock)
     step_tasks: list[str] = field(default_factory=list)  # sync: this step's, in slot order
     generation: int = 0  # bumped by every rollback: plans made before it are void

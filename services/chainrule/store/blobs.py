@@ -7,6 +7,7 @@ import redis
 from chainrule.store.fencing import LEASE_CHECK, Fence
 
 _PUT = LEASE_CHECK + "return redis.call('SET', KEYS[3], ARGV[3])"
+_DELETE = LEASE_CHECK + "return redis.call('DEL', KEYS[3])"
 
 
 def dataset_key(prefix: str, job_id: str) -> str:
@@ -27,12 +28,19 @@ class BlobStore:
         self.client = client
         self.fence = fence  # the leading scheduler's: its puts are fenced (store/fencing.py)
         self._put = client.register_script(_PUT)
+        self._delete = client.register_script(_DELETE)
 
     def put(self, key: str, data: bytes) -> None:
         if self.fence is None:
             self.client.set(key, data)
         else:
             self.fence.run(self._put, [key], [data])
+
+    def delete(self, key: str) -> None:
+        if self.fence is None:
+            self.client.delete(key)
+        else:
+            self.fence.run(self._delete, [key], [])
 
     def get(self, key: str) -> bytes:
         value = self.client.get(key)

@@ -100,6 +100,16 @@ class Checkpoint:
         )
 
 
+# KEYS: latest, previous, versions; ARGV: the checkpoint, its version. The job's one
+# checkpoint from now on: the latest replaced, the previous deleted.
+_SAVE_FINAL = """
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], 'latest', ARGV[2])
+return 1
+"""
+
+
 class CheckpointStore:
     """Checkpoints in Redis for one parameter-server shard."""
 
@@ -107,10 +117,14 @@ class CheckpointStore:
         self.client, self.prefix, self.shard = client, prefix, shard
 
         self._save = client.register_script(_SAVE)
+        self._save_final = client.register_script(_SAVE_FINAL)
 
-    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
+    def save(self, job_id: str, checkpoint: Checkpoint, final: bool = False) -> None:
+        """Keep ``checkpoint`` as the latest, the one before as the previous; ``final``:
+        as the job's only checkpoint (it has ended), the older ones deleted."""
         latest = checkpoint_key(self.prefix, job_id, self.shard)
-        self._save(
+        script = self._save_final if final else self._save
+        script(
             keys=[latest, previous_key(latest), versions_key(latest)],
             args=[checkpoint.to_bytes(), checkpoint.version],
         )

@@ -18,7 +18,7 @@ class MemoryCheckpoints:
     def __init__(self) -> None:
         self.saved: dict[str, Checkpoint] = {}
 
-    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
+    def save(self, job_id: str, checkpoint: Checkpoint, final: bool = False) -> None:
         self.saved[job_id] = checkpoint
 
     def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None:

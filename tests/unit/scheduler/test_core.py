@@ -218,8 +218,8 @@ class FakeCheckpoints:
     def __init__(self) -> None:
         self.saved: dict[str, bytes] = {}
 
-    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
-        self.saved[job_id] = checkpoint.to_bytes()
+    def save(self, job_id: str, checkpoint: Checkpoint, final: bool = False) -> None:
+        self.saved[job_id] = checkpoint.to_bytes()  # one per job: final or not alike
 
     def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None:
         data = self.saved.get(job_id)
@@ -363,12 +363,14 @@ class FakeParamServer:
         with rpc_errors():
             return _status(*self.store.restore(job_id))
 
-    def drop_job(self, job_id: str) -> bool:
+    def drop_job(
+        self, job_id: str, final_checkpoint: bool = False, scheduler_state: str = ""
+    ) -> bool:
         if self.drop_failure is not None:
             raise self.drop_failure
         if self.has_job(job_id):
             self.final[job_id] = self.theta(job_id)[1]
-        return self.store.drop(job_id)
+        return self.store.drop(job_id, final_checkpoint, scheduler_state)
 
     def has_job(self, job_id: str) -> bool:
         """Whether θ of the job is held in memory (asking through pull would restore it
@@ -403,6 +405,9 @@ class FakeBlobs(BlobStore):
         if key not in self.values:
             raise KeyError(f"nothing stored at {key!r}")
         return self.values[key]
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
 
 
 class FakeDiagnostics(DiagnosticsStore):

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chainrule.gateway.models import ModelSource
 from chainrule.gateway.schemas import Message
 from chainrule.gateway.settings import GatewaySettings
+from chainrule.gateway.storage import StorageGuard
 from chainrule.store import DatasetStore, JobRecord, JobStore
 from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.workers import WorkerRegistry
@@ -134,4 +135,16 @@ def require_read(settings: SettingsDep, credentials: Credentials) -> None:
 
 
 WRITE_ACCESS = [Depends(require_write)]
+
+
+def room_for(what: str) -> Any:
+    """A dependency refusing new work with 507 when Redis is near its memory limit."""
+
+    def check(request: Request) -> None:
+        guard: StorageGuard = request.app.state.storage
+        guard.check(what)
+
+    return Depends(check)
+
+
 READ_ACCESS = [Depends(require_read)]

@@ -33,7 +33,13 @@ from chainrule.data.uploads import (
     parse_csv,
     parse_npz,
 )
-from chainrule.gateway.api.deps import AUTH_ERRORS, WRITE_ACCESS, DatasetStoreDep, SettingsDep
+from chainrule.gateway.api.deps import (
+    AUTH_ERRORS,
+    WRITE_ACCESS,
+    DatasetStoreDep,
+    SettingsDep,
+    room_for,
+)
 from chainrule.gateway.schemas import (
     BAD_BODY,
     DatasetOut,
@@ -67,8 +73,12 @@ REFUSED: dict[int | str, dict[str, Any]] = {
 @router.post(
     "",
     status_code=http.HTTP_201_CREATED,
-    dependencies=WRITE_ACCESS,
-    responses={**REFUSED, **AUTH_ERRORS},
+    dependencies=[*WRITE_ACCESS, room_for("an upload")],
+    responses={
+        **REFUSED,
+        **AUTH_ERRORS,
+        507: {"model": Message, "description": "Redis is near its memory limit"},
+    },
 )
 def upload_dataset(
     file: Annotated[UploadFile, File(description="the CSV or NPZ file")],

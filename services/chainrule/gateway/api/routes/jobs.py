@@ -15,6 +15,7 @@ from chainrule.gateway.api.deps import (
     JobDep,
     JobStoreDep,
     SettingsDep,
+    room_for,
 )
 from chainrule.gateway.api.routes.datasets import check_job_dataset
 from chainrule.gateway.schemas import (
@@ -54,9 +55,10 @@ def job_detail(store: JobStore, record: JobRecord) -> JobDetail:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=WRITE_ACCESS,
+    dependencies=[*WRITE_ACCESS, room_for("a new job")],
     responses={
         200: {"model": JobDetail, "description": "submission_id already used, same spec"},
+        507: {"model": Message, "description": "Redis is near its memory limit"},
         409: {"model": Message, "description": "submission_id already used, another spec"},
         **BAD_BODY,
         **AUTH_ERRORS,
