@@ -33,9 +33,9 @@ import csv
 import io
 import math
 import zipfile
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,6 +49,7 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_ROWS = 1_000_000
 MAX_FEATURES = 8192  # the widest input layer a job spec allows
 MAX_CLASSES = 1000
+CSV_CHUNK_CELLS = 16_384  # cells (a row counts 4 more) converted to numbers at once
 MIN_ROWS = 2  # one row to train on, one to hold out
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _SHOWN_COLUMNS = 20  # how many column names an error lists before "..."
@@ -131,37 +132,136 @@ def parse_csv(
     max_rows: int = MAX_ROWS,
     max_features: int = MAX_FEATURES,
 ) -> ParsedDataset:
-    """Check a CSV file with a header row and a ``label`` column; see the module notes."""
+    """Check a CSV file with a header row and a ``label`` column; see the module notes.
+
+    Read as a stream: the bytes are decoded as the reader goes, and the feature cells are
+    converted to float32 a chunk of rows at a time, so the memory it takes is a small
+    multiple of the file (the arrays, the label cells and one chunk), never a Python
+    object per cell of the whole file. The first problem in the file is reported."""
     _check_task(task)
     _check_bytes(len(data), max_bytes)
-    text = _decode(data)
-    if not text.strip():
+    if not data.removeprefix(b"\xef\xbb\xbf").strip():
         raise DatasetError(
             "the file is empty; expected a header row naming the columns, then one row per sample"
         )
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    reader = csv.reader(stream, strict=True)
     try:
         header, header_row = _header(reader)
         names = [cell.strip() for cell in header]
         label_at = _check_header(names, label, header_row, max_features)
-        rows = [row for row in reader if row]  # blank lines are skipped
+        table = _Table(names, label_at, max_rows)
+        for row in reader:
+            if row:  # blank lines are skipped
+                table.add(row, reader.line_num)
     except csv.Error as exc:
         raise DatasetError(
             f"row {reader.line_num}: the CSV quoting is malformed ({exc}); "
             'quote a cell as "like, this" and double a quote inside one as ""',
             row=reader.line_num,
         ) from None
-    row_numbers = _RowNumbers(text)
-    _check_rows(rows, names, header_row, max_rows, row_numbers)
-    columns = list(zip(*rows, strict=True))  # one tuple of cells per column
-    feature_at = [j for j in range(len(names)) if j != label_at]
-    feature_names = [names[j] for j in feature_at]
-    place = _Place(
-        csv=True, rows=row_numbers, columns=feature_names, cells=[columns[j] for j in feature_at]
-    )
-    X = _features(place)
-    y, classes = _targets(np.array(columns[label_at], dtype=np.str_), label, task, place)
-    return ParsedDataset(X, y, classes, feature_names, label)
+    except UnicodeDecodeError:
+        _decode(data)  # raises the DatasetError naming the row and the byte
+        raise
+    X, labels, place = table.finish(header_row)
+    y, classes = _targets(labels, label, task, place)
+    return ParsedDataset(X, y, classes, table.feature_names, label)
+
+
+class _Table:
+    """The data rows of a CSV file as they are read: each row's width checked at once,
+    its feature cells converted a chunk at a time (float32), its label cell kept."""
+
+    def __init__(self, names: list[str], label_at: int, max_rows: int) -> None:
+        self.names, self.label_at, self.max_rows = names, label_at, max_rows
+        self.feature_at = [j for j in range(len(names)) if j != label_at]
+        self.feature_names = [names[j] for j in self.feature_at]
+        self.rows = array("q")  # the row number of each data row
+        self.chunk_rows = max(1, CSV_CHUNK_CELLS // (len(self.feature_at) + 4))
+        self.chunks: list[NDArray[np.float32]] = []
+        self.label_chunks: list[NDArray[np.str_]] = []
+        self.pending: list[list[str]] = []  # feature cells of the rows not yet converted
+        self.labels: list[str] = []  # label cells of the rows not yet converted
+        self.first_too_many: int | None = None  # the row number past max_rows, if any
+
+    def add(self, row: list[str], at: int) -> None:
+        if self.first_too_many is not None:  # only counted, for the message
+            self.rows.append(at)
+            return
+        width = len(self.names)
+        if len(row) != width:
+            self._wrong_width(row, at)
+        if len(self.rows) == self.max_rows:
+            self.first_too_many = at
+            self.rows.append(at)
+            return
+        self.rows.append(at)
+        self.labels.append(row[self.label_at])
+        self.pending.append([row[j] for j in self.feature_at])
+        if len(self.pending) == self.chunk_rows:
+            self._convert()
+
+    def finish(self, header_row: int) -> tuple[NDArray[np.float32], NDArray[np.str_], _Place]:
+        if not self.rows:
+            raise DatasetError(
+                f"the file has a header (row {header_row}) but no data rows; "
+                "expected one row per sample below it",
+                row=header_row,
+            )
+        if self.first_too_many is not None:
+            raise DatasetTooLargeError(
+                f"the file has {len(self.rows)} data rows (row {self.first_too_many} is the "
+                f"first one too many); the limit is {self.max_rows}",
+                row=self.first_too_many,
+            )
+        if len(self.rows) < MIN_ROWS:
+            raise DatasetError(
+                f"the file has {len(self.rows)} data row; at least {MIN_ROWS} are needed "
+                "(one to train on, one to hold out)"
+            )
+        self._convert()
+        X = self.chunks[0] if len(self.chunks) == 1 else np.concatenate(self.chunks)
+        labels = np.concatenate(self.label_chunks)
+        self.chunks, self.label_chunks = [], []
+        return X, labels, _Place(csv=True, rows=self.rows, columns=self.feature_names)
+
+    def _convert(self) -> None:
+        """The pending rows' feature cells as float32, refusing empty, non-numeric and
+        non-finite ones (named by row and column)."""
+        if not self.pending:
+            return
+        try:
+            values = np.array(self.pending, dtype=np.float64)
+        except ValueError:
+            _locate_non_number(self._place())
+            raise
+        if not np.isfinite(values).all() or (np.abs(values) > _FLOAT32_MAX).any():
+            _finite_float32(values, self._place())  # raises, naming the first such cell
+        self.chunks.append(values.astype(np.float32))
+        self.label_chunks.append(np.array(self.labels, dtype=np.str_))
+        self.pending, self.labels = [], []
+
+    def _place(self) -> _Place:
+        """Where the pending rows' cells are, for a message about one of them."""
+        start = len(self.rows) - len(self.pending)
+        cells = list(zip(*self.pending, strict=True))  # column by column
+        rows = self.rows[start:]
+        return _Place(csv=True, rows=rows, columns=self.feature_names, cells=cells)
+
+    def _wrong_width(self, row: list[str], at: int) -> None:
+        width = len(self.names)
+        if len(row) < width:
+            column: str | None = self.names[len(row)]
+            detail = f"column {column!r} onwards is missing"
+        else:
+            column, extra = None, len(row) - width
+            detail = f"{extra} cell{'s' if extra > 1 else ''} beyond the last column"
+        raise DatasetError(
+            f"row {at} has {len(row)} cells but the header has {width} columns "
+            f"({detail}); every row needs exactly one cell per column",
+            row=at,
+            column=column,
+        )
 
 
 def csv_columns(data: bytes) -> list[str]:
@@ -227,67 +327,6 @@ def _check_header(names: list[str], label: str, row: int, max_features: int) -> 
             column=label,
         )
     return first[label]
-
-
-def _check_rows(
-    rows: list[list[str]],
-    names: list[str],
-    header_row: int,
-    max_rows: int,
-    row_numbers: _RowNumbers,
-) -> None:
-    """Enough rows, not too many, and every one as wide as the header."""
-    if not rows:
-        raise DatasetError(
-            f"the file has a header (row {header_row}) but no data rows; "
-            "expected one row per sample below it",
-            row=header_row,
-        )
-    if len(rows) > max_rows:
-        at = row_numbers[max_rows]
-        raise DatasetTooLargeError(
-            f"the file has {len(rows)} data rows (row {at} is the first one too many); "
-            f"the limit is {max_rows}",
-            row=at,
-        )
-    width = len(names)
-    for i, row in enumerate(rows):
-        if len(row) == width:
-            continue
-        at = row_numbers[i]
-        if len(row) < width:
-            column: str | None = names[len(row)]
-            detail = f"column {column!r} onwards is missing"
-        else:
-            column, extra = None, len(row) - width
-            detail = f"{extra} cell{'s' if extra > 1 else ''} beyond the last column"
-        raise DatasetError(
-            f"row {at} has {len(row)} cells but the header has {width} columns "
-            f"({detail}); every row needs exactly one cell per column",
-            row=at,
-            column=column,
-        )
-    if len(rows) < MIN_ROWS:
-        raise DatasetError(
-            f"the file has {len(rows)} data row; at least {MIN_ROWS} are needed "
-            "(one to train on, one to hold out)"
-        )
-
-
-class _RowNumbers:
-    """The row number of each data row, counted only when a message needs one (a second
-    pass over the text, since a quoted cell may span lines)."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._numbers: list[int] | None = None
-
-    def __getitem__(self, i: int) -> int:
-        if self._numbers is None:
-            reader = csv.reader(io.StringIO(self._text, newline=""))
-            numbers = [reader.line_num for row in reader if row]
-            self._numbers = numbers[1:]  # after the header
-        return self._numbers[i]
 
 
 # -- NPZ ----------------------------------------------------------------------------------
@@ -399,7 +438,7 @@ class _Place:
     ``X[4, 2]`` in an NPZ archive; and shows a CSV cell as it was written."""
 
     csv: bool
-    rows: _RowNumbers | None = None  # CSV: the row number of each data row
+    rows: Sequence[int] | None = None  # CSV: the row number of each data row
     columns: Sequence[str] = ()  # the feature names
     cells: Sequence[Sequence[str]] = ()  # CSV: the feature cells, column by column
 
@@ -417,19 +456,6 @@ class _Place:
             assert self.rows is not None
             return self.rows[i], f"row {self.rows[i]}, column {column!r}"
         return i, f"{column}[{i}]"
-
-
-def _features(place: _Place) -> NDArray[np.float32]:
-    """The CSV feature cells as float32, refusing empty, non-numeric and non-finite ones."""
-    columns = place.cells
-    n = len(columns[0])
-    try:
-        cells = chain.from_iterable(columns)
-        flat = np.fromiter(map(float, cells), dtype=np.float64, count=n * len(columns))
-    except ValueError:
-        _locate_non_number(place)
-        raise
-    return _finite_float32(flat.reshape(len(columns), n).T, place)
 
 
 def _locate_non_number(place: _Place) -> None:
@@ -482,16 +508,18 @@ def _targets(
             f"{column} has dtype {raw.dtype}; expected numbers, or text class labels",
             column=column,
         )
-    text = np.char.strip(raw.astype(np.str_)) if raw.dtype.kind == "U" else None
+    text = np.char.strip(raw.astype(np.str_, copy=False)) if raw.dtype.kind == "U" else None
     if text is not None:
         empty = text == ""
         if empty.any():
             row, where = place.label(int(np.argmax(empty)), column)
             what = "a number" if task == "regression" else "a class label"
             raise DatasetError(f"{where} is empty; every row needs {what}", row=row, column=column)
-        if task == "classification" and not all(_is_number(v) for v in np.unique(text)):
+        if task == "classification":
             names, y = np.unique(text, return_inverse=True)
-            return _checked_classes([str(n) for n in names], y, column)
+            if not all(_is_number(str(v)) for v in names):
+                return _checked_classes([str(n) for n in names], y, column)
+            del names, y
     values = _numbers(raw if text is None else text, column, task, place)
     shown = text if text is not None else raw
     if task == "regression":
