@@ -21,8 +21,8 @@ chunk, not by the number of held-out rows; and ``epochs`` are capped like ``step
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 
+from chainrule.nn import param_count
 from chainrule.spec import JobSpec
 
 ITEMSIZE = 4  # θ, activations and features are float32
@@ -53,9 +53,7 @@ def bytes_per_row(layers: list[int]) -> int:
 
 def task_bytes(layers: list[int], batch_size: int) -> int:
     """The memory one task of ``batch_size`` rows needs, at most (see the module doc)."""
-    return batch_size * bytes_per_row(layers) + 3 * ITEMSIZE * sum(
-        a * b + b for a, b in pairwise(layers)
-    )
+    return batch_size * bytes_per_row(layers) + 3 * ITEMSIZE * param_count(layers)
 
 
 def dataset_bytes(rows: int, features: int) -> int:

@@ -29,7 +29,6 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable
-from itertools import pairwise
 from typing import Annotated, Any
 
 from pydantic import (
@@ -57,6 +56,7 @@ from chainrule.nn import (
     Optimizer,
     Schedule,
     make_optimizer,
+    param_count,
 )
 from chainrule.nn.losses import Head
 
@@ -310,7 +310,7 @@ def _check_layers(sizes: list[int]) -> list[int]:
                 f"layers[{i}] must be between 1 and {MAX_WIDTH} units; got {size}",
                 size,
             )
-    n_params = sum(fan_in * fan_out + fan_out for fan_in, fan_out in pairwise(sizes))
+    n_params = param_count(sizes)
     if n_params > MAX_PARAMS:
         raise _error(
             "too_many_params",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import httpx
 import numpy as np
 import redis
 
+from chainrule.cli.stack import free_port
 from chainrule.data.uploads import DatasetError, parse_csv
 
 
@@ -102,13 +102,6 @@ def gateway_upload(redis_url: str, megabytes: float) -> None:
         f"{idle / 1024:.0f} MiB idle, peak {peak / 1024:.0f} MiB, {above / 1e6:.0f} MB above "
         f"idle = {above / len(data):.1f}× the file"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def main() -> None:

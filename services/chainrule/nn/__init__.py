@@ -8,7 +8,7 @@ from chainrule.nn.activations import ACTIVATIONS, Activation, get_activation
 from chainrule.nn.diagnostics import LayerDiagnostics
 from chainrule.nn.gradcheck import gradcheck, numeric_grad
 from chainrule.nn.losses import LOSSES, OUTPUTS, VALID_OUTPUTS, Head
-from chainrule.nn.mlp import MLP
+from chainrule.nn.mlp import MLP, param_count
 from chainrule.nn.optim import OPTIMIZERS, SGD, Adagrad, Adam, Optimizer, OptState, make_optimizer
 from chainrule.nn.schedules import SCHEDULES, Schedule
 from chainrule.nn.types import Array, Params
@@ -36,4 +36,5 @@ __all__ = [
     "gradcheck",
     "make_optimizer",
     "numeric_grad",
+    "param_count",
 ]

@@ -39,6 +39,11 @@ _FLOATS = (np.float32, np.float64)
 _CHECK_FLOATS = (*_FLOATS, np.longdouble)
 
 
+def param_count(layers: Sequence[int]) -> int:
+    """The weights and biases of an MLP of these layer sizes."""
+    return sum(fan_in * fan_out + fan_out for fan_in, fan_out in pairwise(layers))
+
+
 @dataclass
 class _Cache:
     """What the forward pass keeps for the backward pass: layer inputs and pre-activations."""
@@ -104,7 +109,7 @@ class MLP:
         return out
 
     def n_params(self) -> int:
-        return sum(int(np.prod(s)) for s in self.shapes().values())
+        return param_count(self.layers)
 
     def init(self, rng: np.random.Generator, dtype: type[np.floating] = np.float32) -> Params:
         """Fresh parameters: Glorot-uniform before sigmoid/tanh-like f, He-normal before

@@ -338,7 +338,7 @@ class SchedulerCore:
         push them still: stopping now would keep a θ ahead of the recorded step), up to
         a worker lease; then, or for any other job, it is honoured at once."""
         with self.cond:
-            if job.mode != "sync" or not job.ahead:
+            if not job.mid_run:
                 return False
             if job.stop_asked is None:
                 job.stop_asked = now
@@ -909,8 +909,7 @@ class SchedulerCore:
         if stop is None and job.stop_asked is not None:
             stop = stopping.Stop("STOPPED", f"stopped by request at step {version}")
         stop = stop or job.deferred_stop
-        mid_run = job.mode == "sync" and bool(job.ahead) and job.ahead[0].step == version
-        if stop is not None and stop.status != "FAILED" and mid_run:
+        if stop is not None and stop.status != "FAILED" and job.mid_run:
             job.deferred_stop = stop
             return None
         return stop

@@ -138,6 +138,12 @@ class ActiveJob:
     )
     flushed_at: float = 0.0
 
+    @property
+    def mid_run(self) -> bool:
+        """Sync: the next step is of the run under way, planned on the parameter server
+        already (workers holding its tasks push them without asking the scheduler)."""
+        return self.mode == "sync" and bool(self.ahead) and self.ahead[0].step == self.version
+
     @cached_property
     def model_json(self) -> str:
         """The model section every task carries, serialised once per job."""

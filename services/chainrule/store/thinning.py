@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from chainrule.store.job_records import text
+
 DEFAULT_MAX_POINTS = 10_000
 MIN_MAX_POINTS = 100  # below this a recent window would be a handful of points
 
@@ -50,8 +52,4 @@ def thinned_key(prefix: str, job_id: str) -> str:
 
 def thinned_counts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
     """The counter hash as {stream: entries thinned out}."""
-    return {_text(k): int(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return {text(k): int(v) for k, v in raw.items()}
