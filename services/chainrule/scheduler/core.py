@@ -338,7 +338,7 @@ class SchedulerCore:
         push them still: stopping now would keep a θ ahead of the recorded step), up to
         a worker lease; then, or for any other job, it is honoured at once."""
         with self.cond:
-            if not job.mid_run:
+            if job.mode != "sync" or not job.ahead:
                 return False
             if job.stop_asked is None:
                 job.stop_asked = now

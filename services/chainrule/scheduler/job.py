@@ -140,8 +140,8 @@ class ActiveJob:
 
     @property
     def mid_run(self) -> bool:
-        """Sync: the next step is of the run under way, planned on the parameter server
-        already (workers holding its tasks push them without asking the scheduler)."""
+        """Sync, as θ reaches ``version`` (before the next step is made current): the
+        next step is of the run under way, planned on the parameter server already."""
         return self.mode == "sync" and bool(self.ahead) and self.ahead[0].step == self.version
 
     @cached_property
