@@ -1,7 +1,10 @@
 """The OpenAPI document of the real gateway process, and a schemathesis run over it:
 generated requests, valid and invalid, against every operation (on unknown ids and on
 jobs present in every state) must get no 5xx and only documented, schema-conforming
-replies. Bounded: a few examples per operation and a wall-clock budget."""
+replies. The gateway requires a token for every request (reads included), and the
+run sends a valid one, so the mutating operations (submit, upload, stop, delete) run
+their real code on real jobs. Bounded: a few examples per operation and a wall-clock
+budget."""
 
 from __future__ import annotations
 
@@ -44,9 +47,16 @@ CHECKS = [
 SKIPPED = r"/events$"
 
 
+TOKEN = "schemathesis-token"
+AUTHORIZED = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture(scope="module")
 def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    with running_gateway(redis_url, tmp_path_factory.mktemp("gateway")) as gateway:
+    with running_gateway(
+        redis_url, tmp_path_factory.mktemp("gateway"), api_tokens=TOKEN, auth_reads="true"
+    ) as gateway:
+        gateway.http.headers.update(AUTHORIZED)
         yield gateway
 
 
@@ -83,13 +93,17 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(api: Api) 
     schema = schemathesis.openapi.from_dict(document).exclude(path_regex=SKIPPED)
     deadline = time.monotonic() + BUDGET_S
     failures: list[str] = []
+    methods: list[str] = []  # of each run
     runs = 0
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]  # an invalid schema raises here
         targets: list[dict[str, Any] | None] = [None]  # generated path parameters
         method, path = operation.method.upper(), operation.path
-        if "{job_id}" in path and method in ("GET", "POST") and not path.endswith("/stop"):
-            targets += [{"job_id": job_id} for job_id in jobs.values()]  # not stop: keep them
+        if "{job_id}" in path:
+            # stop and delete change the jobs they reach: each gets jobs of its own
+            ends = method == "DELETE" or path.endswith("/stop")
+            on = jobs_in_every_state(api) if ends else jobs
+            targets += [{"job_id": job_id} for job_id in on.values()]
         for path_parameters in targets:
             for mode in (
                 schemathesis.GenerationMode.POSITIVE,
@@ -100,11 +114,17 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(api: Api) 
                 strategy = operation.as_strategy(mode, path_parameters=path_parameters)
                 error = run_examples(strategy, api.base_url, deadline)
                 runs += 1
+                methods.append(method)
                 if error is not None:
                     where = f"{operation.method.upper()} {operation.path} {path_parameters or ''}"
                     failures.append(f"{where} ({mode.value}): {error}")
 
-    print(f"schemathesis: {runs} runs in {BUDGET_S - (deadline - time.monotonic()):.1f} s")
+    mutating = sum(1 for m in methods if m in ("POST", "PUT", "PATCH", "DELETE"))
+    print(
+        f"schemathesis: {runs} runs ({mutating} of operations that change state) in "
+        f"{BUDGET_S - (deadline - time.monotonic()):.1f} s"
+    )
+    assert mutating >= 4, methods  # submit, upload, stop and delete ran, at least
     assert runs >= 40, f"the budget ran out after {runs} runs"
     assert not failures, "\n\n".join(failures)
 
@@ -124,7 +144,7 @@ def run_examples(strategy: Any, base_url: str, deadline: float) -> str | None:
     def check(case: Any) -> None:
         if time.monotonic() > deadline:
             return
-        response = case.call(base_url=base_url, timeout=10)
+        response = case.call(base_url=base_url, headers=AUTHORIZED, timeout=10)
         case.validate_response(response, checks=CHECKS)
 
     return failure_text(check)

@@ -11,7 +11,7 @@ import redis
 from fastapi import FastAPI
 
 from chainrule import __version__
-from chainrule.gateway.api.deps import READ_ACCESS
+from chainrule.gateway.api.deps import AUTH_ERRORS, READ_ACCESS
 from chainrule.gateway.api.main import api_router
 from chainrule.gateway.api.routes import health, prometheus
 from chainrule.gateway.api.routes.dashboard import router as dashboard_router
@@ -85,10 +85,14 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
     app.add_middleware(HttpMetrics)  # outermost: counts and times every request
     app.include_router(health.router)
     app.include_router(prometheus.router)
-    # with CHAINRULE_AUTH_READS, every /api/v1 route needs a token (writes need one anyway)
+    # with CHAINRULE_AUTH_READS, every /api/v1 route needs a token (writes need one anyway),
+    # and the OpenAPI document says every route may answer 401 and 403
     reads_guarded = settings.auth_reads and bool(settings.tokens)
     app.include_router(
-        api_router, prefix=API_PREFIX, dependencies=READ_ACCESS if reads_guarded else []
+        api_router,
+        prefix=API_PREFIX,
+        dependencies=READ_ACCESS if reads_guarded else [],
+        responses=AUTH_ERRORS if reads_guarded else {},
     )
     app.include_router(dashboard_router)
     return app
