@@ -1,6 +1,7 @@
-"""Retention of a job's streams against the real Redis: a cap kept by thinning (the first
-points, a thinned middle and a recent window stay), reported by the API, and reads of the
-most recent points that read only those."""
+"""Retention against the real Redis: a stream cap kept by thinning (the first points, a
+thinned middle and a recent window stay), reported by the API; reads of the most recent
+points that read only those; one final checkpoint per ended job; ended jobs expired
+after CHAINRULE_RETENTION_DAYS; Redis' memory limit."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from chainrule.store.blobs import dataset_key, model_key
 from chainrule.store.checkpoints import Checkpoint, checkpoint_key, held_versions
 from chainrule.store.diagnostics import DiagnosticsStore, diagnostics_key
 from chainrule.store.jobs import JobStore
+from chainrule.store.retention import DAY_S, Retention
 from chainrule.store.thinning import thinned_counts, thinned_key
 from tests.examples import example_spec
 from tests.integration.api_support import Api, point, running_gateway, running_job
@@ -106,7 +108,8 @@ def test_the_last_points_are_read_from_the_end_of_the_stream_alone(api: Api) -> 
 
 
 def job_keys(client: redis.Redis, prefix: str, job_id: str) -> set[str]:
-    return {k.decode() for k in client.scan_iter(match=f"{prefix}:job:{job_id}*", count=500)}
+    keys = client.scan_iter(match=f"{prefix}:job:{job_id}*", count=500)
+    return {k.decode() if isinstance(k, bytes) else k for k in keys}
 
 
 def final_checkpoints(client: redis.Redis, prefix: str, job_id: str) -> dict[str, list[int]]:
@@ -208,3 +211,60 @@ def test_near_its_memory_limit_redis_takes_no_new_jobs_or_uploads(
         api.blobs.delete(*ballast)
         time.sleep(1.1)
         assert api.http.post("/api/v1/jobs", json=example_spec()).status_code == 201
+
+
+def test_retention_deletes_ended_jobs_older_than_the_period_and_nothing_else(api: Api) -> None:
+    """Jobs ended 3 and 1 days ago, one running, one deleted by hand: a 2-day retention
+    deletes the first with every key it owned, and leaves the others."""
+    now = time.time()
+    old, recent, running = (running_job(api) for _ in range(3))
+    gone = running_job(api)
+    for job_id, days_ago in ((old, 3), (recent, 1), (gone, 5)):
+        ended_then = JobStore(api.client, api.prefix, clock=lambda d=days_ago: now - d * DAY_S)
+        ended_then.append_metrics(job_id, point(1))
+        ended_then.set_status(job_id, "SUCCEEDED")
+    api.store.delete(gone)  # DELETE before retention: its index entry goes with it
+    assert api.client.zscore(api.store.ended_index_key, gone) is None
+    assert job_keys(api.client, api.prefix, old)
+
+    retention = Retention(api.store, days=2, clock=lambda: now)
+    assert retention.sweep() == [old]
+
+    assert api.store.get(old) is None
+    assert job_keys(api.client, api.prefix, old) == set()
+    assert api.http.get(f"/api/v1/jobs/{old}").status_code == 404
+    listed = api.http.get("/api/v1/jobs", params={"status": "SUCCEEDED", "limit": 200}).json()
+    assert old not in {j["id"] for j in listed["data"]} and recent in {
+        j["id"] for j in listed["data"]
+    }
+    assert api.store.get(recent) is not None and api.store.metrics(recent)
+    assert api.store.get(running) is not None
+    assert retention.sweep() == []  # nothing else is older than two days
+    assert Retention(api.store, days=0).sweep() == []  # off: keeps everything
+
+
+def test_a_scheduler_with_a_retention_period_expires_an_ended_job_by_itself(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Real processes: with CHAINRULE_RETENTION_DAYS set to 3 seconds, a job that
+    SUCCEEDED is gone (404, no key left) within a few sweeps; a running one stays."""
+    days = 3.0 / DAY_S
+    env = {"CHAINRULE_RETENTION_DAYS": repr(days)}
+    with stack_on_redis(redis_url, tmp_path, extra_env=env) as stack:
+        client, prefix = redis.Redis.from_url(redis_url), stack.config.key_prefix
+        done = run_job(stack.gateway_url, example_spec(training={"steps": 100}))
+        assert done["status"] == "SUCCEEDED", done
+        running = submit_and_wait_for_step(
+            stack.gateway_url, example_spec(training={"steps": 1_000_000}), 10
+        )
+        deadline = time.monotonic() + 30
+        while (
+            httpx.get(f"{stack.gateway_url}/api/v1/jobs/{done['id']}", timeout=10).status_code
+            == 200
+        ):
+            assert time.monotonic() < deadline, "the ended job was not expired within 30 s"
+            time.sleep(0.5)
+        assert job_keys(client, prefix, done["id"]) == set()
+        still = httpx.get(f"{stack.gateway_url}/api/v1/jobs/{running}", timeout=10).json()
+        assert still["status"] == "RUNNING", still
+        assert "ended jobs expired" in stack.log("scheduler")

@@ -31,6 +31,7 @@ from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.fencing import Fence
 from chainrule.store.jobs import JobStore
 from chainrule.store.queue import JobQueue
+from chainrule.store.retention import Retention
 from chainrule.store.workers import WorkerRegistry
 
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["Scheduler"]
@@ -73,6 +74,7 @@ def main() -> None:
         WorkerRegistry(client, settings.key_prefix),
         outage_budget_s=settings.outage_budget_s,
     )
+    retention = Retention(core.jobs, settings.retention_days)
     servicer = SchedulerServicer(core)
     health_servicer = health.HealthServicer()
     try:
@@ -108,7 +110,7 @@ def main() -> None:
         core.epoch = fence.epoch = lease.epoch
         core.leading = True
         set_serving(health_servicer, [SERVICE_NAME], True)
-        lead(core, queue, lease, stop, settings.leader_ttl_s, log)
+        lead(core, queue, lease, stop, settings.leader_ttl_s, log, retention)
     server.stop(grace=2).wait()
     lease.release()
     log.info("stopped")
@@ -130,6 +132,7 @@ def lead(
     stop: threading.Event,
     ttl: float,
     log: Any,
+    retention: Retention | None = None,
 ) -> None:
     """Run as the active scheduler until asked to stop, or until the lease is lost."""
     log.info("leading")
@@ -142,6 +145,10 @@ def lead(
                 if time.monotonic() - published >= 1.0:
                     core.publish_workers()
                     published = time.monotonic()
+                if retention is not None and retention.due():
+                    expired = retention.sweep()
+                    if expired:
+                        log.info("ended jobs expired", jobs=expired, days=retention.days)
             except Exception:
                 log.exception("housekeeping failed; retrying")
             stop.wait(0.2)

@@ -30,3 +30,6 @@ class SchedulerSettings(RpcAuthSettings):
     # CHAINRULE_MAX_SERIES_POINTS: entries kept per job in each of its metric, event and
     # diagnostics streams, by thinning (store/thinning.py)
     max_series_points: int = Field(default=DEFAULT_MAX_POINTS, ge=MIN_MAX_POINTS)
+    # CHAINRULE_RETENTION_DAYS: ended jobs (records, metrics, models, everything DELETE
+    # removes) are deleted this long after they ended; 0 keeps them (store/retention.py)
+    retention_days: float = Field(default=0.0, ge=0)

@@ -196,6 +196,11 @@ class JobStore:
     def status_index_key(self, status: JobStatus) -> str:
         return f"{self.prefix}:jobs:status:{status.value}"
 
+    @property
+    def ended_index_key(self) -> str:
+        """Ended jobs scored by when they ended (Unix seconds): what retention expires."""
+        return f"{self.prefix}:jobs:ended"
+
     def job_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
@@ -389,12 +394,23 @@ class JobStore:
             pipe.multi()
             pipe.delete(*owned)
             pipe.zrem(self.index_key, job_id)
+            pipe.zrem(self.ended_index_key, job_id)
             for each in JobStatus:
                 pipe.zrem(self.status_index_key(each), job_id)
             if submission_id is not None:
                 pipe.delete(self.submission_key(text(submission_id)))
 
         self._redis.transaction(check_and_delete, key)
+
+    def ended_before(self, cutoff: float, limit: int = 100) -> builtins.list[str]:
+        """Up to ``limit`` ids of jobs that ended before ``cutoff`` (Unix seconds),
+        the longest ended first."""
+        ids = self._redis.zrangebyscore(self.ended_index_key, "-inf", f"({cutoff!r}", 0, limit)
+        return [text(job_id) for job_id in ids]
+
+    def unindex_ended(self, job_id: str) -> None:
+        """Take a job out of the ended index (one deleted meanwhile, or running again)."""
+        self._redis.zrem(self.ended_index_key, job_id)
 
     # -- status -------------------------------------------------------------------------
 
@@ -518,6 +534,10 @@ class JobStore:
             if change.status is not current.status:
                 pipe.zrem(self.status_index_key(current.status), job_id)
                 pipe.zadd(self.status_index_key(change.status), {job_id: current.created_at})
+            if change.status in TERMINAL:
+                pipe.zadd(self.ended_index_key, {job_id: now})
+            elif current.status in TERMINAL:
+                pipe.zrem(self.ended_index_key, job_id)
             event = status_fields(
                 change.status.value, change.phase, change.message, change.reason, current.step
             )
