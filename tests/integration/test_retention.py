@@ -5,6 +5,7 @@ after CHAINRULE_RETENTION_DAYS; Redis' memory limit."""
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from collections.abc import Iterator
@@ -220,7 +221,9 @@ def test_retention_deletes_ended_jobs_older_than_the_period_and_nothing_else(api
     old, recent, running = (running_job(api) for _ in range(3))
     gone = running_job(api)
     for job_id, days_ago in ((old, 3), (recent, 1), (gone, 5)):
-        ended_then = JobStore(api.client, api.prefix, clock=lambda d=days_ago: now - d * DAY_S)
+        ended_then = JobStore(
+            api.client, api.prefix, clock=functools.partial(float, now - days_ago * DAY_S)
+        )
         ended_then.append_metrics(job_id, point(1))
         ended_then.set_status(job_id, "SUCCEEDED")
     api.store.delete(gone)  # DELETE before retention: its index entry goes with it

@@ -61,8 +61,9 @@ def main() -> None:
     )
     queue = JobQueue(client, settings.key_prefix, settings.scheduler_id, fence=fence)
     paramserver = connect_paramservers(settings.paramservers)  # replaced once leading
+    jobs = JobStore(client, settings.key_prefix, fence=fence, max_points=settings.max_series_points)
     core = SchedulerCore(
-        JobStore(client, settings.key_prefix, fence=fence, max_points=settings.max_series_points),
+        jobs,
         BlobStore(binary_client(settings.redis_url), fence=fence),
         DatasetStore(binary_client(settings.redis_url), settings.key_prefix),
         DiagnosticsStore(client, settings.key_prefix, fence, settings.max_series_points),
@@ -74,7 +75,7 @@ def main() -> None:
         WorkerRegistry(client, settings.key_prefix),
         outage_budget_s=settings.outage_budget_s,
     )
-    retention = Retention(core.jobs, settings.retention_days)
+    retention = Retention(jobs, settings.retention_days)
     servicer = SchedulerServicer(core)
     health_servicer = health.HealthServicer()
     try:
