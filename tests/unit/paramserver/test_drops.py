@@ -9,22 +9,7 @@ import pytest
 
 from chainrule.paramserver import state
 from chainrule.paramserver.state import JobNotFoundError, ParameterStore, PlannedStep
-from chainrule.store.checkpoints import Checkpoint
-
-
-class MemoryCheckpoints:
-    """The Checkpoints protocol over a dict (what CheckpointStore does over Redis)."""
-
-    def __init__(self) -> None:
-        self.saved: dict[str, Checkpoint] = {}
-
-    def save(self, job_id: str, checkpoint: Checkpoint, final: bool = False) -> None:
-        self.saved[job_id] = checkpoint
-
-    def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None:
-        saved = self.saved.get(job_id)
-        return saved if saved is None or at_most is None or saved.version <= at_most else None
-
+from tests.unit.fakes import MemoryCheckpoints
 
 THETA = {"w": np.array([1.0, 2.0], np.float32)}
 
@@ -40,12 +25,12 @@ def test_a_create_after_a_drop_resumes_from_the_checkpoint() -> None:
     checkpoints = MemoryCheckpoints()
     store = ParameterStore(checkpoints)
     trained_two_steps(store)
-    assert checkpoints.saved["j"].version == 2
+    assert checkpoints.version("j") == 2
     store.drop("j")
     with pytest.raises(JobNotFoundError, match="dropped"):  # a worker's pull
         store.job("j")
     assert store.create("j", THETA, "sgd") == (2, False)  # not (0, True)
-    assert checkpoints.saved["j"].version == 2  # nothing overwritten
+    assert checkpoints.version("j") == 2  # nothing overwritten
     np.testing.assert_allclose(store.job("j").params["w"], [0.0, 1.0])  # 2 steps of lr 0.5
 
 

@@ -42,7 +42,6 @@ from chainrule.scheduler.core import (
 )
 from chainrule.spec import JobSpec, ModelSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
-from chainrule.store.checkpoints import Checkpoint
 from chainrule.store.datasets import DatasetStore
 from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.jobs import (
@@ -57,6 +56,7 @@ from chainrule.store.jobs import (
 from chainrule.store.metrics import MetricPoint, decode_point, encode_point
 from chainrule.worker.compute import Gradient, JobCache, build_cache, task_gradient
 from tests.examples import example_spec
+from tests.unit.fakes import MemoryCheckpoints
 
 PREFIX = "test"
 
@@ -212,25 +212,6 @@ def rpc_errors() -> Iterator[None]:
         raise FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from e
 
 
-class FakeCheckpoints:
-    """Checkpoints kept as the bytes CheckpointStore would SET, keyed by job."""
-
-    def __init__(self) -> None:
-        self.saved: dict[str, bytes] = {}
-
-    def save(self, job_id: str, checkpoint: Checkpoint, final: bool = False) -> None:
-        self.saved[job_id] = checkpoint.to_bytes()  # one per job: final or not alike
-
-    def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None:
-        data = self.saved.get(job_id)
-        checkpoint = None if data is None else Checkpoint.from_bytes(data)
-        return (
-            checkpoint
-            if at_most is None or not checkpoint or checkpoint.version <= at_most
-            else None
-        )
-
-
 class InlinePublisher:
     """The scheduler's step publisher without its thread: work runs when submitted, so
     a test sees plans registered and points written as soon as a step closes."""
@@ -247,7 +228,7 @@ class FakeParamServer:
     status codes the way ParamServerClient raises them, minus the network."""
 
     def __init__(self) -> None:
-        self.checkpoints = FakeCheckpoints()
+        self.checkpoints = MemoryCheckpoints()
         self.store = ParameterStore(self.checkpoints)
         self.applied: list[tuple[str, int, list[str], float]] = []
         self.final: dict[str, Params] = {}  # θ as it was when the job was dropped
