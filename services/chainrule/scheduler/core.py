@@ -479,6 +479,7 @@ class SchedulerCore:
             created = False  # the job exists: restore every shard to a version they share
         if created:
             return
+        applied = self._applied_log(job.job_id)  # a restore replaces it: read it first
         try:
             status = self.paramserver.restore(job.job_id)
         except grpc.RpcError as e:
@@ -490,8 +491,48 @@ class SchedulerCore:
             return
         job.resume(status.version, status.scheduler_state)
         job.restored_from = status.version
+        self._recover_points(job, applied, status.version)
         if self.log:
             self.log.info("job resumed", job_id=job.job_id, version=status.version)
+
+    def _applied_log(self, job_id: str) -> dict[int, Any]:
+        """The parameter server's log of the job's last applied steps, by step (empty
+        when the server does not hold the job)."""
+        try:
+            return {a.step: a for a in self.paramserver.status(job_id).applied}
+        except (grpc.RpcError, ShardsOutOfStepError):
+            return {}
+
+    def _recover_points(self, job: ActiveJob, applied: dict[int, Any], version: int) -> None:
+        """A leader killed between a checkpoint and writing its last points leaves steps
+        up to the checkpoint at ``version`` that its successor neither has nor recomputes.
+        Their points are rebuilt from the parameter server's log of applied steps, as far
+        as it covers them: the loss and learning rate as applied; ``samples_per_s`` and
+        ``active_workers`` were not logged and read 0."""
+        record = self.jobs.get(job.job_id)
+        if record is None or record.step >= version:
+            return
+        points = [
+            {
+                "step": step + 1,
+                "loss": applied[step].loss,
+                "lr": job.schedule(step),
+                "samples_per_s": 0.0,
+                "active_workers": 0,
+            }
+            for step in range(record.step, version)
+            if step in applied
+        ]
+        if not points:
+            return
+        try:
+            self.jobs.append_metrics_many(job.job_id, points, progress=version)
+        except ValueError:  # the job ended meanwhile: its record is closed
+            return
+        if self.log:
+            self.log.info(
+                "points recovered from the applied-step log", job_id=job.job_id, points=len(points)
+            )
 
     # -- tasks ------------------------------------------------------------------------------
 

@@ -1090,6 +1090,22 @@ def test_failed_stopped_and_unknown_jobs_are_acknowledged_and_skipped(
     assert all(w.take() is None for w in team)
 
 
+def successor(stack: Stack) -> Stack:
+    """A new scheduler on the same Redis and parameter server, as after the old one died."""
+    acks: list[str] = []
+    core = SchedulerCore(
+        stack.jobs,
+        stack.blobs,
+        FakeDatasets(),
+        stack.diagnostics,
+        stack.ps,
+        PREFIX,
+        acks.append,
+        publisher=InlinePublisher(),
+    )
+    return Stack(core, stack.jobs, stack.ps, stack.blobs, stack.diagnostics, acks)
+
+
 def test_a_job_a_dead_scheduler_was_running_resumes_from_its_checkpoint(stack: Stack) -> None:
     spec = job_spec(steps=6, checkpoint_every=2)
     job_id, team = start(stack, spec)
@@ -1104,18 +1120,8 @@ def test_a_job_a_dead_scheduler_was_running_resumes_from_its_checkpoint(stack: S
     assert len(take_all(team)) == 2  # step 3 in flight when the scheduler dies
 
     # the scheduler dies; a new one reads the job's message again
-    acks: list[str] = []
-    core = SchedulerCore(
-        stack.jobs,
-        stack.blobs,
-        FakeDatasets(),
-        stack.diagnostics,
-        stack.ps,
-        PREFIX,
-        acks.append,
-        publisher=InlinePublisher(),
-    )
-    restarted = Stack(core, stack.jobs, stack.ps, stack.blobs, stack.diagnostics, acks)
+    restarted = successor(stack)
+    core, acks = restarted.core, restarted.acks
     new_team = workers(restarted, 2)
     core.admit(job_id, "m1")
     record = stack.jobs.record(job_id)
@@ -1142,6 +1148,39 @@ def test_a_job_a_dead_scheduler_was_running_resumes_from_its_checkpoint(stack: S
     # checkpoint): the new scheduler recomputes step 3 from the checkpoint at 2, so no
     # step is missing from the series
     assert steps == [(1, None), (2, None), (3, 2), (4, None), (5, None), (6, None)]
+
+
+def test_points_a_dead_leader_had_not_written_are_rebuilt_from_the_applied_step_log(
+    stack: Stack,
+) -> None:
+    spec = job_spec(steps=6, checkpoint_every=2)
+    job_id, team = start(stack, spec)
+    for _ in range(2):  # θ versions 1, 2 (checkpointed)
+        for worker, task in take_all(team):
+            worker.run(task)
+    written = stack.jobs.points[job_id]
+    assert [p["step"] for p in written] == [1, 2]
+    losses = [p["loss"] for p in written]
+    # the leader dies with both points still in its publisher's queue: not in Redis
+    stack.jobs.points[job_id] = []
+    stack.jobs.records[job_id] = dataclasses.replace(stack.jobs.record(job_id), step=0)
+
+    restarted = successor(stack)
+    core = restarted.core
+    new_team = workers(restarted, 2)
+    core.admit(job_id, "m1")
+    core.tick()
+    assert stack.ps.theta(job_id)[0] == 2  # resumed at the checkpoint: 1 and 2 not redone
+    rebuilt = stack.jobs.points[job_id]
+    assert [(p["step"], p["samples_per_s"], p["active_workers"]) for p in rebuilt] == [
+        (1, 0.0, 0),
+        (2, 0.0, 0),
+    ]
+    assert [p["loss"] for p in rebuilt] == pytest.approx(losses)  # as the server applied them
+    assert stack.jobs.record(job_id).step == 2
+    run_to_end(restarted, job_id, new_team)
+    assert stack.jobs.record(job_id).status is JobStatus.SUCCEEDED
+    assert [p["step"] for p in stack.jobs.points[job_id]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_job_whose_start_failed_is_started_on_a_later_tick(stack: Stack) -> None:
