@@ -325,7 +325,9 @@ def test_a_job_resumes_from_its_checkpoint_when_one_shard_is_killed(
     redis_url: str, tmp_path: Path
 ) -> None:
     """SIGKILL one of two shards mid-job: it comes back at its latest checkpoint, behind
-    the other shard, and the scheduler rolls both back to that checkpoint."""
+    the other shard, and the scheduler rolls both back to that checkpoint. (A kill that
+    lands between two runs lands on a checkpoint, as runs end at every one: the shard
+    then comes back at the version it died at and nothing is rolled back.)"""
     with stack_on_redis(redis_url, tmp_path, paramservers=2) as stack:
         job_spec = example_spec(training={"steps": 500, "checkpoint_every": 50})
         job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
@@ -334,8 +336,10 @@ def test_a_job_resumes_from_its_checkpoint_when_one_shard_is_killed(
         points = metric_series(stack.gateway_url, job_id)
     assert job["status"] == "SUCCEEDED", job
     assert job["step"] == 500
-    restores = [p for p in points if p.get("restored_from") is not None]
-    assert len(restores) == 1 and restores[0]["restored_from"] % 50 == 0, restores
+    restores = [p["restored_from"] for p in points if p.get("restored_from") is not None]
+    print(f"rolled back to {restores or 'nothing: the kill landed on a checkpoint'}")
+    assert len(restores) <= 1 and all(r % 50 == 0 for r in restores), restores
+    assert {p["step"] for p in points} == set(range(1, 501))  # no step without its point
 
 
 def test_a_new_leader_resyncs_shards_one_of_which_restarted_while_it_was_away(
