@@ -32,7 +32,7 @@ import contextlib
 import io
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -45,7 +45,7 @@ from chainrule.data.evaluation import evaluate
 from chainrule.data.registry import prepare_dataset
 from chainrule.nn import Params
 from chainrule.paramserver.sharding import ShardsOutOfStepError
-from chainrule.paramserver.state import PlannedStep
+from chainrule.paramserver.state import AppliedStep, PlannedStep
 from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.job import ActiveJob, Completion, Step, Task
@@ -495,15 +495,17 @@ class SchedulerCore:
         if self.log:
             self.log.info("job resumed", job_id=job.job_id, version=status.version)
 
-    def _applied_log(self, job_id: str) -> dict[int, Any]:
+    def _applied_log(self, job_id: str) -> dict[int, AppliedStep]:
         """The parameter server's log of the job's last applied steps, by step (empty
         when the server does not hold the job)."""
         try:
-            return {a.step: a for a in self.paramserver.status(job_id).applied}
+            return _by_step(self.paramserver.status(job_id).applied)
         except (grpc.RpcError, ShardsOutOfStepError):
             return {}
 
-    def _recover_points(self, job: ActiveJob, applied: dict[int, Any], version: int) -> None:
+    def _recover_points(
+        self, job: ActiveJob, applied: dict[int, AppliedStep], version: int
+    ) -> None:
         """A leader killed between a checkpoint and writing its last points leaves steps
         up to the checkpoint at ``version`` that its successor neither has nor recomputes.
         Their points are rebuilt from the parameter server's log of applied steps, as far
@@ -1032,7 +1034,7 @@ class SchedulerCore:
         version, without a rollback. False when the log does not cover them."""
         if job.mode != "sync" or status.restored:
             return False
-        log = {a.step: a for a in status.applied}
+        log = _by_step(status.applied)
         if any(step not in log for step in range(job.version, status.version)):
             return False
         if self.log:
@@ -1140,6 +1142,11 @@ def _failure(done: Completion, task: Task) -> str:
 def _attempts_failed(step: int, errors: list[str]) -> str:
     """Why a job ends whose task of ``step`` failed every attempt (``errors``)."""
     return f"step {step} could not be computed in {len(errors)} attempts: " + "; ".join(errors)
+
+
+def _by_step(applied: Iterable[AppliedStep]) -> dict[int, AppliedStep]:
+    """A parameter server's applied-step log, keyed by the step each entry applied."""
+    return {a.step: a for a in applied}
 
 
 def _with_accuracy(message: str, point: dict[str, Any]) -> str:
