@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from chainrule.cli.stack import LocalStack, StackConfig
-from chainrule.scheduler.core import MAX_TASK_ATTEMPTS
+from chainrule.scheduler.dispatch import MAX_TASK_ATTEMPTS
 from chainrule.store.blobs import dataset_key
 from tests.examples import example_spec as spec
 from tests.integration.conftest import delete_prefixed, unique_prefix

@@ -8,16 +8,13 @@ tanh units, dead ReLUs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.nn.activations import get_activation
+from chainrule.nn.activations import Activation, get_activation
 from chainrule.nn.types import Array, Params
-
-if TYPE_CHECKING:
-    from chainrule.nn.mlp import MLP, _Cache
 
 FLAT_DERIVATIVE = 1e-3
 """f'(z) below this counts as saturated (sigmoid/tanh tails) or dead (ReLU's zero side)."""
@@ -48,16 +45,24 @@ def derivative_stats(d: Array) -> tuple[float, float, float]:
 
 
 def layer_diagnostics(
-    net: MLP, grads: Params, cache: _Cache, derivs: list[Array], z_out: Array, y_hat: Array
+    hidden: Sequence[Activation],
+    output: str,
+    grads: Params,
+    activations: Sequence[Array],
+    derivs: Sequence[Array],
+    z_out: Array,
+    y_hat: Array,
 ) -> list[LayerDiagnostics]:
-    """One entry per dense layer, from the forward cache and the hidden f'(z) values."""
+    """One entry per dense layer, from what the backward pass computed: the hidden
+    layers' activations ``activations`` (a_1 … a_{L-1}) and f'(z) values ``derivs``, the
+    output layer's logits ``z_out`` and outputs ``y_hat`` (``output``: its activation)."""
     out: list[LayerDiagnostics] = []
-    for i in range(1, net.n_dense + 1):
+    for i in range(1, len(hidden) + 2):
         d: Array | None
-        if i <= len(net.hidden):
-            name, a, d = net.hidden[i - 1].name, cache.inputs[i], derivs[i - 1]
+        if i <= len(hidden):
+            name, a, d = hidden[i - 1].name, activations[i - 1], derivs[i - 1]
         else:
-            name, a = net.head.output, y_hat
+            name, a = output, y_hat
             d = None if name == "softmax" else get_activation(name).derivative(z_out, y_hat)
         stats = derivative_stats(d) if d is not None else (None, None, None)
         out.append(

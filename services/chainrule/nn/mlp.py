@@ -225,7 +225,10 @@ class MLP:
         if not diagnostics:
             return loss, grads
         derivs.reverse()
-        diag = layer_diagnostics(self, grads, cache, derivs, z_out, y_hat)
+        hidden_out = cache.inputs[1:]  # a_1 … a_{L-1}
+        diag = layer_diagnostics(
+            self.hidden, self.head.output, grads, hidden_out, derivs, z_out, y_hat
+        )
         return loss, grads, diag
 
     def _forward(self, params: Params, x: Array, keep: bool) -> tuple[Array, _Cache]:

@@ -31,15 +31,11 @@ from chainrule.nn.train import accuracy
 from chainrule.paramserver.client import JobStatus as ParamServerStatus
 from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFound
 from chainrule.paramserver.state import OutOfOrderError, ParameterStore, PlannedStep, StepPlan
-from chainrule.scheduler import core as core_module
+from chainrule.scheduler import admission as admission_module
+from chainrule.scheduler.admission import StartFailure
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
-from chainrule.scheduler.core import (
-    MAX_TASK_ATTEMPTS,
-    Completion,
-    SchedulerCore,
-    StartFailure,
-    Task,
-)
+from chainrule.scheduler.core import Completion, SchedulerCore, Task
+from chainrule.scheduler.dispatch import MAX_TASK_ATTEMPTS
 from chainrule.spec import JobSpec, ModelSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
 from chainrule.store.datasets import DatasetStore
@@ -975,7 +971,7 @@ def test_a_dataset_that_cannot_be_prepared_fails_the_job(
     def unreadable(*args: object) -> Split:
         raise OSError("digits: file is truncated")
 
-    monkeypatch.setattr(core_module, "prepare_dataset", unreadable)
+    monkeypatch.setattr(admission_module, "prepare_dataset", unreadable)
     job_id, _ = stack.jobs.add(job_spec()), workers(stack, 2)
     stack.core.admit(job_id, "m1")
     stack.core.tick()

@@ -1,0 +1,269 @@
+"""Jobs arriving: read from the queue, PENDING (phase ``waiting_for_workers``) until
+``training.workers`` workers are live, then started: the dataset prepared, θ created
+on the parameter server (or resumed from the job's checkpoint when a scheduler died
+mid-job), the job RUNNING. A start that fails (the parameter server or Redis not
+reachable yet) is retried with backoff until ``pending_timeout_s``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import grpc
+
+from chainrule import telemetry
+from chainrule.data.registry import prepare_dataset
+from chainrule.paramserver.sharding import ShardsOutOfStepError
+from chainrule.paramserver.state import AppliedStep
+from chainrule.scheduler import outages
+from chainrule.scheduler.batches import job_rngs
+from chainrule.scheduler.ending import Ending
+from chainrule.scheduler.job import ActiveJob, Step
+from chainrule.scheduler.ports import Jobs, ParamServer
+from chainrule.scheduler.recording import Recorder
+from chainrule.scheduler.state import SchedulerState, by_step
+from chainrule.spec import JobSpec, build_mlp, total_steps
+from chainrule.store.blobs import BlobStore, dataset_key, preprocess_key
+from chainrule.store.datasets import DatasetStore
+
+ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+@dataclass(frozen=True)
+class StartFailure:
+    """Why a pending job's last start failed, and when it may be tried again."""
+
+    attempts: int
+    error: str
+    not_before: float  # monotonic
+
+    FIRST_BACKOFF_S: ClassVar[float] = 0.1
+    MAX_BACKOFF_S: ClassVar[float] = 10.0
+
+    @classmethod
+    def after(cls, before: StartFailure | None, error: BaseException, now: float) -> StartFailure:
+        attempts = (before.attempts if before else 0) + 1
+        backoff = min(cls.FIRST_BACKOFF_S * 2 ** (attempts - 1), cls.MAX_BACKOFF_S)
+        return cls(attempts, f"{type(error).__name__}: {error}", now + backoff)
+
+
+class Admission:
+    def __init__(
+        self,
+        state: SchedulerState,
+        jobs: Jobs,
+        blobs: BlobStore,
+        datasets: DatasetStore,
+        paramserver: ParamServer,
+        recorder: Recorder,
+        ending: Ending,
+        prefix: str,
+        outage_budget_s: float = outages.DEFAULT_BUDGET_S,
+        log: Any = None,
+    ) -> None:
+        self.state, self.jobs, self.blobs, self.datasets = state, jobs, blobs, datasets
+        self.paramserver, self.recorder, self.ending = paramserver, recorder, ending
+        self.prefix, self.outage_budget_s, self.log = prefix, outage_budget_s, log
+        self.pending: dict[str, str] = {}  # job id -> queue message id
+        self.pending_since: dict[str, float] = {}  # job id -> monotonic time admitted
+        self.start_failures: dict[str, StartFailure] = {}  # pending again after a failed start
+
+    def admit(self, job_id: str, message_id: str) -> None:
+        """A job read from the queue. Ended or unknown jobs are acknowledged and skipped;
+        a RUNNING one (its scheduler died) resumes from its checkpoint when it starts."""
+        record = self.jobs.get(job_id)
+        if record is None or record.status in ENDED:
+            self.ending.ack(message_id)
+            return
+        with self.state.cond:
+            if job_id in self.state.active or job_id in self.pending:
+                return
+            self.pending[job_id] = message_id
+            self.pending_since.setdefault(job_id, time.monotonic())
+        if record.status == "RUNNING":
+            self.jobs.set_phase(job_id, "restoring", message="scheduler restarted; resuming")
+        else:
+            self.jobs.set_phase(
+                job_id, "waiting_for_workers", message="waiting for workers to register"
+            )
+
+    def start(self, ready: list[tuple[str, JobSpec, str]]) -> None:
+        """Start the jobs :meth:`ready` found. A start that fails is retried later (its
+        error raised once the others were tried)."""
+        failed: list[BaseException] = []
+        for job_id, spec, message_id in ready:
+            try:
+                self._start(job_id, spec, message_id)
+            except Exception as e:  # the paramserver or Redis is not reachable yet: retry
+                with self.state.cond:
+                    self.state.active.pop(job_id, None)
+                    self.pending[job_id] = message_id  # its pending_since is kept
+                    before = self.start_failures.get(job_id)
+                    self.start_failures[job_id] = StartFailure.after(before, e, time.monotonic())
+                failed.append(e)
+                continue
+            self._forget(job_id)  # started, or ended by _start itself
+        if failed:
+            raise failed[0]
+
+    def ready(
+        self, pending: list[tuple[str, str]], live: int, now: float
+    ) -> list[tuple[str, JobSpec, str]]:
+        """Of the ``pending`` jobs (a snapshot), those that can start now with ``live``
+        workers; stopped, vanished and timed-out ones end."""
+        ready = []
+        for job_id, message_id in pending:
+            record = self.jobs.get(job_id)
+            if record is None or record.status in ENDED:
+                self._forget(job_id)
+                self.ending.ack(message_id)
+                continue
+            spec = JobSpec.model_validate(record.spec)
+            waited = now - self.pending_since.get(job_id, now)
+            timeout = spec.training.pending_timeout_s
+            failure = self.start_failures.get(job_id)
+            if failure is not None and timeout is not None and waited > timeout:
+                self._forget(job_id)
+                reason = (
+                    f"could not start within pending_timeout_s={timeout:g} "
+                    f"({failure.attempts} attempts); the last said: {failure.error}"
+                )
+                self.ending.end(job_id, message_id, "FAILED", reason=reason)
+            elif failure is not None and now < failure.not_before:
+                continue  # backing off after a failed start
+            elif live >= spec.training.workers:
+                with self.state.cond:  # pending_since stays until it has started
+                    self.pending.pop(job_id, None)
+                ready.append((job_id, spec, message_id))
+            elif timeout is not None and waited > timeout:
+                self._forget(job_id)
+                reason = (
+                    f"no workers: the job needs {spec.training.workers} and only {live} "
+                    f"registered within pending_timeout_s={timeout:g}"
+                )
+                self.ending.end(job_id, message_id, "FAILED", reason=reason)
+        return ready
+
+    def _forget(self, job_id: str) -> None:
+        with self.state.cond:
+            self.pending.pop(job_id, None)
+            self.pending_since.pop(job_id, None)
+            self.start_failures.pop(job_id, None)
+
+    def _start(self, job_id: str, spec: JobSpec, message_id: str) -> None:
+        if job_id not in self.start_failures:  # a retry is the same phase: no new entry
+            self.jobs.set_phase(job_id, "preparing", message=f"preparing {spec.dataset.described}")
+        t = spec.training
+        try:
+            split = prepare_dataset(spec.dataset, t.seed, self.datasets.data)
+        except (ValueError, KeyError, OSError) as e:
+            self.ending.end(job_id, message_id, "FAILED", reason=f"bad dataset: {e}")
+            return
+        net = build_mlp(spec.model)
+        key = dataset_key(self.prefix, job_id)
+        steps = total_steps(spec, train_rows=len(split.X_train))
+        job = ActiveJob(job_id, spec, net, split, t.schedule(), message_id, key, steps)
+        job.outage = outages.Outage(self.outage_budget_s)
+        job.seed_batches()
+        self.blobs.put(key, split.to_bytes())
+        self.blobs.put(
+            preprocess_key(self.prefix, job_id), split.preprocess_bytes(self._classes(spec))
+        )
+        self._install_theta(job)
+        message = f"training ({t.mode}) with {t.workers} task slots"
+        try:
+            if self.jobs.get(job_id).status == "RUNNING":
+                self.jobs.set_phase(job_id, "training", message=message)
+            else:
+                self.jobs.set_status(job_id, "RUNNING", phase="training", message=message)
+        except ValueError:  # stopped while it was being prepared
+            self.paramserver.drop_job(job_id)
+            self.ending.ack(message_id)
+            return
+        telemetry.record_job_started(job.mode)
+        drawn: list[Step] = []
+        with self.state.cond:
+            self.state.active[job_id] = job
+            if job.mode == "sync":
+                drawn = job.queue_step()  # the first step alone: workers may still be arriving
+            self.state.cond.notify_all()
+        self.recorder.plan(job, drawn)
+
+    def _classes(self, spec: JobSpec) -> list[str] | None:
+        """Class names of an uploaded dataset (built-in sets have none beyond indices)."""
+        if spec.dataset.id is None:
+            return None
+        meta = self.datasets.get(spec.dataset.id)
+        return list(meta.classes) if meta is not None and meta.classes else None
+
+    def _install_theta(self, job: ActiveJob) -> None:
+        """Create θ on the parameter server, or resume from the job's checkpoint if the
+        server (or its checkpoint) already has the job."""
+        init_rng, _ = job_rngs(job.spec.training.seed)
+        params = job.net.init(init_rng)
+        opt = job.spec.training.optimizer
+        hyper = {k: float(v) for k, v in opt.options.items() if not isinstance(v, bool)}
+        flags = {k: v for k, v in opt.options.items() if isinstance(v, bool)}
+        try:
+            _, created = self.paramserver.create_job(job.job_id, params, opt.name, hyper, flags)
+        except ShardsOutOfStepError:  # a shard restarted (restored) while the others went on
+            created = False  # the job exists: restore every shard to a version they share
+        if created:
+            return
+        applied = self._applied_log(job.job_id)  # a restore replaces it: read it first
+        try:
+            status = self.paramserver.restore(job.job_id)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            # θ without a checkpoint to resume from consistently: start over
+            self.paramserver.drop_job(job.job_id)
+            self.paramserver.create_job(job.job_id, params, opt.name, hyper, flags)
+            return
+        job.resume(status.version, status.scheduler_state)
+        job.restored_from = status.version
+        self._recover_points(job, applied, status.version)
+        if self.log:
+            self.log.info("job resumed", job_id=job.job_id, version=status.version)
+
+    def _applied_log(self, job_id: str) -> dict[int, AppliedStep]:
+        """The parameter server's log of the job's last applied steps, by step (empty
+        when the server does not hold the job)."""
+        try:
+            return by_step(self.paramserver.status(job_id).applied)
+        except (grpc.RpcError, ShardsOutOfStepError):
+            return {}
+
+    def _recover_points(
+        self, job: ActiveJob, applied: dict[int, AppliedStep], version: int
+    ) -> None:
+        """A leader killed between a checkpoint and writing its last points leaves steps
+        up to the checkpoint at ``version`` that its successor neither has nor recomputes.
+        Their points are rebuilt from the parameter server's log of applied steps, as far
+        as it covers them: the loss and learning rate as applied; ``samples_per_s`` and
+        ``active_workers`` were not logged and read 0."""
+        record = self.jobs.get(job.job_id)
+        if record is None or record.step >= version:
+            return
+        points = [
+            {
+                "step": step + 1,
+                "loss": applied[step].loss,
+                "lr": job.schedule(step),
+                "samples_per_s": 0.0,
+                "active_workers": 0,
+            }
+            for step in range(record.step, version)
+            if step in applied
+        ]
+        if not points:
+            return
+        try:
+            self.jobs.append_metrics_many(job.job_id, points, progress=version)
+        except ValueError:  # the job ended meanwhile: its record is closed
+            return
+        if self.log:
+            self.log.info(
+                "points recovered from the applied-step log", job_id=job.job_id, points=len(points)
+            )

@@ -1,0 +1,48 @@
+"""What the parts of the scheduler share: the running jobs, the workers, the leader's
+epoch, and the one lock (a condition variable) that guards them.
+
+Admission (:mod:`.admission`) moves jobs into ``active``; dispatch (:mod:`.dispatch`)
+hands their tasks to workers; stepping (:mod:`.stepping`) records their steps; recovery
+(:mod:`.recovery`) and ending (:mod:`.ending`) take them out again. Slow work (a call to
+the parameter server, a Redis write) runs outside the lock, serialised per job by the
+job's ``apply_lock``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from chainrule.paramserver.state import AppliedStep
+from chainrule.scheduler.job import ActiveJob
+from chainrule.scheduler.membership import Membership
+
+
+@dataclass
+class SchedulerState:
+    lease_seconds: float
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    active: dict[str, ActiveJob] = field(default_factory=dict)
+    # jobs whose task took down every worker that tried it (lock held to add): ended by
+    # the next tick, outside the lock
+    doomed: dict[str, tuple[ActiveJob, str]] = field(default_factory=dict)
+    leading: bool = False  # a standby scheduler refuses workers until it leads
+    epoch: int = 0  # the leader epoch, carried by every plan
+    membership: Membership = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.membership = Membership(self.lease_seconds)
+
+    def live_workers(self) -> set[str]:
+        return self.membership.live()
+
+    def worker_counts(self, job: ActiveJob, now: float) -> tuple[int, int]:
+        """(workers active on ``job``: a completion within a lease, workers it lost)."""
+        recent = sum(now - seen <= self.lease_seconds for seen in job.recent_workers.values())
+        return recent, job.lost_workers
+
+
+def by_step(applied: Iterable[AppliedStep]) -> dict[int, AppliedStep]:
+    """A parameter server's applied-step log, keyed by the step each entry applied."""
+    return {a.step: a for a in applied}
