@@ -1,4 +1,4 @@
-"""Benchmark: what an upload costs the gateway's parser (chainrule.data.uploads).
+"""Benchmark: what an upload costs the gateway's parser (chainrule.data.csv_upload).
 
 1. The refusal time of a CSV whose header is too wide (10k, 100k and 1M columns, one
    data row): it must grow linearly with the header, never quadratically.
@@ -27,7 +27,8 @@ import numpy as np
 import redis
 
 from chainrule.cli.stack import free_port
-from chainrule.data.uploads import DatasetError, parse_csv
+from chainrule.data.csv_upload import parse_csv
+from chainrule.data.uploads import DatasetError
 
 
 def wide_csv(columns: int) -> bytes:

@@ -1,6 +1,8 @@
 """Datasets: seeded synthetic generators, bundled sets and uploads, by name or id."""
 
+from chainrule.data.csv_upload import parse_csv
 from chainrule.data.evaluation import evaluate
+from chainrule.data.npz_upload import parse_npz
 from chainrule.data.registry import (
     BUNDLED,
     DATASETS,
@@ -13,13 +15,7 @@ from chainrule.data.registry import (
     targets,
 )
 from chainrule.data.synthetic import GENERATED, GENERATORS, make_dataset
-from chainrule.data.uploads import (
-    DatasetError,
-    DatasetTooLargeError,
-    ParsedDataset,
-    parse_csv,
-    parse_npz,
-)
+from chainrule.data.uploads import DatasetError, DatasetTooLargeError, ParsedDataset
 
 __all__ = [
     "BUNDLED",

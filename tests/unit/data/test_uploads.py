@@ -12,14 +12,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from chainrule.data.uploads import (
-    DatasetError,
-    DatasetTooLargeError,
-    ParsedDataset,
-    csv_columns,
-    parse_csv,
-    parse_npz,
-)
+from chainrule.data.csv_upload import csv_columns, parse_csv
+from chainrule.data.npz_upload import parse_npz
+from chainrule.data.uploads import DatasetError, DatasetTooLargeError, ParsedDataset
 
 
 def f32(values: object) -> NDArray[np.float32]:

@@ -25,14 +25,9 @@ from fastapi import status as http
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from chainrule.data.uploads import (
-    DatasetError,
-    DatasetTooLargeError,
-    ParsedDataset,
-    csv_columns,
-    parse_csv,
-    parse_npz,
-)
+from chainrule.data.csv_upload import csv_columns, parse_csv
+from chainrule.data.npz_upload import parse_npz
+from chainrule.data.uploads import DatasetError, DatasetTooLargeError, ParsedDataset
 from chainrule.gateway.api.deps import (
     AUTH_ERRORS,
     WRITE_ACCESS,
