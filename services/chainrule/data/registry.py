@@ -25,16 +25,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from chainrule.data.synthetic import GENERATED, make_dataset
 from chainrule.data.uploads import Labels, ParsedDataset
-
-if TYPE_CHECKING:
-    from chainrule.spec import DatasetSpec
 
 BUNDLED = ("digits", "iris", "breast_cancer")
 DATASETS = (*GENERATED, *BUNDLED)
@@ -67,6 +64,22 @@ INFO: dict[str, DatasetInfo] = {
     "breast_cancer": DatasetInfo(features=30, classes=2, samples=569),
 }
 """Every built-in dataset by name: the one table the job spec checks models against."""
+
+
+class DatasetChoice(Protocol):
+    """What :func:`prepare_dataset` reads of a job's dataset: a job spec's
+    ``DatasetSpec`` is one (the spec depends on this module, never the reverse)."""
+
+    @property
+    def name(self) -> str | None: ...  # a built-in set
+    @property
+    def id(self) -> str | None: ...  # an upload
+    @property
+    def samples(self) -> int: ...  # rows of a generated set
+    @property
+    def holdout(self) -> float: ...
+    @property
+    def standardize(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,9 @@ def prepare(name: str, n_samples: int, holdout: float, seed: int) -> Split:
     return split_rows(X, y, holdout, rng)
 
 
-def prepare_dataset(dataset: DatasetSpec, seed: int, fetch_upload: Callable[[str], bytes]) -> Split:
+def prepare_dataset(
+    dataset: DatasetChoice, seed: int, fetch_upload: Callable[[str], bytes]
+) -> Split:
     """The split a job trains on: a built-in set by ``dataset.name`` (as :func:`prepare`
     makes it), or the upload ``dataset.id``, whose stored bytes ``fetch_upload(id)``
     returns (it raises ``KeyError`` or ``ValueError`` when there is no such upload).

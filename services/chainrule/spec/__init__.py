@@ -22,14 +22,13 @@ the target is the 0/1 class label; with one unit per class it is the class index
 (``linear``, or an upload with task ``regression``) has one real-valued target per row,
 fitted by one ``identity`` output unit under ``mse``.
 
-The package by concern: ``dataset``, ``model``, ``training``, ``job`` (the whole spec),
-``build`` (spec to math) and ``checks`` (the errors they share).
+The package by concern: ``dataset``, ``model``, ``training``, ``job`` (the whole spec)
+and ``checks`` (the errors they share); each part's ``build_*`` turns it into the math.
 """
 
-from chainrule.spec.build import build_mlp, build_optimizer, build_training
 from chainrule.spec.dataset import DATASETS, DEFAULT_SAMPLES, UPLOADS, DatasetSpec
-from chainrule.spec.job import JobSpec, output_units, total_steps
-from chainrule.spec.model import INITS, MAX_LAYERS, MAX_PARAMS, MAX_WIDTH, ModelSpec
+from chainrule.spec.job import JobSpec, build_training, output_units, total_steps
+from chainrule.spec.model import INITS, MAX_LAYERS, MAX_PARAMS, MAX_WIDTH, ModelSpec, build_mlp
 from chainrule.spec.training import (
     DEFAULT_STEPS,
     MAX_SEED,
@@ -41,6 +40,7 @@ from chainrule.spec.training import (
     OptimizerSpec,
     ScheduleSpec,
     TrainingSpec,
+    build_optimizer,
 )
 
 __all__ = [

@@ -9,10 +9,11 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, field_validator
 
 from chainrule.data.registry import DatasetInfo
+from chainrule.nn import MLP, Optimizer
 from chainrule.spec.checks import FORBID, error, field_error
 from chainrule.spec.dataset import DatasetSpec
-from chainrule.spec.model import ModelSpec
-from chainrule.spec.training import MAX_STEPS, TrainingSpec
+from chainrule.spec.model import ModelSpec, build_mlp
+from chainrule.spec.training import MAX_STEPS, TrainingSpec, build_optimizer
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -110,6 +111,11 @@ def _check_regression_model(model: ModelSpec, described: str) -> None:
             f"(the model needs {need})"
         )
         raise field_error("model", ("layers", last), "regression_model", message, model.layers[-1])
+
+
+def build_training(spec: JobSpec) -> tuple[MLP, Optimizer]:
+    """The network and the optimizer that ``spec`` describes."""
+    return build_mlp(spec.model), build_optimizer(spec.training.optimizer)
 
 
 def total_steps(spec: JobSpec, train_rows: int | None = None) -> int:

@@ -15,9 +15,8 @@ from pydantic import (
     model_validator,
 )
 
-from chainrule.nn import ACTIVATIONS, LOSSES, OUTPUTS, param_count
+from chainrule.nn import ACTIVATIONS, LOSSES, MLP, OUTPUTS, param_count
 from chainrule.nn.losses import Head
-from chainrule.spec.build import build_mlp
 from chainrule.spec.checks import FORBID, choice, enum_of, error, field_error
 
 INITS = ("auto", "glorot", "he")
@@ -125,3 +124,16 @@ class ModelSpec(BaseModel):
         except ValueError as exc:  # the field checks above should have caught it first
             raise error("invalid_model", str(exc)) from None
         return self
+
+
+def build_mlp(model: ModelSpec) -> MLP:
+    """The network ``model`` describes (its own check builds one too: a spec is accepted
+    only if the math core accepts it)."""
+    return MLP(
+        layers=model.layers,
+        activation=model.activation,
+        output=model.output,
+        loss=model.loss,
+        activation_derivative=model.activation_derivative,
+        init=model.init,  # type: ignore[arg-type]  # checked against INITS above
+    )

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from chainrule.nn import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
-from chainrule.spec.build import build_optimizer
+from chainrule.nn import OPTIMIZERS, SCHEDULES, Optimizer, Schedule, make_optimizer
 from chainrule.spec.checks import FORBID, bounds, choice, enum_of, error, field_error, int_between
 
 DEFAULT_STEPS = 1000
@@ -88,6 +87,12 @@ class OptimizerSpec(BaseModel):
                         ) from None
             raise error("invalid_optimizer", str(exc)) from None
         return self
+
+
+def build_optimizer(optimizer: OptimizerSpec) -> Optimizer:
+    """The optimizer with its options; the learning rate goes to each update, not here.
+    (Its spec's own check builds one too: accepted only if the math core accepts it.)"""
+    return make_optimizer(optimizer.name, **optimizer.options)
 
 
 def _positive_seconds(name: str) -> Callable[[float | None], float | None]:
