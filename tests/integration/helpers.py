@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from chainrule.cli.stack import free_port, wait_grpc_healthy
+from chainrule.cli.readiness import wait_grpc_healthy
+from chainrule.cli.stack import free_port
 
 __all__ = ["free_port", "service_process", "wait_for_grpc_health", "wait_for_health"]
 

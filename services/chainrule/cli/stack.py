@@ -17,17 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import grpc
-import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
+from chainrule.cli.readiness import wait_grpc_healthy, wait_http_healthy
 from chainrule.rpc.auth import SCHEDULER, Credentials, RpcAuthSettings
 from chainrule.rpc.local import SCHEME
 
@@ -373,30 +370,4 @@ class LocalStack:
         wait_grpc_healthy(target, timeout, lambda: self._check_alive(name))
 
     def _wait_http(self, name: str, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive(name)
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{name} at {url} was not healthy within {timeout:.0f} s")
-
-
-def wait_grpc_healthy(target: str, timeout: float, check_alive: Callable[[], None]) -> None:
-    """Block until ``target`` answers the standard gRPC health check with SERVING;
-    ``check_alive`` raises if the process behind it has died meanwhile."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            check_alive()
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                time.sleep(0.1)
-    raise TimeoutError(f"{target} was not healthy within {timeout:.0f} s")
+        wait_http_healthy(name, url, timeout, lambda: self._check_alive(name))
