@@ -18,7 +18,7 @@ import redis
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.paramserver.fence import is_deposed
-from chainrule.paramserver.state import LoggedStep
+from chainrule.paramserver.records import LoggedStep
 from chainrule.rpc.auth import SCHEDULER, Credentials
 from chainrule.scheduler.leader import epoch_key, leader_key
 from tests.examples import example_spec as spec

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chainrule.cli.stack import HOST, LocalStack
 from chainrule.paramserver.client import ParamServerClient
-from chainrule.paramserver.state import PlannedStep
+from chainrule.paramserver.records import PlannedStep
 from chainrule.rpc.auth import SCHEDULER, WORKER, Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import scheduler_pb2 as spb

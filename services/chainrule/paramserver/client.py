@@ -10,7 +10,7 @@ import grpc
 
 from chainrule.nn import Params
 from chainrule.paramserver.fence import is_deposed
-from chainrule.paramserver.state import AppliedStep, LoggedStep, PlannedStep
+from chainrule.paramserver.records import AppliedStep, LoggedStep, PlannedStep
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.local import local_path

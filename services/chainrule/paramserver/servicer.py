@@ -11,13 +11,8 @@ from google.protobuf import message_factory
 from chainrule import telemetry
 from chainrule.nn import Params
 from chainrule.paramserver import fence
-from chainrule.paramserver.state import (
-    JobNotFoundError,
-    JobState,
-    OutOfOrderError,
-    ParameterStore,
-    PlannedStep,
-)
+from chainrule.paramserver.records import JobState, PlannedStep
+from chainrule.paramserver.state import JobNotFoundError, OutOfOrderError, ParameterStore
 from chainrule.rpc import codec, protocol_mismatch, shm
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc

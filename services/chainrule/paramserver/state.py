@@ -7,20 +7,43 @@ nothing; an Apply for a step below the current version is a replay and changes n
 With a checkpoint store, an Apply asked to checkpoint snapshots θ, optimizer state and
 version after the step, and a job this process does not hold (it was restarted) is
 restored from its latest checkpoint on first use.
+
+The records it keeps per job (θ, buffers, plans, the applied-step log) are in records.py.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field, replace
+from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from chainrule.nn import Optimizer, OptState, Params, make_optimizer
+from chainrule.nn import Params, make_optimizer
+from chainrule.paramserver.records import (
+    AppliedStep,
+    JobState,
+    LoggedStep,
+    PlannedStep,
+    PushedGradient,
+    StepPlan,
+)
 from chainrule.rpc.codec import check_like
 from chainrule.store.checkpoints import Checkpoint
+
+__all__ = [  # and the records the scheduler and its tests import from here
+    "APPLIED_MEMORY",
+    "MAX_PLANS",
+    "MAX_TOMBSTONES",
+    "AppliedStep",
+    "Checkpoints",
+    "JobNotFoundError",
+    "OutOfOrderError",
+    "ParameterStore",
+    "PlannedStep",
+    "StepPlan",
+]
 
 APPLIED_MEMORY = 100_000
 """How many applied task ids a job remembers, to recognise a retried Push."""
@@ -37,62 +60,8 @@ class OutOfOrderError(RuntimeError):
 MAX_PLANS = 64
 """How many steps ahead of θ's version a job may hold plans for."""
 
-MAX_WAIT_SECONDS = 30.0
-"""The longest a Pull or PushPull waits for θ to move."""
-
 MAX_TOMBSTONES = 10_000
 """How many dropped job ids a server remembers (oldest forgotten first)."""
-
-APPLIED_STEPS = 64
-"""How many planned steps a job remembers the loss and samples of (see Status)."""
-
-APPLIED_LOG = 10_000
-"""How many applied steps a job's log keeps (version, leader epoch, task ids)."""
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    """A sync step as the scheduler defined it: applied by the server once ``needed`` of
-    its tasks are in."""
-
-    task_ids: tuple[str, ...]  # slot order: the order of the sum
-    lr: float
-    needed: int
-    checkpoint: bool
-    scheduler_state: str
-    epoch: int
-
-
-@dataclass(frozen=True)
-class AppliedStep:
-    """A planned step as the server applied it: what the scheduler records of it."""
-
-    step: int
-    loss: float  # sample-weighted mean over the gradients summed
-    samples: int
-    tasks: int
-
-
-@dataclass(frozen=True)
-class LoggedStep:
-    """A step as applied, for exactly-once checks: θ went from ``step`` to ``step`` + 1
-    under leader ``epoch``, from the gradients of ``task_ids`` (summed in that order)."""
-
-    step: int
-    epoch: int
-    task_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    """A plan as the scheduler sends it (see ParameterStore.plan)."""
-
-    step: int
-    task_ids: list[str]
-    lr: float
-    quorum: int = 0
-    checkpoint: bool = False
-    scheduler_state: str = ""
 
 
 def _check_plan(task_ids: list[str], quorum: int, lr: float) -> None:
@@ -106,49 +75,9 @@ def _check_plan(task_ids: list[str], quorum: int, lr: float) -> None:
         raise ValueError(f"lr must be finite; got {lr}")
 
 
-@dataclass
-class PushedGradient:
-    grads: Params
-    samples: int
-    loss: float
-    base_version: int
-
-
 class Checkpoints(Protocol):
     def save(self, job_id: str, checkpoint: Checkpoint, final: bool = False) -> None: ...
     def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None: ...
-
-
-@dataclass
-class JobState:
-    params: Params
-    optimizer: Optimizer
-    opt_state: OptState
-    optimizer_name: str
-    options: dict[str, Any]
-    version: int = 0
-    checkpoint_version: int = -1
-    scheduler_state: str = ""
-    buffers: dict[str, PushedGradient] = field(default_factory=dict)
-    applied: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    framed: bytes = b""  # θ as a Pull reply frame, made once per version
-    framed_version: int = -1
-    plans: dict[int, StepPlan] = field(default_factory=dict)  # step -> plan, steps >= version
-    epoch: int = 0  # the highest leader epoch seen in a plan
-    checkpoint_error: str = ""  # why the last checkpoint a plan asked for was not written
-    applied_steps: deque[AppliedStep] = field(default_factory=lambda: deque(maxlen=APPLIED_STEPS))
-    log: deque[LoggedStep] = field(default_factory=lambda: deque(maxlen=APPLIED_LOG))
-    moved: threading.Condition = field(init=False)  # notified when the version moves
-
-    def __post_init__(self) -> None:
-        self.moved = threading.Condition(self.lock)
-
-    def wait_for(self, version: int, seconds: float) -> bool:
-        """Wait (lock held) until θ's version is at least ``version``; True if it is."""
-        return self.moved.wait_for(
-            lambda: self.version >= version, timeout=min(max(seconds, 0.0), MAX_WAIT_SECONDS)
-        )
 
 
 class ParameterStore:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from chainrule.paramserver import state
-from chainrule.paramserver.state import JobNotFoundError, ParameterStore, PlannedStep
+from chainrule.paramserver.records import PlannedStep
+from chainrule.paramserver.state import JobNotFoundError, ParameterStore
 from tests.unit.fakes import MemoryCheckpoints
 
 THETA = {"w": np.array([1.0, 2.0], np.float32)}

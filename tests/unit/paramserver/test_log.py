@@ -4,7 +4,8 @@ epoch and the tasks of the step; an Apply repeated under another epoch is refuse
 import numpy as np
 import pytest
 
-from chainrule.paramserver.state import APPLIED_LOG, LoggedStep, OutOfOrderError, ParameterStore
+from chainrule.paramserver.records import APPLIED_LOG, LoggedStep
+from chainrule.paramserver.state import OutOfOrderError, ParameterStore
 
 
 def store_with_job() -> ParameterStore:

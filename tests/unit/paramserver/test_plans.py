@@ -104,7 +104,7 @@ def test_waiting_for_a_version_returns_when_it_is_reached_or_times_out() -> None
 
 
 def test_a_runs_plans_apply_in_turn_and_a_bad_one_registers_none() -> None:
-    from chainrule.paramserver.state import PlannedStep
+    from chainrule.paramserver.records import PlannedStep
 
     store = store_with_job()
     grads = gradients(4)
