@@ -1,17 +1,10 @@
 """θ split over several parameter servers (shards) behind the single-server client's API.
 
 ``CHAINRULE_PARAMSERVERS=host:port,host:port,...`` names the shards, in the same order in
-every process. Each tensor lives whole on one shard, chosen by :func:`assign_shards` from
-the tensors' shapes alone, so the scheduler and every worker place θ the same way without
-talking to each other. Workers push and pull per shard in parallel; Apply goes to every
-shard, and each shard counts the same versions (a shard may hold none of a small model's
-tensors and still counts them).
-
-Why splitting is exact: the optimizers (sgd, adam, adagrad) are elementwise, and every
-shard averages the same pushes with the same sample weights and runs the same optimizer
-with the same step count on its own tensors, so K shards compute bit for bit the θ one
-server would. No tensor needs splitting by rows for that; whole tensors, largest first onto
-the lightest shard, balance an MLP's few large weight matrices well enough.
+every process. Each tensor lives whole on one shard (placement.py says which, and why the
+split is exact). Workers push and pull per shard in parallel; Apply goes to every shard,
+and each shard counts the same versions (a shard may hold none of a small model's tensors
+and still counts them).
 
 Consistency: a failure half way (one shard refused an Apply, a shard was restored from an
 older checkpoint) can leave the shards at different versions. Every call that reports a
@@ -23,7 +16,6 @@ mutation is idempotent, retrying a half-done Push or Apply completes it.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +28,8 @@ import numpy as np
 
 from chainrule.nn import Params
 from chainrule.paramserver.client import JobStatus, ParamServerClient
-from chainrule.paramserver.state import PlannedStep
+from chainrule.paramserver.placement import merge, split
+from chainrule.paramserver.records import PlannedStep
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.codec import check_like
 
@@ -52,27 +45,6 @@ own gRPC deadline, and the single-server client retries a transient failure ten 
 
 REMEMBERED_LAYOUTS = 256
 """How many jobs' tensor names, shapes and dtypes a client keeps to check pushes against."""
-
-
-def assign_shards(shapes: Mapping[str, tuple[int, ...]], k: int) -> dict[str, int]:
-    """The shard (0 .. k-1) of every tensor: largest first (ties by name) onto the shard
-    holding the fewest elements so far (ties: fewer tensors, then the lower index).
-
-    Deterministic and pure: the same shapes give the same placement in every process. The
-    heaviest shard exceeds the lightest by at most the largest tensor, and with at least
-    ``k`` tensors every shard gets one.
-    """
-    if k < 1:
-        raise ValueError(f"the number of shards must be >= 1; got {k}")
-    sizes = {name: math.prod(shape) for name, shape in shapes.items()}
-    load, count = [0] * k, [0] * k
-    placed: dict[str, int] = {}
-    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
-        shard = min(range(k), key=lambda i: (load[i], count[i], i))
-        placed[name] = shard
-        load[shard] += sizes[name]
-        count[shard] += 1
-    return {name: placed[name] for name in shapes}
 
 
 class ShardsOutOfStepError(RuntimeError, grpc.RpcError):  # type: ignore[misc]
@@ -135,7 +107,7 @@ class ShardedParamServerClient(ParamServerClient):
         hyper: Mapping[str, float] | None = None,
         flags: Mapping[str, bool] | None = None,
     ) -> tuple[int, bool]:
-        parts = self._split(params)
+        parts = split(params, len(self.clients))
         replies = self._each(lambda i, c: c.create_job(job_id, parts[i], optimizer, hyper, flags))
         version = self._agreed(job_id, "create_job", [v for v, _ in replies])
         if all(created for _, created in replies):
@@ -165,7 +137,9 @@ class ShardedParamServerClient(ParamServerClient):
         if newest == have_version:
             return newest, None
         # an empty shard's reply carries no tensors (None) even when θ is sent
-        return newest, self._merge(job_id, [p or {} for _, p in replies])
+        theta = merge(job_id, [p or {} for _, p in replies], self.target)
+        self._remember(job_id, theta)
+        return newest, theta
 
     def push(
         self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
@@ -175,7 +149,7 @@ class ShardedParamServerClient(ParamServerClient):
             check_like(grads, self._layout(job_id))
         except ValueError as e:  # the message a server gives; no shard was asked
             raise RejectedError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-        parts = self._split(grads)
+        parts = split(grads, len(self.clients))
         duplicates = self._each(
             lambda i, c: c.push(job_id, task_id, base_version, parts[i], samples, loss)
         )
@@ -197,7 +171,7 @@ class ShardedParamServerClient(ParamServerClient):
             check_like(grads, self._layout(job_id))
         except ValueError as e:
             raise RejectedError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
-        parts = self._split(grads)
+        parts = split(grads, len(self.clients))
         replies = self._each(
             lambda i, c: c.push_pull(
                 job_id, task_id, base_version, parts[i], samples, loss, wait_seconds
@@ -207,7 +181,9 @@ class ShardedParamServerClient(ParamServerClient):
         version = min(versions)
         if len(versions) != 1 or version <= base_version:
             return version, None
-        return version, self._merge(job_id, [p or {} for _, p in replies])
+        theta = merge(job_id, [p or {} for _, p in replies], self.target)
+        self._remember(job_id, theta)
+        return version, theta
 
     def plan(
         self,
@@ -315,36 +291,6 @@ class ShardedParamServerClient(ParamServerClient):
             f"{call}: the parameter server shards hold job {job_id!r} at different versions "
             f"({each}); the scheduler must resynchronise them (restore)"
         )
-
-    def _split(self, tensors: Params) -> list[Params]:
-        shard_of = assign_shards({name: a.shape for name, a in tensors.items()}, len(self.clients))
-        parts: list[Params] = [{} for _ in self.clients]
-        for name, array in tensors.items():
-            parts[shard_of[name]][name] = array
-        return parts
-
-    def _merge(self, job_id: str, parts: list[Params]) -> Params:
-        """The shards' tensors as one θ, checked to be where :func:`assign_shards` puts them
-        (a worker and a scheduler listing the shards in different orders would not agree)."""
-        merged: Params = {}
-        source: dict[str, int] = {}
-        for shard, part in enumerate(parts):
-            for name, array in part.items():
-                if name in merged:
-                    raise RuntimeError(
-                        f"tensor {name!r} of job {job_id!r} is on shards {source[name]} and {shard}"
-                    )
-                merged[name], source[name] = array, shard
-        expected = assign_shards({name: a.shape for name, a in merged.items()}, len(parts))
-        misplaced = sorted(name for name in merged if expected[name] != source[name])
-        if misplaced:
-            raise RuntimeError(
-                f"tensor(s) {misplaced} of job {job_id!r} are not on the shard that "
-                f"{self.target!r} places them on: every process must list the same "
-                "parameter servers in the same order (CHAINRULE_PARAMSERVERS)"
-            )
-        self._remember(job_id, merged)
-        return merged
 
     def _layout(self, job_id: str) -> Params:
         """Stand-ins with the job's tensor names, shapes and dtypes (a pull if unknown)."""

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainrule.paramserver.client import JobStatus, ParamServerClient
+from chainrule.paramserver.placement import assign_shards
 from chainrule.paramserver.sharding import (
     ShardedParamServerClient,
-    assign_shards,
     combine_statuses,
     connect_paramservers,
 )
