@@ -14,7 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from chainrule.rpc.auth import Credentials, metadata, with_metadata
 from chainrule.rpc.codec import GRPC_OPTIONS
-from chainrule.rpc.local import LocalChannel, LocalServer, local_path
+from chainrule.rpc.local import LocalChannel, local_path
+from chainrule.rpc.local_server import LocalServer
 
 # gRPC Python sets SO_REUSEPORT by default: a second server on a taken port would start
 # "serving" and split the connections with the first. Off, the second fails to bind.

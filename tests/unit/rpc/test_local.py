@@ -1,5 +1,6 @@
-"""The same-host transport (rpc/local.py) on real Unix sockets: the generated stubs and
-servicers run on it unchanged, with gRPC's status codes, deadlines and limits."""
+"""The same-host transport (rpc/local.py, rpc/local_server.py) on real Unix sockets: the
+generated stubs and servicers run on it unchanged, with gRPC's status codes, deadlines and
+limits."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from chainrule.paramserver.client import ParamServerClient
 from chainrule.paramserver.server import serve
 from chainrule.rpc import local, shm
 from chainrule.rpc.codec import MAX_MESSAGE_BYTES
-from chainrule.rpc.local import LocalChannel, LocalServer, local_path
+from chainrule.rpc.local import LocalChannel, local_path
+from chainrule.rpc.local_server import LocalServer
 from chainrule.rpc.server import channel
 
 pytestmark = pytest.mark.timeout(60)
@@ -136,8 +138,8 @@ def test_a_dead_servers_socket_file_is_replaced(tmp_path: Path) -> None:
 def test_a_request_over_the_limit_is_refused(echo: LocalServer) -> None:
     ch = LocalChannel(echo.path)
     conn = ch._connection().conn
-    conn.sendall(local._REQUEST.pack(len(METHOD), 0, MAX_MESSAGE_BYTES + 1, 5.0, 0))
-    code, length, _ = local._REPLY.unpack(conn.recv(local._REPLY.size))
+    conn.sendall(local.REQUEST_HEADER.pack(len(METHOD), 0, MAX_MESSAGE_BYTES + 1, 5.0, 0))
+    code, length, _ = local.REPLY_HEADER.unpack(conn.recv(local.REPLY_HEADER.size))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert b"over the limit" in conn.recv(length)
     conn.close()
@@ -175,7 +177,7 @@ def test_a_body_announced_beyond_the_peers_region_closes_the_connection(
     ch = LocalChannel(echo.path)
     conn = ch._connection().conn
     conn.sendall(
-        local._REQUEST.pack(len(METHOD), 0, 1000, 5.0, shm.IN_SHARED_MEMORY) + METHOD.encode()
+        local.REQUEST_HEADER.pack(len(METHOD), 0, 1000, 5.0, shm.IN_SHARED_MEMORY) + METHOD.encode()
     )
     assert conn.recv(16) == b""  # no region was ever passed: closed, nothing served
     conn.close()
