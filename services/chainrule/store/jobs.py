@@ -1,20 +1,5 @@
-"""Job records, the job queue and the metric series, in Redis.
-
-Keys, for ``prefix="chainrule"`` and a job id such as ``3f9a2c71d04e8b15``::
-
-    chainrule:job:{id}            hash    the record: id, name, status, phase, message,
-                                          failure_reason, step, total_steps, created_at,
-                                          started_at, ended_at (Unix seconds), spec (JSON),
-                                          submission_id, workers_active, workers_lost,
-                                          stop_requested
-    chainrule:job:{id}:history    list    status transitions, JSON objects, oldest first
-    chainrule:job:{id}:metrics    stream  metric points (see chainrule.store.metrics)
-    chainrule:job:{id}:events     stream  status changes, metric points and the end, in
-                                          order (see chainrule.store.events)
-    chainrule:jobs                zset    job ids scored by creation time
-    chainrule:jobs:status:{S}     zset    the ids of the jobs in status S, same scores
-    chainrule:jobs:queue          stream  one {"job_id": id} entry per submitted job
-    chainrule:submission:{sid}    string  the job a client's submission_id created
+"""Job records, the job queue and the metric series, in Redis: :class:`JobStore`, which
+writes them (the keys: store/keys.py; the reads: store/job_reads.py).
 
 A submitted job is written and queued in one MULTI/EXEC transaction, so the scheduler,
 reading the queue with a consumer group, never sees a job without its record and no
@@ -30,26 +15,15 @@ import builtins
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from chainrule.spec import JobSpec, total_steps
-from chainrule.store.blobs import dataset_key, model_key, preprocess_key
-from chainrule.store.checkpoints import checkpoint_key
-from chainrule.store.diagnostics import diagnostics_key
-from chainrule.store.events import (
-    JobEvent,
-    decode_entries,
-    end_fields,
-    events_key,
-    metrics_data,
-    status_fields,
-    valid_event_id,
-)
-from chainrule.store.fencing import LEASE_CHECK, Fence
+from chainrule.store.events import end_fields, metrics_data, status_fields
+from chainrule.store.fencing import Fence
+from chainrule.store.job_reads import JobReader
 from chainrule.store.job_records import (
     DEFAULT_PHASES,
     STOPPING_PHASE,
@@ -66,17 +40,16 @@ from chainrule.store.job_records import (
     JobStatus,
     StatusTransition,
     SubmissionConflictError,
-    decode_cursor,
-    encode_cursor,
     moving_to,
     record_from_fields,
     text,
-    text_fields,
     transition_json,
     valid_job_id,
 )
-from chainrule.store.metrics import MetricPoint, decode_point, encode_point
-from chainrule.store.thinning import DEFAULT_MAX_POINTS, THIN, thinned_counts, thinned_key
+from chainrule.store.keys import thinned_key
+from chainrule.store.metrics import decode_point, encode_point
+from chainrule.store.scripts import JobScripts
+from chainrule.store.thinning import DEFAULT_MAX_POINTS
 
 __all__ = [  # the record types are defined in job_records and offered here too
     "DEFAULT_PHASES",
@@ -95,71 +68,10 @@ __all__ = [  # the record types are defined in job_records and offered here too
     "SubmissionConflictError",
 ]
 
-_METRICS_PAGE = 10_000
 
-# Writes the step only while the job runs and the step is in range; returns the record's
-# status and total_steps either way (nil when there is no such job).
-_SET_PROGRESS = (
-    LEASE_CHECK
-    + """
-local status = redis.call('HGET', KEYS[3], 'status')
-if not status then return false end
-local total = redis.call('HGET', KEYS[3], 'total_steps')
-if status == 'RUNNING' and tonumber(ARGV[3]) <= tonumber(total) then
-  redis.call('HSET', KEYS[3], 'step', ARGV[3])
-end
-return {status, total}
-"""
-)
-# XADD to the metrics stream only if the job exists, so no orphan streams appear, and to
-# the events stream too unless the job has ended (its 'end' event stays the last one).
-# With a progress step, a RUNNING job's step is set too (as _SET_PROGRESS, in the same
-# round trip). Both streams are then thinned to the cap (store/thinning.py). KEYS (after
-# the lease's two): record, metrics, events, thinned counts; ARGV (after the lease holder
-# and epoch): progress ('' for none), the cap (0: none), then per point: its event data,
-# its field count, its fields.
-_APPEND_METRICS = (
-    LEASE_CHECK
-    + THIN
-    + """
-local status = redis.call('HGET', KEYS[3], 'status')
-if not status then return false end
-local ids = {}
-local i = 5
-while i <= #ARGV do
-  local event, n = ARGV[i], tonumber(ARGV[i + 1])
-  local fields = {}
-  for k = i + 2, i + 1 + n do fields[#fields + 1] = ARGV[k] end
-  ids[#ids + 1] = redis.call('XADD', KEYS[4], '*', unpack(fields))
-  if status == 'PENDING' or status == 'RUNNING' then
-    redis.call('XADD', KEYS[5], '*', 'event', 'metrics', 'data', event)
-  end
-  i = i + 2 + n
-end
-if ARGV[3] ~= '' and status == 'RUNNING' then
-  local total = redis.call('HGET', KEYS[3], 'total_steps')
-  if tonumber(ARGV[3]) <= tonumber(total) then
-    redis.call('HSET', KEYS[3], 'step', ARGV[3])
-  end
-end
-local cap = tonumber(ARGV[4])
-thin(KEYS[4], cap, KEYS[6], 'metrics', false)
-thin(KEYS[5], cap, KEYS[6], 'events', true)
-return ids
-"""
-)
-_SET_WORKERS = (
-    LEASE_CHECK
-    + """
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
-redis.call('HSET', KEYS[3], 'workers_active', ARGV[3], 'workers_lost', ARGV[4])
-return 1
-"""
-)
-
-
-class JobStore:
+class JobStore(JobReader):
     """Job records, queue and metrics under ``prefix``; the client comes from the caller.
+    The reads are :class:`~chainrule.store.job_reads.JobReader`'s.
 
     With a ``fence`` (the leading scheduler's), every write of job state is checked
     against the leader lease in the same round trip (store/fencing.py); without one,
@@ -173,66 +85,11 @@ class JobStore:
         fence: Fence | None = None,
         max_points: int = DEFAULT_MAX_POINTS,
     ) -> None:
-        self._redis = client
-        self.prefix = prefix
+        super().__init__(client, prefix)
         self.max_points = max_points  # per metric and event stream (store/thinning.py)
         self._clock = clock
         self.fence = fence or Fence.none(prefix)
-        self._set_progress = client.register_script(_SET_PROGRESS)
-        self._append_metrics = client.register_script(_APPEND_METRICS)
-        self._set_workers = client.register_script(_SET_WORKERS)
-
-    # -- keys ---------------------------------------------------------------------------
-
-    @property
-    def index_key(self) -> str:
-        return f"{self.prefix}:jobs"
-
-    @property
-    def queue_key(self) -> str:
-        """The stream the scheduler reads submitted job ids from (field ``job_id``)."""
-        return f"{self.prefix}:jobs:queue"
-
-    def status_index_key(self, status: JobStatus) -> str:
-        return f"{self.prefix}:jobs:status:{status.value}"
-
-    @property
-    def ended_index_key(self) -> str:
-        """Ended jobs scored by when they ended (Unix seconds): what retention expires."""
-        return f"{self.prefix}:jobs:ended"
-
-    def job_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
-
-    def history_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}:history"
-
-    def metrics_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}:metrics"
-
-    def events_key(self, job_id: str) -> str:
-        return events_key(self.prefix, job_id)
-
-    def submission_key(self, submission_id: str) -> str:
-        return f"{self.prefix}:submission:{submission_id}"
-
-    def owned_keys(self, job_id: str) -> builtins.list[str]:
-        """Every key a job owns, the record first; checkpoints by a SCAN of their pattern."""
-        p = self.prefix
-        pattern = checkpoint_key(p, job_id, "*")  # ids and prefixes hold no glob characters
-        checkpoints = sorted(text(k) for k in self._redis.scan_iter(match=pattern, count=500))
-        return [
-            self.job_key(job_id),
-            self.history_key(job_id),
-            self.metrics_key(job_id),
-            self.events_key(job_id),
-            diagnostics_key(p, job_id),
-            model_key(p, job_id),
-            dataset_key(p, job_id),
-            preprocess_key(p, job_id),
-            thinned_key(p, job_id),
-            *checkpoints,
-        ]
+        self._scripts = JobScripts.register(client)
 
     # -- records ------------------------------------------------------------------------
 
@@ -315,62 +172,6 @@ class JobStore:
             )
         return existing
 
-    def get(self, job_id: str) -> JobRecord | None:
-        """The job's record, or None if there is no job ``job_id``."""
-        if not valid_job_id(job_id):
-            return None
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self.job_key(job_id))
-            pipe.lrange(self.history_key(job_id), 0, -1)
-            fields, history = pipe.execute()
-        return record_from_fields(fields, history) if fields else None
-
-    def list(self, limit: int = 50, offset: int = 0) -> builtins.list[JobRecord]:
-        """Up to ``limit`` jobs, newest first, skipping the ``offset`` newest."""
-        if limit < 1 or offset < 0:
-            raise ValueError(f"limit must be >= 1 and offset >= 0; got {limit}, {offset}")
-        ids = [text(i) for i in self._redis.zrevrange(self.index_key, offset, offset + limit - 1)]
-        return self._records(ids)
-
-    def page(
-        self, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
-    ) -> JobPage:
-        """Up to ``limit`` jobs (in ``status``, if given), newest first, after ``cursor``
-        (a :attr:`JobPage.next_cursor`). Jobs submitted between pages do not shift the
-        later ones; InvalidCursorError for a cursor this store did not make."""
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1; got {limit}")
-        key = self.index_key if status is None else self.status_index_key(status)
-        pairs: builtins.list[tuple[str, float]]
-        if cursor is None:
-            reply: Any = self._redis.zrevrange(key, 0, limit, withscores=True)
-            pairs = [(text(m), float(s)) for m, s in reply]
-        else:
-            score, last_id = decode_cursor(cursor)
-            ties = int(self._redis.zcount(key, score, score))  # order within a score: by id
-            reply = self._redis.zrevrangebyscore(
-                key, score, "-inf", start=0, num=limit + 1 + ties, withscores=True
-            )
-            pairs = [(text(m), float(s)) for m, s in reply]
-            pairs = [(m, s) for m, s in pairs if s < score or m < last_id]
-        ids = [member for member, _ in pairs[:limit]]
-        more = len(pairs) > limit
-        next_cursor = encode_cursor(pairs[limit - 1][1], ids[-1]) if more else None
-        return JobPage(self._records(ids), int(self._redis.zcard(key)), next_cursor)
-
-    def _records(self, ids: builtins.list[str]) -> builtins.list[JobRecord]:
-        with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(self.job_key(job_id))
-                pipe.lrange(self.history_key(job_id), 0, -1)
-            replies = pipe.execute()
-        pairs = zip(replies[::2], replies[1::2], strict=True)
-        return [record_from_fields(fields, history) for fields, history in pairs if fields]
-
-    def count(self) -> int:
-        """How many jobs the index holds."""
-        return int(self._redis.zcard(self.index_key))
-
     def delete(self, job_id: str) -> None:
         """Remove an ended job and everything it owns (record, history, metrics, events,
         diagnostics, checkpoints, model, prepared data, preprocessing, index entries, its
@@ -401,12 +202,6 @@ class JobStore:
                 pipe.delete(self.submission_key(text(submission_id)))
 
         self._redis.transaction(check_and_delete, key)
-
-    def ended_before(self, cutoff: float, limit: int = 100) -> builtins.list[str]:
-        """Up to ``limit`` ids of jobs that ended before ``cutoff`` (Unix seconds),
-        the longest ended first."""
-        ids = self._redis.zrangebyscore(self.ended_index_key, "-inf", f"({cutoff!r}", 0, limit)
-        return [text(job_id) for job_id in ids]
 
     def unindex_ended(self, job_id: str) -> None:
         """Take a job out of the ended index (one deleted meanwhile, or running again)."""
@@ -466,24 +261,13 @@ class JobStore:
 
         return self._move(job_id, decide)
 
-    def status(self, job_id: str) -> JobStatus | None:
-        """The job's status alone (one HGET), or None if there is no such job."""
-        raw = self._redis.hget(self.job_key(job_id), "status") if valid_job_id(job_id) else None
-        return None if raw is None else JobStatus(text(raw))
-
-    def stop_requested(self, job_id: str) -> bool:
-        """Whether a stop was requested for the (RUNNING) job; False for an unknown one."""
-        if not valid_job_id(job_id):
-            return False
-        return text(self._redis.hget(self.job_key(job_id), "stop_requested") or "") == "1"
-
     def set_workers(self, job_id: str, active: int, lost: int) -> None:
         """Record how many workers the job has now (``active``) and has lost so far."""
         for name, value in (("active", active), ("lost", lost)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {value!r}")
         written = valid_job_id(job_id) and self.fence.run(
-            self._set_workers, [self.job_key(job_id)], [active, lost]
+            self._scripts.set_workers, [self.job_key(job_id)], [active, lost]
         )
         if not written:
             raise JobNotFoundError(f"no job {job_id!r}")
@@ -557,7 +341,7 @@ class JobStore:
             raise ValueError(f"step must be an integer >= 0; got {step!r}")
         if not valid_job_id(job_id):
             raise JobNotFoundError(f"no job {job_id!r}")
-        reply = self.fence.run(self._set_progress, [self.job_key(job_id)], [step])
+        reply = self.fence.run(self._scripts.set_progress, [self.job_key(job_id)], [step])
         if reply is None:
             raise JobNotFoundError(f"no job {job_id!r}")
         status, total = text(reply[0]), int(reply[1])
@@ -599,57 +383,7 @@ class JobStore:
         for fields in encoded:
             args += [metrics_data(decode_point(fields)), 2 * len(fields)]
             args += [item for pair in fields.items() for item in pair]
-        entry_ids = self.fence.run(self._append_metrics, keys, args)
+        entry_ids = self.fence.run(self._scripts.append_metrics, keys, args)
         if not entry_ids:
             raise JobNotFoundError(f"no job {job_id!r}")
         return [text(entry_id) for entry_id in entry_ids]
-
-    def metrics(self, job_id: str) -> builtins.list[MetricPoint]:
-        """The job's whole metric series, oldest first ([] for an unknown job)."""
-        if not valid_job_id(job_id):
-            return []
-        key, start = self.metrics_key(job_id), "-"
-        points: builtins.list[MetricPoint] = []
-        while True:
-            entries = self._redis.xrange(key, start, "+", count=_METRICS_PAGE) or []
-            points += [decode_point(text_fields(fields or {})) for _, fields in entries]
-            if len(entries) < _METRICS_PAGE:
-                return points
-            start = "(" + text(entries[-1][0])  # exclusive: after the last one read
-
-    def recent_metrics(self, job_id: str, count: int) -> builtins.list[MetricPoint]:
-        """The job's ``count`` most recent metric points, oldest first."""
-        if not valid_job_id(job_id):
-            return []
-        entries = self._redis.xrevrange(self.metrics_key(job_id), "+", "-", count=count) or []
-        return [decode_point(text_fields(fields or {})) for _, fields in reversed(entries)]
-
-    def stored_metrics(self, job_id: str) -> int:
-        """How many points the job's metric stream holds (recomputed steps included)."""
-        return int(self._redis.xlen(self.metrics_key(job_id))) if valid_job_id(job_id) else 0
-
-    def thinned(self, job_id: str) -> dict[str, int]:
-        """Entries thinned out of each of the job's streams (store/thinning.py)."""
-        if not valid_job_id(job_id):
-            return {}
-        return thinned_counts(self._redis.hgetall(thinned_key(self.prefix, job_id)))
-
-    def latest_metrics(self, job_id: str) -> MetricPoint | None:
-        """The job's most recent metric point, or None if it has none yet."""
-        recent = self.recent_metrics(job_id, 1)
-        return recent[0] if recent else None
-
-    def events(
-        self, job_id: str, after: str = "0-0", block_ms: int | None = None, count: int = 500
-    ) -> builtins.list[JobEvent]:
-        """Up to ``count`` events of the job after event id ``after`` ("0-0": from the
-        first), waiting up to ``block_ms`` for one if there is none yet (None: no wait)."""
-        if not valid_event_id(after):
-            raise ValueError(f"event id {after!r} is not of the form <ms>-<seq>")
-        if not valid_job_id(job_id):
-            return []
-        reply = self._redis.xread({self.events_key(job_id): after}, count=count, block=block_ms)
-        if not reply:
-            return []
-        streams = reply.values() if isinstance(reply, dict) else (s[1] for s in reply)
-        return [event for entries in streams for event in decode_entries(list(entries))]

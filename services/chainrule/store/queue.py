@@ -12,13 +12,10 @@ from typing import Any
 import redis
 
 from chainrule.store.fencing import LEASE_CHECK, Fence
+from chainrule.store.keys import queue_key
 
 GROUP = "schedulers"
 _ACK = LEASE_CHECK + "return redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])"
-
-
-def queue_key(prefix: str) -> str:
-    return f"{prefix}:jobs:queue"
 
 
 class JobQueue:

@@ -18,6 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from chainrule.store.job_records import text
+from chainrule.store.keys import thinned_key
+
+__all__ = [  # the key is named in store/keys.py and offered here too
+    "DEFAULT_MAX_POINTS",
+    "MIN_MAX_POINTS",
+    "THIN",
+    "thinned_counts",
+    "thinned_key",
+]
 
 DEFAULT_MAX_POINTS = 10_000
 MIN_MAX_POINTS = 100  # below this a recent window would be a handful of points
@@ -44,10 +53,6 @@ local function thin(key, cap, counter, field, only_metrics)
   return deleted
 end
 """
-
-
-def thinned_key(prefix: str, job_id: str) -> str:
-    return f"{prefix}:job:{job_id}:thinned"
 
 
 def thinned_counts(raw: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
