@@ -160,8 +160,10 @@ class Recovery:
                 )
                 if self.log:
                     self.log.warning("job rolled back", job_id=job.job_id, version=status.version)
-            else:
+            else:  # θ came back where the job is (it was lost at a checkpoint)
                 job.clear_steps()
+                if self.log:
+                    self.log.info("job resynced", job_id=job.job_id, version=job.version)
             drawn = job.queue_step() if job.mode == "sync" else []
             self.state.cond.notify_all()
         self.recorder.plan(job, drawn)
