@@ -7,14 +7,11 @@ elsewhere) so that rounding in J does not swamp small gradient entries.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from chainrule.nn.types import Array, Params
-
-if TYPE_CHECKING:
-    from chainrule.nn.mlp import MLP
+from chainrule.nn.activations import get_activation
+from chainrule.nn.mlp import MLP
+from chainrule.nn.types import Params
 
 REFERENCE_DTYPE = np.longdouble
 
@@ -22,27 +19,13 @@ REFERENCE_DTYPE = np.longdouble
 def kink_margin(net: MLP, params: Params, X: object) -> float:
     """The smallest |z| over layers whose activation has a kink (ReLU family, ELU);
     inf when there is none. Finite differences are only valid well inside it."""
-    a: Array = np.asarray(X, dtype=np.float64)
-    margin = np.inf
-    for i in range(1, net.n_dense + 1):
-        z = a @ np.asarray(params[f"dense{i}.W"], np.float64) + np.asarray(
-            params[f"dense{i}.b"], np.float64
-        )
-        if i > len(net.hidden):
-            out = net.head.output
-            if out != "softmax" and net.head.loss == "mse" and _is_kinked(out):
-                margin = min(margin, float(np.abs(z).min()))
-            break
-        if net.hidden[i - 1].kinked:
-            margin = min(margin, float(np.abs(z).min()))
-        a = net.hidden[i - 1].value(z)
-    return margin
-
-
-def _is_kinked(name: str) -> bool:
-    from chainrule.nn.activations import get_activation
-
-    return get_activation(name).kinked
+    p64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    *hidden, z_out = net.pre_activations(p64, np.asarray(X, dtype=np.float64))
+    margins = [float(np.abs(z).min()) for z, f in zip(hidden, net.hidden, strict=True) if f.kinked]
+    out = net.head.output
+    if out != "softmax" and net.head.loss == "mse" and get_activation(out).kinked:
+        margins.append(float(np.abs(z_out).min()))
+    return min(margins, default=np.inf)
 
 
 def numeric_grad(net: MLP, params: Params, X: object, y: object, h: float = 1e-3) -> Params:

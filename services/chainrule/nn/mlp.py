@@ -146,6 +146,13 @@ class MLP:
         z, _ = self._forward(params, self._check_inputs(X, dtype), keep=False)
         return self.head.predict(z)
 
+    def pre_activations(self, params: Params, X: object) -> list[Array]:
+        """z_1 … z_L for ``X``, in the precision of ``params`` (the gradient check reads
+        how close they come to an activation's kink)."""
+        dtype = self._check_params(params)
+        z_out, cache = self._forward(params, self._check_inputs(X, dtype), keep=True)
+        return [*cache.pre, z_out]
+
     def objective(self, params: Params, X: object, y: object) -> np.floating:
         """J alone, forward pass only, in the precision of ``params`` (the gradient check
         evaluates it in extended precision)."""
