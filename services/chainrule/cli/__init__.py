@@ -1,3 +1,2 @@
-"""The ``chainrule`` command. ``main.app`` is the entry point; ``lab`` holds the activation
-lab's experiments as plain functions, ``lab_report`` and ``lab_plot`` turn their results
-into tables and a picture."""
+"""The ``chainrule`` command. ``main.app`` is the entry point and wires the commands;
+``lab_commands`` runs the activation lab (:mod:`chainrule.lab`) and prints its tables."""

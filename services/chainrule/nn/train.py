@@ -6,6 +6,7 @@ from or written to anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,10 @@ from chainrule.nn.mlp import MLP
 from chainrule.nn.optim import Optimizer
 from chainrule.nn.schedules import Schedule
 from chainrule.nn.types import Array, Params
+
+OnStep = Callable[[int, Params], bool]
+"""Called after each update with the updates applied so far and the params (read them,
+do not change them); returning False stops the training there."""
 
 
 @dataclass
@@ -43,6 +48,12 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Array:
     return perm[: min(batch_size, n)]
 
 
+def eval_due(done: int, steps: int, every: int) -> bool:
+    """Whether to measure after ``done`` of ``steps`` updates: every ``every``-th and after
+    the last; never when ``every`` is 0."""
+    return every != 0 and (done % every == 0 or done == steps)
+
+
 def train(
     net: MLP,
     params: Params,
@@ -54,8 +65,12 @@ def train(
     batch_size: int,
     rng: np.random.Generator,
     eval_every: int = 0,
+    on_step: OnStep | None = None,
 ) -> tuple[Params, History]:
-    """Run ``steps`` SGD-family updates on random minibatches; returns new params."""
+    """Run ``steps`` SGD-family updates on random minibatches; returns new params.
+
+    Stops early at a non-finite minibatch loss (the last ``history.loss``, no update
+    applied) or when ``on_step`` returns False."""
     params = {k: v.copy() for k, v in params.items()}
     state = optimizer.init(params)
     history = History()
@@ -66,7 +81,9 @@ def train(
         if not np.isfinite(loss):
             break
         optimizer.update_(params, grads, state, schedule(step))
-        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        if eval_due(step + 1, steps, eval_every):
             history.eval_steps.append(step + 1)
             history.accuracy.append(accuracy(net, params, X, y))
+        if on_step is not None and not on_step(step + 1, params):
+            break
     return params, history

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
-from chainrule.cli.lab import LabConfig, Run
+from chainrule.lab.config import LabConfig
+from chainrule.lab.experiments import Run
 
 Colour = tuple[float, float, float, float]
 LOSS_CEILING = 10.0  # cross-entropy starts near log 2 ≈ 0.69; above this a run is blowing up

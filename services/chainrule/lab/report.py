@@ -7,7 +7,9 @@ import csv
 import io
 from collections.abc import Sequence
 
-from chainrule.cli.lab import LabConfig, Probe, Run, linear_map
+from chainrule.lab.config import LabConfig
+from chainrule.lab.experiments import Run, linear_map
+from chainrule.lab.probes import Probe
 
 NEVER = "—"  # a target not reached within the run, or no accuracy after a divergence
 LOST = "*"  # reached the target once, below it again (or diverged) by the end
@@ -19,10 +21,11 @@ def describe(cfg: LabConfig) -> str:
     arch = "→".join(str(n) for n in cfg.layers)
     return (
         f"{cfg.samples} samples per dataset ({cfg.samples - n_holdout} train, {n_holdout} "
-        f"holdout), net {arch} with a sigmoid output and cross-entropy, SGD lr {cfg.lr:g} "
-        f"momentum {cfg.momentum:g}, batch {cfg.batch_size}, {cfg.steps} steps, seed "
-        f'{cfg.seed}. Loss is on the whole training set; "steps to" counts updates until '
-        f"holdout accuracy first reaches the target (checked every {cfg.eval_every} steps); "
+        f"holdout), net {arch} with a sigmoid output and cross-entropy, SGD lr "
+        f"{cfg.schedule.lr:g} momentum {cfg.optimizer.momentum:g}, batch {cfg.batch_size}, "
+        f'{cfg.steps} steps, seed {cfg.seed}. Loss is on the whole training set; "steps to" '
+        "counts updates until holdout accuracy first reaches the target (checked every "
+        f"{cfg.eval_every} steps); "
         f"{LOST} marks a target reached and lost again by the end, {NEVER} one never reached."
     )
 
