@@ -20,6 +20,7 @@ import redis
 from chainrule.cli.stack import LocalStack, StackConfig
 from chainrule.nn import MLP
 from chainrule.paramserver.client import ParamServerClient
+from chainrule.paramserver.interface import ParamServer
 from chainrule.paramserver.sharding import (
     ShardedParamServerClient,
     ShardsOutOfStepError,
@@ -83,7 +84,7 @@ def gradients(params: Params, rng: np.random.Generator) -> Params:
     return {k: rng.normal(size=v.shape).astype(v.dtype) for k, v in params.items()}
 
 
-def train(ps: ParamServerClient, job: str, params: Params, steps: int, seed: int) -> None:
+def train(ps: ParamServer, job: str, params: Params, steps: int, seed: int) -> None:
     """``steps`` Applies of two pushes each, with different sample counts."""
     rng = np.random.default_rng(seed)
     for step in range(steps):
@@ -92,7 +93,7 @@ def train(ps: ParamServerClient, job: str, params: Params, steps: int, seed: int
         assert ps.apply(job, step, [f"{step}-a", f"{step}-b"], 0.01) == (step + 1, False)
 
 
-def pull_theta(ps: ParamServerClient, job: str, have: int = -1) -> tuple[int, Params]:
+def pull_theta(ps: ParamServer, job: str, have: int = -1) -> tuple[int, Params]:
     version, theta = ps.pull(job, have)
     assert theta is not None, f"expected θ in the reply to a pull with have_version={have}"
     return version, theta

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Any
 
 import grpc
 
 from chainrule.nn import Params
 from chainrule.paramserver.fence import is_deposed
-from chainrule.paramserver.records import AppliedStep, LoggedStep, PlannedStep
+from chainrule.paramserver.interface import ParamServer
+from chainrule.paramserver.records import AppliedStep, JobStatus, LoggedStep, PlannedStep
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.local import local_path
@@ -19,21 +20,14 @@ from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
-
-@dataclass(frozen=True)
-class JobStatus:
-    version: int
-    checkpoint_version: int  # -1: no checkpoint
-    scheduler_state: str
-    restored: bool
-    applied: tuple[AppliedStep, ...] = ()  # the last planned steps applied, oldest first
-    log: tuple[LoggedStep, ...] = ()  # asked for (status(log=True)): every step applied here
-
+__all__ = ["JobStatus", "ParamServerClient"]  # JobStatus: its old home, still imported
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
 
-class ParamServerClient:
+class ParamServerClient(ParamServer):
+    """:class:`ParamServer` over gRPC (or the same-host socket) to one server."""
+
     def __init__(
         self,
         target: str,
@@ -95,9 +89,6 @@ class ParamServerClient:
     def pull(
         self, job_id: str, have_version: int = -1, min_version: int = 0, wait_seconds: float = 0.0
     ) -> tuple[int, Params | None]:
-        """(version, θ) or (version, None) when ``have_version`` is current. With
-        ``min_version``, waits up to ``wait_seconds`` for θ to get there (FAILED_PRECONDITION
-        if it does not)."""
         request = pb.PullRequest(
             job_id=job_id,
             have_version=have_version,
@@ -116,61 +107,11 @@ class ParamServerClient:
         loss: float,
         wait_seconds: float,
     ) -> tuple[int, Params | None]:
-        """Push a gradient of a planned step and wait up to ``wait_seconds`` for the step
-        to be applied: (version, θ) when θ moved past ``base_version``, else (version, None)."""
         header = pb.PushRequest(
-            job_id=job_id,
-            task_id=task_id,
-            base_version=base_version,
-            samples=samples,
-            loss=loss,
-            wait_seconds=wait_seconds,
+            job_id=job_id, task_id=task_id, base_version=base_version, samples=samples, loss=loss
         )
+        header.wait_seconds = wait_seconds  # a Push's header, and how long the server waits
         return _pulled(self._call(self._framed_push_pull, self._frame(header, grads)))
-
-    def _frame(self, header: pb.PushRequest, grads: Params) -> Any:
-        """A PushRequest frame: its buffers as they are for the same-host socket (which
-        sends them without joining them), one bytes object for gRPC."""
-        parts = codec.frame_parts(header, "grads", grads)
-        return parts if self._local else b"".join(parts)
-
-    def plan(
-        self,
-        job_id: str,
-        step: int,
-        task_ids: list[str],
-        lr: float,
-        quorum: int = 0,
-        checkpoint: bool = False,
-        scheduler_state: str = "",
-        epoch: int = 0,
-    ) -> tuple[int, bool]:
-        """Register sync step ``step``'s plan: applied by the server when its gradients are in."""
-        return self.plan_run(
-            job_id, [PlannedStep(step, task_ids, lr, quorum, checkpoint, scheduler_state)], epoch
-        )
-
-    def plan_run(
-        self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
-    ) -> tuple[int, bool]:
-        """Register the plans of a run of steps, in step order, in one call; (version,
-        duplicate) as of the last."""
-        first, *rest = [
-            pb.PlanRequest(
-                job_id=job_id,
-                step=p.step,
-                task_ids=p.task_ids,
-                lr=p.lr,
-                quorum=p.quorum,
-                checkpoint=p.checkpoint,
-                scheduler_state=p.scheduler_state,
-                epoch=epoch,
-            )
-            for p in plans
-        ]
-        first.then.extend(rest)
-        reply = self._call("Plan", first)
-        return reply.version, reply.duplicate
 
     def push(
         self, job_id: str, task_id: str, base_version: int, grads: Params, samples: int, loss: float
@@ -180,6 +121,21 @@ class ParamServerClient:
         )
         reply = self._call(self._framed_push, self._frame(header, grads))
         return bool(reply.duplicate)
+
+    def _frame(self, header: pb.PushRequest, grads: Params) -> Any:
+        """A PushRequest frame: its buffers as they are for the same-host socket (which
+        sends them without joining them), one bytes object for gRPC."""
+        parts = codec.frame_parts(header, "grads", grads)
+        return parts if self._local else b"".join(parts)
+
+    def plan_run(
+        self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
+    ) -> tuple[int, bool]:
+        """The run as one PlanRequest: the first plan, the others in ``then``."""
+        first, *rest = [pb.PlanRequest(job_id=job_id, epoch=epoch, **asdict(p)) for p in plans]
+        first.then.extend(rest)
+        reply = self._call("Plan", first)
+        return reply.version, reply.duplicate
 
     def apply(
         self,
@@ -206,21 +162,16 @@ class ParamServerClient:
         return int(reply.discarded)
 
     def status(self, job_id: str, log: bool = False) -> JobStatus:
-        """Version and latest checkpoint (restoring the job from it if this server had
-        lost it); with ``log``, the log of the steps this server applied."""
         reply = self._call("Status", pb.StatusRequest(job_id=job_id, log=log))
         return _status(reply)
 
     def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
-        """Reload the latest checkpoint (with ``at_most``, the newest of a version up to
-        it), throwing away later steps."""
         reply = self._call("Restore", pb.StatusRequest(job_id=job_id, at_most=at_most))
         return _status(reply)
 
     def drop_job(
         self, job_id: str, final_checkpoint: bool = False, scheduler_state: str = ""
     ) -> bool:
-        """Forget the job; ``final_checkpoint``: keep θ as it is as its one checkpoint."""
         request = pb.DropJobRequest(
             job_id=job_id, final_checkpoint=final_checkpoint, scheduler_state=scheduler_state
         )

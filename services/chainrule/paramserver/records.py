@@ -2,8 +2,9 @@
 
 A job's in-memory state (:class:`JobState`), the plans the scheduler sends
 (:class:`PlannedStep`, held as :class:`StepPlan`), the gradients buffered until a step
-sums them (:class:`PushedGradient`) and the steps as applied (:class:`AppliedStep` for the
-scheduler's metrics, :class:`LoggedStep` for exactly-once checks). What changes them is
+sums them (:class:`PushedGradient`), the steps as applied (:class:`AppliedStep` for the
+scheduler's metrics, :class:`LoggedStep` for exactly-once checks) and a job's status as a
+client reports it (:class:`JobStatus`). What changes them is
 :class:`chainrule.paramserver.state.ParameterStore`.
 """
 
@@ -60,8 +61,21 @@ class LoggedStep:
 
 
 @dataclass(frozen=True)
+class JobStatus:
+    """A job as a parameter server (or the oldest of its shards) holds it."""
+
+    version: int
+    checkpoint_version: int  # -1: no checkpoint
+    scheduler_state: str
+    restored: bool
+    applied: tuple[AppliedStep, ...] = ()  # the last planned steps applied, oldest first
+    log: tuple[LoggedStep, ...] = ()  # asked for (status(log=True)): every step applied here
+
+
+@dataclass(frozen=True)
 class PlannedStep:
-    """A plan as the scheduler sends it (see ParameterStore.plan)."""
+    """A plan as the scheduler sends it (see ParamServer.plan_run). Its fields are
+    PlanRequest's, by name (the client sends them as they are)."""
 
     step: int
     task_ids: list[str]

@@ -1,4 +1,4 @@
-"""θ split over several parameter servers (shards) behind the single-server client's API.
+"""θ split over several parameter servers (shards) behind the one :class:`ParamServer` API.
 
 ``CHAINRULE_PARAMSERVERS=host:port,host:port,...`` names the shards, in the same order in
 every process. Each tensor lives whole on one shard (placement.py says which, and why the
@@ -27,9 +27,10 @@ import grpc
 import numpy as np
 
 from chainrule.nn import Params
-from chainrule.paramserver.client import JobStatus, ParamServerClient
+from chainrule.paramserver.client import ParamServerClient
+from chainrule.paramserver.interface import ParamServer
 from chainrule.paramserver.placement import merge, split
-from chainrule.paramserver.records import PlannedStep
+from chainrule.paramserver.records import JobStatus, PlannedStep
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.codec import check_like
 
@@ -75,13 +76,13 @@ class RejectedError(grpc.RpcError):  # type: ignore[misc]
         return self._details
 
 
-class ShardedParamServerClient(ParamServerClient):
-    """The :class:`ParamServerClient` API over K shards, one call per shard in parallel.
+class ShardedParamServerClient(ParamServer):
+    """:class:`ParamServer` over K shards: it holds one :class:`ParamServerClient` per
+    shard (``clients``, in shard order) and makes one call per shard, in parallel.
 
-    A subclass so that everything typed for one server accepts it; it has no channel of
-    its own and overrides every public method. Pushes are checked here against the job's
-    tensor names, shapes and dtypes (learnt from ``create_job`` or a pull) before any
-    shard sees them, so a bad gradient is refused whole, never buffered by some shards.
+    Pushes are checked here against the job's tensor names, shapes and dtypes (learnt
+    from ``create_job`` or a pull) before any shard sees them, so a bad gradient is
+    refused whole, never buffered by some shards.
     """
 
     def __init__(self, clients: list[ParamServerClient]) -> None:
@@ -185,30 +186,11 @@ class ShardedParamServerClient(ParamServerClient):
         self._remember(job_id, theta)
         return version, theta
 
-    def plan(
-        self,
-        job_id: str,
-        step: int,
-        task_ids: list[str],
-        lr: float,
-        quorum: int = 0,
-        checkpoint: bool = False,
-        scheduler_state: str = "",
-        epoch: int = 0,
-    ) -> tuple[int, bool]:
-        """The plan on every shard; each applies it when its own parts are in, so the
-        shards may answer one version apart: the oldest is reported."""
-        replies = self._each(
-            lambda _, c: c.plan(
-                job_id, step, task_ids, lr, quorum, checkpoint, scheduler_state, epoch
-            )
-        )
-        return min(v for v, _ in replies), all(d for _, d in replies)
-
     def plan_run(
         self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
     ) -> tuple[int, bool]:
-        """The run's plans on every shard (as :meth:`plan`)."""
+        """The run's plans on every shard; each applies them when its own parts are in,
+        so the shards may answer one version apart: the oldest is reported."""
         replies = self._each(lambda _, c: c.plan_run(job_id, plans, epoch))
         return min(v for v, _ in replies), all(d for _, d in replies)
 
@@ -337,7 +319,7 @@ def connect_paramservers(
     timeout: float = 30.0,
     credentials: Credentials | None = None,
     on_deposed: Callable[[str], None] | None = None,
-) -> ParamServerClient:
+) -> ParamServer:
     """A client for ``host:port`` (one server) or ``host:port,host:port,...`` (shards);
     ``local:PATH`` names a server's same-host socket instead. ``credentials``: rpc.auth; ``on_deposed``:
     see ParamServerClient."""

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from chainrule.nn import Params, make_optimizer
+from chainrule.paramserver.interface import Planner
 from chainrule.paramserver.records import (
     AppliedStep,
     JobState,
@@ -80,8 +82,9 @@ class Checkpoints(Protocol):
     def load(self, job_id: str, at_most: int | None = None) -> Checkpoint | None: ...
 
 
-class ParameterStore:
-    """θ, version, gradient buffers and optimizer state for every job."""
+class ParameterStore(Planner):
+    """θ, version, gradient buffers and optimizer state for every job (``plan``: a run
+    of one, :meth:`Planner.plan`)."""
 
     def __init__(self, checkpoints: Checkpoints | None = None) -> None:
         self._jobs: dict[str, JobState] = {}
@@ -200,25 +203,12 @@ class ParameterStore:
                 owned = {name: np.array(g) for name, g in pushed.grads.items()}
                 job.buffers[task_id] = replace(pushed, grads=owned)
 
-    def plan(
-        self,
-        job_id: str,
-        step: int,
-        task_ids: list[str],
-        lr: float,
-        quorum: int = 0,
-        checkpoint: bool = False,
-        scheduler_state: str = "",
-        epoch: int = 0,
+    def plan_run(
+        self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
     ) -> tuple[int, bool]:
-        """Register the plan of sync step ``step`` and apply it if its gradients are in
-        already. Returns (version, duplicate: the step was applied before)."""
-        plan = PlannedStep(step, task_ids, lr, quorum, checkpoint, scheduler_state)
-        return self.plan_run(job_id, [plan], epoch)
-
-    def plan_run(self, job_id: str, plans: list[PlannedStep], epoch: int = 0) -> tuple[int, bool]:
-        """:meth:`plan` for the steps of a run, in step order: all are checked before
-        any is registered. Returns (version, duplicate) as of the last."""
+        """Register the plans of a run of steps, in step order (all are checked before
+        any is registered), and apply each whose gradients are in already. Returns
+        (version, duplicate: the last step was applied before)."""
         if not plans:
             raise ValueError("a run needs at least one plan")
         for p in plans:

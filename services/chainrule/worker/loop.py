@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 
 from chainrule import telemetry
-from chainrule.paramserver.client import ParamServerClient
+from chainrule.paramserver.interface import ParamServer
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.server import channel
@@ -57,7 +57,7 @@ class Worker:
         self,
         worker_id: str,
         scheduler_target: str,
-        paramserver: ParamServerClient,
+        paramserver: ParamServer,
         blobs: BlobStore,
         stop: threading.Event,
         poll_seconds: float = 2.0,

@@ -126,8 +126,8 @@ def test_a_malformed_paramserver_list_is_refused_clearly(targets: str, message: 
 
 
 def test_the_sharded_client_overrides_every_public_method_of_the_single_one() -> None:
-    """It inherits the API (so callers typed for one server accept it) but no channel:
-    a method it did not override would fail at run time."""
+    """Both implement the ParamServer protocol; the sharded one holds a client per shard
+    and no channel of its own, so it must answer every call the single one does."""
     public = {n for n, v in vars(ParamServerClient).items() if callable(v) and n[0] != "_"}
     assert public <= set(vars(ShardedParamServerClient)), public - set(
         vars(ShardedParamServerClient)

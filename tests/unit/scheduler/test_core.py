@@ -28,7 +28,8 @@ import pytest
 from chainrule.data import Split, prepare, targets
 from chainrule.nn import Params, make_optimizer
 from chainrule.nn.train import accuracy
-from chainrule.paramserver.client import JobStatus as ParamServerStatus
+from chainrule.paramserver.interface import JobStatus as ParamServerStatus
+from chainrule.paramserver.interface import ParamServer
 from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFound
 from chainrule.paramserver.state import OutOfOrderError, ParameterStore, PlannedStep, StepPlan
 from chainrule.scheduler import admission as admission_module
@@ -219,7 +220,7 @@ class InlinePublisher:
         return True
 
 
-class FakeParamServer:
+class FakeParamServer(ParamServer):
     """The real ParameterStore behind the ParamServer protocol, with errors as gRPC
     status codes the way ParamServerClient raises them, minus the network."""
 
@@ -237,8 +238,8 @@ class FakeParamServer:
         job_id: str,
         params: Params,
         optimizer: str,
-        hyper: dict[str, float] | None = None,
-        flags: dict[str, bool] | None = None,
+        hyper: Mapping[str, float] | None = None,
+        flags: Mapping[str, bool] | None = None,
     ) -> tuple[int, bool]:
         if self.create_failures:
             raise self.create_failures.pop(0)
@@ -264,32 +265,21 @@ class FakeParamServer:
         with rpc_errors(), self._recording_plans(job_id, task_id):
             return self.store.push(job_id, task_id, base_version, grads, samples, loss)
 
-    def plan(
-        self,
-        job_id: str,
-        step: int,
-        task_ids: list[str],
-        lr: float,
-        quorum: int = 0,
-        checkpoint: bool = False,
-        scheduler_state: str = "",
-        epoch: int = 0,
-    ) -> tuple[int, bool]:
-        if self.apply_failure is not None:
-            raise self.apply_failure
-        planned = StepPlan(tuple(task_ids), lr, quorum or len(task_ids), False, "", epoch)
-        with rpc_errors(), self._recording_plans(job_id, None, planned):
-            return self.store.plan(
-                job_id, step, task_ids, lr, quorum, checkpoint, scheduler_state, epoch
-            )
+    def push_pull(self, *args: Any, **kwargs: Any) -> tuple[int, Params | None]:
+        raise NotImplementedError("the simulated workers push, then pull: no thread to wait in")
 
     def plan_run(
         self, job_id: str, plans: Sequence[PlannedStep], epoch: int = 0
     ) -> tuple[int, bool]:
+        """One plan at a time, so that each plan the store applies is recorded."""
+        if self.apply_failure is not None:
+            raise self.apply_failure
         for p in plans:
-            version, duplicate = self.plan(
-                job_id, p.step, p.task_ids, p.lr, p.quorum, p.checkpoint, p.scheduler_state, epoch
+            planned = StepPlan(
+                tuple(p.task_ids), p.lr, p.quorum or len(p.task_ids), False, "", epoch
             )
+            with rpc_errors(), self._recording_plans(job_id, None, planned):
+                version, duplicate = self.store.plan_run(job_id, [p], epoch)
         return version, duplicate
 
     @contextmanager
@@ -332,13 +322,13 @@ class FakeParamServer:
         with rpc_errors():
             return self.store.discard(job_id, task_ids)
 
-    def status(self, job_id: str) -> ParamServerStatus:
+    def status(self, job_id: str, log: bool = False) -> ParamServerStatus:
         with rpc_errors():
-            return _status(*self.store.restore(job_id, only_if_missing=True))
+            return _status(*self.store.restore(job_id, only_if_missing=True), log)
 
-    def restore(self, job_id: str) -> ParamServerStatus:
+    def restore(self, job_id: str, at_most: int | None = None) -> ParamServerStatus:
         with rpc_errors():
-            return _status(*self.store.restore(job_id))
+            return _status(*self.store.restore(job_id, at_most=at_most))
 
     def drop_job(
         self, job_id: str, final_checkpoint: bool = False, scheduler_state: str = ""
@@ -348,6 +338,9 @@ class FakeParamServer:
         if self.has_job(job_id):
             self.final[job_id] = self.theta(job_id)[1]
         return self.store.drop(job_id, final_checkpoint, scheduler_state)
+
+    def close(self) -> None:
+        pass
 
     def has_job(self, job_id: str) -> bool:
         """Whether θ of the job is held in memory (asking through pull would restore it
@@ -360,7 +353,7 @@ class FakeParamServer:
         return version, params
 
 
-def _status(job: Any, restored: bool) -> ParamServerStatus:
+def _status(job: Any, restored: bool, log: bool = False) -> ParamServerStatus:
     with job.lock:
         return ParamServerStatus(
             job.version,
@@ -368,6 +361,7 @@ def _status(job: Any, restored: bool) -> ParamServerStatus:
             job.scheduler_state,
             restored,
             tuple(job.applied_steps),
+            tuple(job.log) if log else (),
         )
 
 
