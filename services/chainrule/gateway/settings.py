@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chainrule.admission import (
     DEFAULT_MAX_DATASET_MEMORY_MB,
@@ -12,15 +11,12 @@ from chainrule.admission import (
     MIB,
     Limits,
 )
+from chainrule.settings import ChainruleSettings
 
 
-class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
+class GatewaySettings(ChainruleSettings):
+    """CHAINRULE_REDIS_URL and CHAINRULE_KEY_PREFIX come from the base, as in every process."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"  # CHAINRULE_REDIS_URL; unix:///path for a socket
-    key_prefix: str = Field(  # CHAINRULE_KEY_PREFIX: every Redis key starts "<prefix>:"
-        default="chainrule", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-    )
     gateway_host: str = "127.0.0.1"  # CHAINRULE_GATEWAY_HOST; 0.0.0.0 in a container
     gateway_port: int = Field(default=8000, ge=1, le=65535)  # CHAINRULE_GATEWAY_PORT
     max_upload_bytes: int = Field(  # CHAINRULE_MAX_UPLOAD_BYTES: largest dataset file,

@@ -28,7 +28,9 @@ from typing import Any
 
 import grpc
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
+
+from chainrule.settings import CHAINRULE_ENV
 
 WORKER, SCHEDULER = "worker", "scheduler"
 METADATA_KEY = "authorization"
@@ -41,9 +43,9 @@ def _tokens(secret: SecretStr) -> tuple[str, ...]:
 
 
 class RpcAuthSettings(BaseSettings):
-    """The tokens every service reads (a base of each service's settings)."""
+    """The tokens every gRPC service reads (a base of each one's settings)."""
 
-    model_config = SettingsConfigDict(env_prefix="CHAINRULE_")
+    model_config = CHAINRULE_ENV
 
     # CHAINRULE_WORKER_TOKENS, CHAINRULE_SCHEDULER_TOKENS: comma-separated; a client
     # sends the first, a server accepts any (rotation: "new,old")
