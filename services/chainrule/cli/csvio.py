@@ -15,6 +15,8 @@ import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from chainrule.data.uploads import is_number
+
 
 class RowsError(ValueError):
     """Input rows that cannot be sent; the message names the line and the cell."""
@@ -27,7 +29,7 @@ def parse_feature_rows(text: str) -> list[list[float]]:
         for number, cells in enumerate(csv.reader(io.StringIO(text)), start=1)
         if any(cell.strip() for cell in cells)
     ]
-    if lines and not all(_is_number(cell) for cell in lines[0][1]):
+    if lines and not all(is_number(cell) for cell in lines[0][1]):
         lines = lines[1:]  # a header
     if not lines:
         raise RowsError("no feature rows found: expected lines of comma-separated numbers")
@@ -41,14 +43,6 @@ def parse_feature_rows(text: str) -> list[list[float]]:
             )
         rows.append([_finite(cell, number, column) for column, cell in enumerate(cells, 1)])
     return rows
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _finite(cell: str, line: int, column: int) -> float:

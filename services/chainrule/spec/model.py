@@ -17,7 +17,7 @@ from pydantic import (
 
 from chainrule.nn import ACTIVATIONS, LOSSES, MLP, OUTPUTS, param_count
 from chainrule.nn.losses import Head
-from chainrule.spec.checks import FORBID, choice, enum_of, error, field_error
+from chainrule.spec.checks import FORBID, enum_of, error, field_error, one_of
 
 INITS = ("auto", "glorot", "he")
 
@@ -65,21 +65,13 @@ class ModelSpec(BaseModel):
         StrictStr | list[StrictStr],
         Field(description="one name for every hidden layer, or one per layer"),
     ] = "tanh"
-    output: Annotated[
-        str,
-        Field(strict=True, json_schema_extra=enum_of(OUTPUTS)),
-        AfterValidator(choice("output", "output", OUTPUTS)),
-    ]
+    output: Annotated[str, one_of("output", "output", OUTPUTS)]
     loss: Annotated[str, Field(strict=True, json_schema_extra=enum_of(LOSSES))]
     activation_derivative: Annotated[
         bool,
         Field(strict=True, description="false replaces every f'(z) by 1 in backprop"),
     ] = True
-    init: Annotated[
-        str,
-        Field(strict=True, json_schema_extra=enum_of(INITS)),
-        AfterValidator(choice("init", "init", INITS)),
-    ] = "auto"
+    init: Annotated[str, one_of("init", "init", INITS)] = "auto"
 
     @field_validator("activation")
     @classmethod

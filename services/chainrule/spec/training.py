@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chainrule.nn import OPTIMIZERS, SCHEDULES, Optimizer, Schedule, make_optimizer
-from chainrule.spec.checks import FORBID, bounds, choice, enum_of, error, field_error, int_between
+from chainrule.spec.checks import FORBID, between, bounds, error, field_error, one_of
 
 DEFAULT_STEPS = 1000
 MODES = ("sync", "async", "ssp")
@@ -38,11 +38,7 @@ class OptimizerSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: Annotated[
-        str,
-        Field(strict=True, json_schema_extra=enum_of(tuple(OPTIMIZERS))),
-        AfterValidator(choice("optimizer", "optimizer", tuple(OPTIMIZERS))),
-    ]
+    name: Annotated[str, one_of("optimizer", "optimizer", tuple(OPTIMIZERS))]
     lr: Annotated[
         float,
         Field(strict=True, description="learning rate, a finite number > 0"),
@@ -111,11 +107,7 @@ class ScheduleSpec(BaseModel):
 
     model_config = FORBID
 
-    name: Annotated[
-        str,
-        Field(strict=True, json_schema_extra=enum_of(SCHEDULES)),
-        AfterValidator(choice("schedule", "lr schedule", SCHEDULES)),
-    ] = "constant"
+    name: Annotated[str, one_of("schedule", "lr schedule", SCHEDULES)] = "constant"
     warmup_steps: Annotated[int, Field(strict=True, ge=0)] = 0
     gamma: Annotated[float, Field(description="decay factor in (0, 1]")] = 0.1
     step_size: Annotated[int, Field(strict=True, ge=1)] = 1000
@@ -138,6 +130,12 @@ class EarlyStoppingSpec(BaseModel):
 
 MAX_STEPS = 1_000_000
 """The most optimizer steps a job may run, given as ``steps`` or implied by ``epochs``."""
+COUNTS = {"steps": (1, MAX_STEPS), "epochs": (1, 100_000)}  # the ranges of steps, epochs
+
+
+def _count(description: str, name: str) -> Any:
+    """The field of ``steps`` or ``epochs``: its range in the schema, checked by the model."""
+    return Field(strict=True, description=description, json_schema_extra=bounds(*COUNTS[name]))
 
 
 class TrainingSpec(BaseModel):
@@ -150,57 +148,25 @@ class TrainingSpec(BaseModel):
 
     model_config = FORBID
 
-    mode: Annotated[
-        str,
-        Field(strict=True, json_schema_extra=enum_of(MODES)),
-        AfterValidator(choice("mode", "mode", MODES)),
-    ] = "sync"
-    workers: Annotated[
-        int,
-        Field(strict=True, json_schema_extra=bounds(1, 256)),
-        AfterValidator(int_between("workers", 1, 256)),
-    ] = 1
-    batch_size: Annotated[
-        int,
-        Field(strict=True, json_schema_extra=bounds(1, 65536)),
-        AfterValidator(int_between("batch_size", 1, 65536)),
-    ] = 32
+    mode: Annotated[str, one_of("mode", "mode", MODES)] = "sync"
+    workers: Annotated[int, between("workers", 1, 256)] = 1
+    batch_size: Annotated[int, between("batch_size", 1, 65536)] = 32
+    # steps and epochs are checked together (_consistent): "not both" comes first
     steps: Annotated[
         int | None,
-        Field(
-            strict=True,
-            description="optimizer steps (θ versions); default 1000 unless epochs is given",
-            json_schema_extra=bounds(1, 1_000_000),
-        ),
+        _count("optimizer steps (θ versions); default 1000 unless epochs is given", "steps"),
     ] = None
     epochs: Annotated[
-        int | None,
-        Field(
-            strict=True,
-            description="passes over the training rows, instead of steps",
-            json_schema_extra=bounds(1, 100_000),
-        ),
+        int | None, _count("passes over the training rows, instead of steps", "epochs")
     ] = None
     optimizer: OptimizerSpec
-    eval_every: Annotated[
-        int,
-        Field(strict=True, json_schema_extra=bounds(1, 1_000_000)),
-        AfterValidator(int_between("eval_every", 1, 1_000_000)),
-    ] = 50
-    seed: Annotated[
-        int,
-        Field(strict=True, json_schema_extra=bounds(0, MAX_SEED)),
-        AfterValidator(int_between("seed", 0, MAX_SEED)),
-    ] = 0
+    eval_every: Annotated[int, between("eval_every", 1, MAX_STEPS)] = 50
+    seed: Annotated[int, between("seed", 0, MAX_SEED)] = 0
     max_staleness: Annotated[
         int | None,
         Field(strict=True, description="ssp only: reject gradients more versions old than this"),
     ] = None
-    staleness_lr: Annotated[
-        str,
-        Field(strict=True, json_schema_extra=enum_of(STALENESS_LR)),
-        AfterValidator(choice("staleness_lr", "staleness_lr", STALENESS_LR)),
-    ] = "none"
+    staleness_lr: Annotated[str, one_of("staleness_lr", "staleness_lr", STALENESS_LR)] = "none"
     step_timeout_s: Annotated[
         float | None,
         Field(description="sync: reassign a task not completed within this many seconds"),
@@ -210,11 +176,7 @@ class TrainingSpec(BaseModel):
         int | None,
         Field(strict=True, description="sync: close a step once this many gradients are in"),
     ] = None
-    checkpoint_every: Annotated[
-        int,
-        Field(strict=True, json_schema_extra=bounds(1, 1_000_000)),
-        AfterValidator(int_between("checkpoint_every", 1, 1_000_000)),
-    ] = 100
+    checkpoint_every: Annotated[int, between("checkpoint_every", 1, MAX_STEPS)] = 100
     lr_schedule: ScheduleSpec | None = None
     target: Annotated[
         dict[str, float] | None,
@@ -240,7 +202,7 @@ class TrainingSpec(BaseModel):
 
         if self.steps is not None and self.epochs is not None:
             raise fail("epochs", "steps_and_epochs", "give steps or epochs, not both")
-        for name, low, high in (("steps", 1, MAX_STEPS), ("epochs", 1, 100_000)):
+        for name, (low, high) in COUNTS.items():
             value = getattr(self, name)
             if value is not None and not low <= value <= high:
                 raise fail(

@@ -26,48 +26,24 @@ from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.workers import WorkerRegistry
 
 
-def get_job_store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.job_store
-    return store
+def app_state(name: str) -> Any:
+    """A dependency giving ``request.app.state.<name>``, which create_app sets (the
+    ``Annotated`` alias beside it says its type)."""
+
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return Depends(get)
 
 
-def get_dataset_store(request: Request) -> DatasetStore:
-    store: DatasetStore = request.app.state.dataset_store
-    return store
-
-
-def get_diagnostics_store(request: Request) -> DiagnosticsStore:
-    store: DiagnosticsStore = request.app.state.diagnostics_store
-    return store
-
-
-def get_model_source(request: Request) -> ModelSource:
-    source: ModelSource = request.app.state.model_source
-    return source
-
-
-def get_worker_registry(request: Request) -> WorkerRegistry:
-    registry: WorkerRegistry = request.app.state.worker_registry
-    return registry
-
-
-def get_settings(request: Request) -> GatewaySettings:
-    settings: GatewaySettings = request.app.state.settings
-    return settings
-
-
-def get_redis(request: Request) -> redis.Redis:
-    client: redis.Redis = request.app.state.redis
-    return client
-
-
-JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
-DatasetStoreDep = Annotated[DatasetStore, Depends(get_dataset_store)]
-DiagnosticsStoreDep = Annotated[DiagnosticsStore, Depends(get_diagnostics_store)]
-ModelSourceDep = Annotated[ModelSource, Depends(get_model_source)]
-WorkerRegistryDep = Annotated[WorkerRegistry, Depends(get_worker_registry)]
-SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
-RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+JobStoreDep = Annotated[JobStore, app_state("job_store")]
+DatasetStoreDep = Annotated[DatasetStore, app_state("dataset_store")]
+DiagnosticsStoreDep = Annotated[DiagnosticsStore, app_state("diagnostics_store")]
+ModelSourceDep = Annotated[ModelSource, app_state("model_source")]
+WorkerRegistryDep = Annotated[WorkerRegistry, app_state("worker_registry")]
+SettingsDep = Annotated[GatewaySettings, app_state("settings")]
+RedisDep = Annotated[redis.Redis, app_state("redis")]
 
 
 def get_job(job_id: str, store: JobStoreDep) -> JobRecord:
@@ -98,6 +74,9 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "example": "Bearer"}},
     },
     403: {"model": Message, "description": "the bearer token is not an accepted one"},
+}
+STORAGE_FULL: dict[int | str, dict[str, Any]] = {  # what room_for refuses with
+    507: {"model": Message, "description": "Redis is near its memory limit"},
 }
 
 

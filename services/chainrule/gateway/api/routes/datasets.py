@@ -30,6 +30,7 @@ from chainrule.data.npz_upload import parse_npz
 from chainrule.data.uploads import DatasetError, DatasetTooLargeError, ParsedDataset
 from chainrule.gateway.api.deps import (
     AUTH_ERRORS,
+    STORAGE_FULL,
     WRITE_ACCESS,
     DatasetStoreDep,
     SettingsDep,
@@ -72,7 +73,7 @@ REFUSED: dict[int | str, dict[str, Any]] = {
     responses={
         **REFUSED,
         **AUTH_ERRORS,
-        507: {"model": Message, "description": "Redis is near its memory limit"},
+        **STORAGE_FULL,
     },
 )
 def upload_dataset(

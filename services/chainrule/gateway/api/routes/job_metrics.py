@@ -3,7 +3,7 @@ derivative diagnostics."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
@@ -34,16 +34,18 @@ MAX_POINTS = 10_000
 StartStep = Annotated[int, Query(ge=0, le=2**53, description="only points with step >= this")]
 
 
+def point_count(description: str, at_least: int = 1) -> Any:
+    """A query parameter counting points, up to MAX_POINTS."""
+    return Query(ge=at_least, le=MAX_POINTS, description=description)
+
+
 @router.get("/{job_id}/metrics", responses=not_found("job"))
 def get_metrics(
     job: JobDep,
     store: JobStoreDep,
     start_step: StartStep = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_POINTS, description="points per page")] = MAX_POINTS,
-    last: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_POINTS, description="only the most recent points, this many"),
-    ] = None,
+    limit: Annotated[int, point_count("points per page")] = MAX_POINTS,
+    last: Annotated[int | None, point_count("only the most recent points, this many")] = None,
 ) -> MetricsOut:
     """The metric names, the latest point and a page of the series, one point per step
     in step order (a step recomputed after a rollback to a checkpoint shows its latest
@@ -88,9 +90,8 @@ def get_metric_series(
     name: str,
     store: JobStoreDep,
     start_step: StartStep = 0,
-    max_points: Annotated[
-        int, Query(ge=2, le=MAX_POINTS, description="downsample beyond this many points")
-    ] = 1000,
+    # at least 2: each bucket keeps its lowest and highest point
+    max_points: Annotated[int, point_count("downsample beyond this many points", 2)] = 1000,
 ) -> MetricSeriesOut:
     """One metric over steps. A series longer than ``max_points`` is cut into buckets of
     consecutive points and each bucket keeps its lowest and highest point, so spikes and
@@ -120,9 +121,7 @@ def get_diagnostics(
     job: JobDep,
     diagnostics: DiagnosticsStoreDep,
     start_step: StartStep = 0,
-    max_points: Annotated[
-        int, Query(ge=1, le=MAX_POINTS, description="thin evenly beyond this many points")
-    ] = 500,
+    max_points: Annotated[int, point_count("thin evenly beyond this many points")] = 500,
 ) -> DiagnosticsOut:
     """Per-layer gradient norm, mean |f′(z)|, saturated and dead fractions and activation
     statistics over steps: is the activation's derivative killing the gradient?"""

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from chainrule.admission import refusal
 from chainrule.gateway.api.deps import (
     AUTH_ERRORS,
+    STORAGE_FULL,
     WRITE_ACCESS,
     DatasetStoreDep,
     JobDep,
@@ -58,7 +59,7 @@ def job_detail(store: JobStore, record: JobRecord) -> JobDetail:
     dependencies=[*WRITE_ACCESS, room_for("a new job")],
     responses={
         200: {"model": JobDetail, "description": "submission_id already used, same spec"},
-        507: {"model": Message, "description": "Redis is near its memory limit"},
+        **STORAGE_FULL,
         409: {"model": Message, "description": "submission_id already used, another spec"},
         **BAD_BODY,
         **AUTH_ERRORS,
