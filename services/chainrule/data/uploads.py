@@ -22,7 +22,7 @@ infinity are refused, never imputed.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +130,11 @@ class Place:
             return self.rows[i], f"row {self.rows[i]}, column {column!r}"
         return i, f"{column}[{i}]"
 
+    def label_error(self, i: int, column: str, says: Callable[[str], str]) -> DatasetError:
+        """The error about label cell ``i``: ``says(where the cell is)``."""
+        row, where = self.label(i, column)
+        return DatasetError(says(where), row=row, column=column)
+
 
 def finite_float32(values: NDArray[np.float64], place: Place) -> NDArray[np.float32]:
     """``values`` as float32, refusing NaN, infinity and what float32 cannot hold."""
@@ -178,24 +183,26 @@ def parse_targets(
         bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
         if bad.any():
             i = int(np.argmax(bad))
-            row, where = place.label(i, column)
-            raise DatasetError(
-                f"{where} is {str(shown[i])!r}; regression targets must be finite numbers "
-                "within float32's range",
-                row=row,
-                column=column,
+            raise place.label_error(
+                i,
+                column,
+                lambda where: (
+                    f"{where} is {str(shown[i])!r}; regression targets must be "
+                    "finite numbers within float32's range"
+                ),
             )
         return values.astype(np.float32), None
     fractional = ~np.isfinite(values) | (values != np.round(values))
     if fractional.any():
         i = int(np.argmax(fractional))
-        row, where = place.label(i, column)
-        raise DatasetError(
-            f"{where}: {str(shown[i])!r} is not a whole number, so it cannot name a class; "
-            "task 'classification' takes text or integer labels (for a numeric target, "
-            "upload with task=regression)",
-            row=row,
-            column=column,
+        raise place.label_error(
+            i,
+            column,
+            lambda where: (
+                f"{where}: {str(shown[i])!r} is not a whole number, so it cannot "
+                "name a class; task 'classification' takes text or integer labels (for a "
+                "numeric target, upload with task=regression)"
+            ),
         )
     unique, y = np.unique(values, return_inverse=True)
     return _checked_classes([str(int(v)) for v in unique], y, column)
@@ -227,16 +234,17 @@ def _numbers(raw: NDArray[np.generic], column: str, task: str, place: Place) -> 
         return np.fromiter(map(float, raw), dtype=np.float64, count=len(raw))
     except ValueError:
         pass
-    for i, cell in enumerate(raw):
-        if not is_number(str(cell)):
-            row, where = place.label(i, column)
-            raise DatasetError(
-                f"{where}: {str(cell)!r} is not a number; task {task!r} needs a number in "
-                "every label cell",
-                row=row,
-                column=column,
-            )
-    raise AssertionError("unreachable: float() refused a cell and then accepted it")
+    bad = next((i for i, cell in enumerate(raw) if not is_number(str(cell))), None)
+    if bad is None:
+        raise AssertionError("unreachable: float() refused a cell that is a number")
+    raise place.label_error(
+        bad,
+        column,
+        lambda where: (
+            f"{where}: {str(raw[bad])!r} is not a number; task {task!r} needs "
+            "a number in every label cell"
+        ),
+    )
 
 
 # -- small checks -------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """The wire: protobuf messages and the one place ndarrays become Tensors (codec.py)."""
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """What the services speak to each other, sent with Register and CreateJob; bumped
 whenever a peer of the old version would misread the new one (2: runs of sync steps,
 plans in runs, heartbeats; 3: leader epochs fence the scheduler's calls; 4: a task's rows
-as packed bytes). A peer of another version is refused, naming both."""
+as packed bytes; 5: a task's failure as a code, not a message to parse). A peer of another version is refused, naming both."""
 
 
 def protocol_mismatch(theirs: int, role: str) -> str | None:

@@ -41,13 +41,9 @@ class TensorError(ValueError):
 
 def encode(name: str, array: Array) -> tensor_pb2.Tensor:
     """``array`` as a Tensor (float32, float64 or int64; little-endian, C order)."""
-    arr = np.asarray(array)
-    if arr.dtype.newbyteorder("=") not in _TO_WIRE:
-        allowed = ", ".join(str(d) for d in _TO_WIRE)
-        raise TensorError(f"tensor {name!r} has dtype {arr.dtype}; expected one of: {allowed}")
-    wire = _TO_WIRE[arr.dtype.newbyteorder("=")]
-    data = np.ascontiguousarray(arr, dtype=_FROM_WIRE[wire]).tobytes()
-    return tensor_pb2.Tensor(name=name, dtype=wire, shape=list(arr.shape), data=data)
+    tensor = encode_meta(name, array)
+    tensor.data = np.ascontiguousarray(array, dtype=_FROM_WIRE[tensor.dtype]).tobytes()
+    return tensor
 
 
 def decode(tensor: tensor_pb2.Tensor) -> Array:

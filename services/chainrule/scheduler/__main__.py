@@ -108,8 +108,8 @@ def main() -> None:
             credentials=credentials,
             on_deposed=lambda why: step_down(log, f"a parameter server refused us: {why}"),
         )
-        core.epoch = fence.epoch = lease.epoch
-        core.leading = True
+        core.state.epoch = fence.epoch = lease.epoch
+        core.state.leading = True
         set_serving(health_servicer, [SERVICE_NAME], True)
         lead(core, queue, lease, stop, settings.leader_ttl_s, log, retention)
     server.stop(grace=2).wait()

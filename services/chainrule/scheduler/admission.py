@@ -7,7 +7,7 @@ reachable yet) is retried with backoff until ``pending_timeout_s``."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import grpc
@@ -48,26 +48,22 @@ class StartFailure:
         return cls(attempts, f"{type(error).__name__}: {error}", now + backoff)
 
 
+@dataclass(eq=False)
 class Admission:
-    def __init__(
-        self,
-        state: SchedulerState,
-        jobs: Jobs,
-        blobs: BlobStore,
-        datasets: DatasetStore,
-        paramserver: ParamServer,
-        recorder: Recorder,
-        ending: Ending,
-        prefix: str,
-        outage_budget_s: float = outages.DEFAULT_BUDGET_S,
-        log: Any = None,
-    ) -> None:
-        self.state, self.jobs, self.blobs, self.datasets = state, jobs, blobs, datasets
-        self.paramserver, self.recorder, self.ending = paramserver, recorder, ending
-        self.prefix, self.outage_budget_s, self.log = prefix, outage_budget_s, log
-        self.pending: dict[str, str] = {}  # job id -> queue message id
-        self.pending_since: dict[str, float] = {}  # job id -> monotonic time admitted
-        self.start_failures: dict[str, StartFailure] = {}  # pending again after a failed start
+    state: SchedulerState
+    jobs: Jobs
+    blobs: BlobStore
+    datasets: DatasetStore
+    paramserver: ParamServer
+    recorder: Recorder
+    ending: Ending
+    prefix: str
+    outage_budget_s: float = outages.DEFAULT_BUDGET_S
+    log: Any = None
+    pending: dict[str, str] = field(default_factory=dict)  # job id -> queue message id
+    pending_since: dict[str, float] = field(default_factory=dict)  # job id -> when admitted
+    # pending again after a failed start
+    start_failures: dict[str, StartFailure] = field(default_factory=dict)
 
     def admit(self, job_id: str, message_id: str) -> None:
         """A job read from the queue. Ended or unknown jobs are acknowledged and skipped;

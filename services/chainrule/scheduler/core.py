@@ -120,22 +120,6 @@ class SchedulerCore:
             part.paramserver = client
 
     @property
-    def leading(self) -> bool:
-        return self.state.leading
-
-    @leading.setter
-    def leading(self, value: bool) -> None:
-        self.state.leading = value
-
-    @property
-    def epoch(self) -> int:
-        return self.state.epoch
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.state.epoch = value
-
-    @property
     def active(self) -> dict[str, ActiveJob]:
         return self.state.active
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from chainrule import telemetry
 from chainrule.scheduler.job import ActiveJob, Task
@@ -18,9 +19,9 @@ MAX_PUSH_WAIT_SECONDS = 1.0  # a PushPull's wait for its step (see _push_wait)
 MAX_TASK_ATTEMPTS = 3  # a task that fails this often (not by diverging) fails its job
 
 
+@dataclass(eq=False)
 class Dispatch:
-    def __init__(self, state: SchedulerState) -> None:
-        self.state = state
+    state: SchedulerState
 
     # -- workers ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -24,22 +25,17 @@ from chainrule.store.blobs import BlobStore, dataset_key, model_key
 from chainrule.store.fencing import DeposedError
 
 
+@dataclass(eq=False)
 class Ending:
-    def __init__(
-        self,
-        state: SchedulerState,
-        jobs: Jobs,
-        blobs: BlobStore,
-        paramserver: ParamServer,
-        publisher: Publisher,
-        recorder: Recorder,
-        prefix: str,
-        ack: Callable[[str], None],
-        log: Any = None,
-    ) -> None:
-        self.state, self.jobs, self.blobs, self.paramserver = state, jobs, blobs, paramserver
-        self.publisher, self.recorder = publisher, recorder
-        self.prefix, self.ack, self.log = prefix, ack, log
+    state: SchedulerState
+    jobs: Jobs
+    blobs: BlobStore
+    paramserver: ParamServer
+    publisher: Publisher
+    recorder: Recorder
+    prefix: str
+    ack: Callable[[str], None]  # acknowledges a job's queue message
+    log: Any = None
 
     def stops_after_run(self, job: ActiveJob, now: float) -> bool:
         """A stop request for a sync job in the middle of a run waits for the run's end

@@ -18,6 +18,7 @@ a job resumed from a checkpoint draws the same minibatches it would have drawn.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import threading
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import grpc
 import numpy as np
 
 from chainrule.data import Split
@@ -80,6 +82,15 @@ class Step:
         return [t.task_id for t in self.tasks]
 
 
+class Failure(enum.Enum):
+    """Why a task's result carries no gradient (the proto's TaskFailure, same values)."""
+
+    NONE = 0  # computed
+    WORKER = 1  # this worker could not compute it: another worker may try
+    DIVERGED = 2  # its loss or a gradient is not finite: the job fails
+    PARAMSERVER = 3  # the parameter server refused the push or did not answer (its code)
+
+
 @dataclass
 class Completion:
     worker_id: str
@@ -88,10 +99,16 @@ class Completion:
     step: int
     loss: float
     samples: int
-    error: str = ""
+    error: str = ""  # what went wrong, for people (``failure`` says it for the scheduler)
+    failure: Failure = Failure.NONE
+    paramserver_code: grpc.StatusCode | None = None  # failure PARAMSERVER: what it said
     layers: list[dict[str, Any]] = field(default_factory=list)
     incarnation: str = ""  # of the worker process that computed it
     finished_unix: float = 0.0  # when its push was answered (0: unknown)
+
+    def __post_init__(self) -> None:
+        if self.error and self.failure is Failure.NONE:  # an error without a code
+            self.failure = Failure.WORKER
 
 
 @dataclass

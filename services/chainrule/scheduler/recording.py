@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from chainrule.paramserver.state import PlannedStep
@@ -18,22 +19,22 @@ from chainrule.store.diagnostics import DiagnosticsStore
 Recorded = list[tuple[int, dict[str, Any], list[dict[str, Any]] | None]]
 
 
+def _unwired(job: ActiveJob, error: BaseException) -> None:
+    raise error  # until the scheduler's recovery is wired in
+
+
+@dataclass(eq=False)
 class Recorder:
     """``on_error(job, error)``: what to do when background work for ``job`` failed
     (recovery resyncs or fails the job); set by whoever wires the scheduler."""
 
-    def __init__(
-        self,
-        state: SchedulerState,
-        jobs: Jobs,
-        diagnostics: DiagnosticsStore,
-        paramserver: ParamServer,
-        publisher: Publisher,
-        log: Any = None,
-    ) -> None:
-        self.state, self.jobs, self.diagnostics = state, jobs, diagnostics
-        self.paramserver, self.publisher, self.log = paramserver, publisher, log
-        self.on_error: Callable[[ActiveJob, BaseException], None] = _unwired
+    state: SchedulerState
+    jobs: Jobs
+    diagnostics: DiagnosticsStore
+    paramserver: ParamServer
+    publisher: Publisher
+    log: Any = None
+    on_error: Callable[[ActiveJob, BaseException], None] = _unwired
 
     def plan(self, job: ActiveJob, steps: list[Step]) -> None:
         """Register the plans of the sync steps just drawn, behind the step that closed
@@ -80,7 +81,3 @@ class Recorder:
                 self.log.info("steps not recorded: job ended", job_id=job.job_id)
         except Exception as e:
             self.on_error(job, e)
-
-
-def _unwired(job: ActiveJob, error: BaseException) -> None:
-    raise error

@@ -9,6 +9,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -28,19 +29,15 @@ CatchUp = Callable[[ActiveJob, Any], bool]
 reaching this scheduler; False when its log does not cover them (stepping.py)."""
 
 
+@dataclass(eq=False)
 class Recovery:
-    def __init__(
-        self,
-        state: SchedulerState,
-        jobs: Jobs,
-        paramserver: ParamServer,
-        recorder: Recorder,
-        ending: Ending,
-        catch_up: CatchUp,
-        log: Any = None,
-    ) -> None:
-        self.state, self.jobs, self.paramserver = state, jobs, paramserver
-        self.recorder, self.ending, self.catch_up, self.log = recorder, ending, catch_up, log
+    state: SchedulerState
+    jobs: Jobs
+    paramserver: ParamServer
+    recorder: Recorder
+    ending: Ending
+    catch_up: CatchUp
+    log: Any = None
 
     def guarded(self, job: ActiveJob, work: Callable[[], None]) -> None:
         """Run slow work for ``job`` one at a time; a failure ends the job, never hangs

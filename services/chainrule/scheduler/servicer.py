@@ -8,8 +8,10 @@ from chainrule.rpc import codec, protocol_mismatch
 from chainrule.rpc.v1 import scheduler_pb2 as pb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
 from chainrule.scheduler.core import Completion, EndedIncarnationError, SchedulerCore, Task
+from chainrule.scheduler.job import Failure
 
 MAX_RUN_RESULTS = 64  # a run is at most job.RUN_STEPS tasks; this bounds a request
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _LAYER_FIELDS = ("mean_abs_derivative", "saturated_fraction", "dead_fraction")
 
 
@@ -54,7 +56,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):  # type: ignore[m
         self.core = core
 
     def _standby(self, context: grpc.ServicerContext) -> None:
-        if not self.core.leading:
+        if not self.core.state.leading:
             context.abort(
                 grpc.StatusCode.UNAVAILABLE, "this scheduler is on standby; try the leader"
             )
@@ -130,6 +132,10 @@ def _completion(request: pb.CompleteRequest, result: pb.CompleteRequest) -> Comp
         loss=result.loss,
         samples=result.samples,
         error=result.error,
+        failure=Failure(result.failure),
+        paramserver_code=_STATUS_CODES.get(result.paramserver_code)
+        if result.failure == pb.TASK_FAILURE_PARAMSERVER
+        else None,
         layers=[layer_dict(s) for s in result.layers],
         incarnation=request.incarnation,
         finished_unix=result.finished_unix,

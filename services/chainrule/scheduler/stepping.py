@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -25,7 +26,7 @@ from chainrule.rpc.retry import TRANSIENT
 from chainrule.scheduler import stopping
 from chainrule.scheduler.dispatch import MAX_TASK_ATTEMPTS, Dispatch, attempts_failed
 from chainrule.scheduler.ending import Ending
-from chainrule.scheduler.job import ActiveJob, Completion, Step, Task
+from chainrule.scheduler.job import ActiveJob, Completion, Failure, Step, Task
 from chainrule.scheduler.ports import ParamServer
 from chainrule.scheduler.recording import Recorder
 from chainrule.scheduler.recovery import RESYNC_CODES, Recovery
@@ -49,19 +50,15 @@ class OutOfStepError(grpc.RpcError):  # type: ignore[misc]
         return str(self)
 
 
+@dataclass(eq=False)
 class Stepper:
-    def __init__(
-        self,
-        state: SchedulerState,
-        paramserver: ParamServer,
-        dispatch: Dispatch,
-        recorder: Recorder,
-        recovery: Recovery,
-        ending: Ending,
-        log: Any = None,
-    ) -> None:
-        self.state, self.paramserver, self.dispatch = state, paramserver, dispatch
-        self.recorder, self.recovery, self.ending, self.log = recorder, recovery, ending, log
+    state: SchedulerState
+    paramserver: ParamServer
+    dispatch: Dispatch
+    recorder: Recorder
+    recovery: Recovery
+    ending: Ending
+    log: Any = None
 
     def complete(self, done: Completion) -> None:
         """Record a finished task: a sync step closes when enough are in; an async or ssp
@@ -75,7 +72,7 @@ class Stepper:
             if job is not None and ahead is not None:  # a run's task of a later step
                 if done.error:  # done again by whoever takes its step (errors counted)
                     ahead.worker_id = None
-                    if not done.error.startswith("parameter server said"):
+                    if done.failure is not Failure.PARAMSERVER:
                         ahead.errors.append(f"worker {done.worker_id}: {done.error}")
                 else:
                     job.early[done.task_id] = done  # counted when its step comes
@@ -94,13 +91,13 @@ class Stepper:
 
     def _triage(self, job: ActiveJob, task: Task, done: Completion) -> Action:
         """What to do with a completion (called with the lock held)."""
-        if done.error.startswith("parameter server said"):
-            if any(code.name in done.error for code in RESYNC_CODES):
+        if done.failure is Failure.PARAMSERVER:
+            if done.paramserver_code in RESYNC_CODES:
                 return lambda j, t, d: self.recovery.resync(j)
-            if any(code.name in done.error for code in TRANSIENT):  # try the task again
+            if done.paramserver_code in TRANSIENT:  # try the task again
                 self._retry(job, task)
                 return lambda j, t, d: self.recovery.waiting(j, d.error)
-        if done.error and not done.error.startswith("diverged"):
+        if done.failure in (Failure.WORKER, Failure.PARAMSERVER):
             task.errors.append(f"worker {done.worker_id}: {done.error}")
             task.failed_by.add(done.worker_id)
             if len(task.errors) < MAX_TASK_ATTEMPTS:  # another worker may do it
@@ -328,9 +325,9 @@ def _failure(done: Completion, task: Task) -> str:
     """Why this completion ends its job ("" when it does not)."""
     if not np.isfinite(done.loss):
         return f"diverged: loss became {done.loss} at step {done.step}"
-    if done.error.startswith("diverged"):
+    if done.failure is Failure.DIVERGED:
         return f"{done.error} at step {done.step}"
-    if done.error:
+    if done.failure is not Failure.NONE:
         return attempts_failed(done.step, task.errors)
     return ""
 

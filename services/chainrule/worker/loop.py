@@ -197,9 +197,11 @@ class Worker:
         except grpc.RpcError as e:  # first: some gRPC errors are RuntimeErrors too
             # after retries, or a refusal; the scheduler resyncs or fails the job by code
             done.error = f"parameter server said {e.code().name}: {e.details()}"
+            done.failure, done.paramserver_code = pb.TASK_FAILURE_PARAMSERVER, e.code().value[0]
         except Exception as e:  # reported on the task: the scheduler retries it elsewhere
             known = isinstance(e, ValueError | KeyError | RuntimeError)  # say what they are
             done.error = str(e) if known else f"{type(e).__name__}: {e}"
+            done.failure = pb.TASK_FAILURE_WORKER
         done.finished_unix = time.time()
         telemetry.record_task(time.perf_counter() - started, failed=bool(done.error))
         cache = self.cache.get(task.job_id)
@@ -232,28 +234,18 @@ class Worker:
         bad = [name for name, g in result.grads.items() if not np.isfinite(g).all()]
         if not np.isfinite(result.loss) or bad:
             done.error = f"diverged: loss {result.loss}, non-finite gradient in {bad or 'none'}"
+            done.failure = pb.TASK_FAILURE_DIVERGED
             return
+        pushed = (task.job_id, task.task_id, task.base_version, result.grads, result.samples)
         if task.planned:  # the next θ comes back in the same round trip
+            # wait: the scheduler's (0 if this worker is needed for the rest of the step)
             version, params = self.paramserver.push_pull(
-                task.job_id,
-                task.task_id,
-                task.base_version,
-                result.grads,
-                result.samples,
-                result.loss,
-                task.push_wait_seconds,  # the scheduler's: 0 if this worker is needed
+                *pushed, result.loss, task.push_wait_seconds
             )
             if params is not None:
                 cache.params, cache.version = params, version
         else:
-            self.paramserver.push(
-                task.job_id,
-                task.task_id,
-                task.base_version,
-                result.grads,
-                result.samples,
-                result.loss,
-            )
+            self.paramserver.push(*pushed, result.loss)
         t3 = time.perf_counter()
         done.pull_seconds, done.compute_seconds, done.push_seconds = t1 - t0, t2 - t1, t3 - t2
         telemetry.record_task_stages(t1 - t0, t2 - t1, t3 - t2)

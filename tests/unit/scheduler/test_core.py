@@ -37,6 +37,7 @@ from chainrule.scheduler.admission import StartFailure
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
 from chainrule.scheduler.core import Completion, SchedulerCore, Task
 from chainrule.scheduler.dispatch import MAX_TASK_ATTEMPTS
+from chainrule.scheduler.job import Failure
 from chainrule.spec import JobSpec, ModelSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
 from chainrule.store.datasets import DatasetStore
@@ -482,7 +483,15 @@ class SimWorker:
             )
         )
 
-    def fail(self, task: Task, loss: float = 0.0, samples: int = 0, error: str = "") -> None:
+    def fail(
+        self,
+        task: Task,
+        loss: float = 0.0,
+        samples: int = 0,
+        error: str = "",
+        failure: Failure = Failure.WORKER,
+        code: grpc.StatusCode | None = None,
+    ) -> None:
         self.stack.core.complete(
             Completion(
                 self.worker_id,
@@ -492,6 +501,8 @@ class SimWorker:
                 loss,
                 samples,
                 error,
+                failure if error else Failure.NONE,
+                code,
                 incarnation=self.incarnation,
             )
         )
@@ -846,7 +857,7 @@ def test_a_divergence_a_worker_reports_fails_the_job_with_its_reason(stack: Stac
     job_id, team = start(stack, job_spec())
     (w1, t1), _ = take_all(team)
     error = "diverged: loss 0.71, non-finite gradient in ['dense1.W']"
-    w1.fail(t1, loss=0.71, samples=16, error=error)
+    w1.fail(t1, loss=0.71, samples=16, error=error, failure=Failure.DIVERGED)
     record = stack.jobs.record(job_id)
     assert record.status is JobStatus.FAILED
     assert record.failure_reason == f"{error} at step 0"
@@ -1389,7 +1400,12 @@ def test_steps_a_dead_worker_pushed_but_never_reported_are_recorded_without_a_ro
     stack.core.tick()
     requeued = w1.take()
     assert requeued is not None and requeued.task_id == t2.task_id  # step 1, applied long ago
-    w1.fail(requeued, error="parameter server said FAILED_PRECONDITION: the server is at 4")
+    w1.fail(
+        requeued,
+        error="parameter server said FAILED_PRECONDITION: the server is at 4",
+        failure=Failure.PARAMSERVER,
+        code=grpc.StatusCode.FAILED_PRECONDITION,
+    )
 
     job = stack.core.active[job_id]
     assert job.version == 4  # steps 1..3 recorded from the server's log; no rollback
