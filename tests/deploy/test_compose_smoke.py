@@ -7,10 +7,10 @@ one on 127.0.0.1:6379, under a key prefix of its own that is deleted afterwards.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -20,8 +20,7 @@ import yaml
 from tests.deploy import compose
 from tests.deploy.common import COMPOSE_FILE, ROOT, RPC_TOKENS, SHARDS_FILE
 from tests.deploy.localcompose import LocalCompose
-from tests.examples import example_spec
-from tests.integration.conftest import REDIS_URL, delete_prefixed
+from tests.support.examples import example_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -29,31 +28,25 @@ TOKEN = "smoke-test-token"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 
-@pytest.fixture
-def real_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); start redis-server on 6379")
-    yield client
-    client.close()
-
-
 @pytest.fixture(params=["base", "shards"])
 def stack(
-    request: pytest.FixtureRequest, real_redis: redis.Redis, tmp_path: Path
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    redis_client: redis.Redis,
+    key_prefix: str,
+    tmp_path: Path,
 ) -> Iterator[LocalCompose]:
+    """The compose services on the real Redis, under ``key_prefix`` (whose keys
+    ``redis_client`` deletes afterwards)."""
     files = [COMPOSE_FILE] if request.param == "base" else [COMPOSE_FILE, SHARDS_FILE]
-    prefix = f"test-compose-{uuid.uuid4().hex}"
     # what the user's shell (or .env) would hold: the required token, our own key prefix
     model = compose.load_project(
-        files, {**RPC_TOKENS, "CHAINRULE_API_TOKENS": TOKEN, "CHAINRULE_KEY_PREFIX": prefix}
+        files, {**RPC_TOKENS, "CHAINRULE_API_TOKENS": TOKEN, "CHAINRULE_KEY_PREFIX": key_prefix}
     )
 
     def redis_healthy() -> bool:
         try:
-            return bool(real_redis.ping())
+            return bool(redis_client.ping())
         except redis.RedisError:
             return False
 
@@ -61,13 +54,10 @@ def stack(
         model,
         tmp_path,
         external={"redis": redis_healthy},
-        external_addresses={"redis:6379": "127.0.0.1:6379"},
+        external_addresses={"redis:6379": urlsplit(redis_url).netloc},
     )
-    try:
-        with running:
-            yield running
-    finally:
-        delete_prefixed(real_redis, prefix)
+    with running:
+        yield running
 
 
 def run_job(gateway: str, spec: dict[str, Any], timeout: float = 150) -> dict[str, Any]:

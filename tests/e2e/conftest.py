@@ -12,49 +12,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 
-from chainrule.cli.stack import LocalStack, StackConfig
-from tests.integration.conftest import REDIS_URL, delete_prefixed, unique_prefix
+from chainrule.cli.stack import LocalStack
+from tests.support.stack import running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The real Redis' URL; skips the test if that Redis does not answer."""
-    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        probe.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc}); start redis-server on 6379")
-    finally:
-        probe.close()
-    return REDIS_URL
-
-
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        log_dir=tmp_path_factory.mktemp("stack"),
-    )
-    try:
-        with LocalStack(config) as running:
-            yield running
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        delete_prefixed(client, prefix)
-        client.close()
+    """The whole stack; ``redis_url`` is tests/support/real_redis.py's."""
+    with running_stack(redis_url, tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from chainrule.cli.stack import LocalStack
-from tests.examples import example_spec
+from tests.support.examples import example_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from chainrule.gateway.api.routes import dashboard
-from tests.examples import example_spec
+from tests.support.examples import example_spec
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.examples import example_spec
-from tests.integration.api_support import Api, running_gateway, submit
+from tests.support.api import Api, running_gateway, submit
+from tests.support.examples import example_spec
 
 pytestmark = pytest.mark.timeout(60)
 

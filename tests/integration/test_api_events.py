@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.api_support import Api, Sse, point, read_sse, running_gateway, submit
+from tests.support.api import Api, Sse, point, read_sse, running_gateway, submit
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,8 +14,8 @@ from chainrule import __version__
 from chainrule.spec import JobSpec
 from chainrule.store.checkpoints import Checkpoint, CheckpointStore
 from chainrule.store.diagnostics import DiagnosticsStore
-from tests.examples import example_spec
-from tests.integration.api_support import Api, point, running_gateway, running_job, submit
+from tests.support.api import Api, point, running_gateway, running_job, submit
+from tests.support.examples import example_spec
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chainrule.store.diagnostics import DiagnosticsStore
-from tests.integration.api_support import Api, point, running_gateway, running_job
+from tests.support.api import Api, point, running_gateway, running_job
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,8 +14,8 @@ import pytest
 from chainrule.nn import Params
 from chainrule.spec import JobSpec, build_mlp
 from chainrule.store.checkpoints import Checkpoint, CheckpointStore
-from tests.examples import example_spec
-from tests.integration.api_support import Api, npz, running_gateway, save_model, submit
+from tests.support.api import Api, npz, running_gateway, save_model, submit
+from tests.support.examples import example_spec
 
 pytestmark = pytest.mark.timeout(60)
 

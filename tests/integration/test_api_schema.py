@@ -29,8 +29,8 @@ from chainrule.spec import JobSpec, build_mlp
 from chainrule.store.checkpoints import Checkpoint, CheckpointStore
 from chainrule.store.diagnostics import DiagnosticsStore
 from chainrule.store.workers import WorkerRegistry
-from tests.examples import example_spec
-from tests.integration.api_support import Api, point, running_gateway, save_model, submit
+from tests.support.api import Api, point, running_gateway, save_model, submit
+from tests.support.examples import example_spec
 
 pytestmark = pytest.mark.timeout(150)
 

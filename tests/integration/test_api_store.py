@@ -16,8 +16,8 @@ from chainrule.store.jobs import (
     JobNotFoundError,
     SubmissionConflictError,
 )
-from tests.examples import example_spec
-from tests.integration.api_support import point
+from tests.support.api import point
+from tests.support.examples import example_spec
 
 pytestmark = pytest.mark.timeout(60)
 

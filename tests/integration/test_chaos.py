@@ -22,9 +22,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from chainrule.cli.stack import HOST, LocalStack, free_port
 from chainrule.store.jobs import JobStore
-from tests.examples import example_spec as spec
-from tests.integration.conftest import stack_on_redis
-from tests.integration.test_stack import FAST_FAILOVER
+from tests.support.examples import example_spec as spec
+from tests.support.stack import FAST_FAILOVER, running_stack
 
 pytestmark = pytest.mark.timeout(420)
 KILLS = 10  # at most
@@ -75,7 +74,7 @@ def test_the_job_survives_random_kills_of_every_kind_of_component(
     redis_url: str, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    with stack_on_redis(
+    with running_stack(
         redis_url,
         tmp_path,
         paramservers=2,

@@ -26,11 +26,10 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
-import redis
 
-from chainrule.cli.stack import LocalStack, StackConfig, free_port
-from tests.examples import example_spec as spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
+from chainrule.cli.stack import LocalStack, free_port
+from tests.support.examples import example_spec as spec
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(300)
 TOKEN = secrets.token_urlsafe(16)
@@ -48,19 +47,9 @@ def diverging_spec() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        log_dir=tmp_path_factory.mktemp("stack"),
-        extra_env={"CHAINRULE_API_TOKENS": TOKEN},
-    )
-    try:
-        with LocalStack(config) as running:
-            yield running
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    env = {"CHAINRULE_API_TOKENS": TOKEN}
+    with running_stack(redis_url, tmp_path_factory.mktemp("stack"), extra_env=env) as running:
+        yield running
 
 
 class Cli:

@@ -18,9 +18,9 @@ import redis
 
 from chainrule.data import ParsedDataset, parse_csv
 from chainrule.store import DatasetMeta, DatasetNotFoundError, DatasetStore, binary_client
-from tests.examples import example_spec
-from tests.integration.api_support import running_gateway
-from tests.integration.conftest import delete_prefixed
+from tests.support.api import running_gateway
+from tests.support.examples import example_spec
+from tests.support.real_redis import delete_prefixed
 
 pytestmark = pytest.mark.timeout(60)
 

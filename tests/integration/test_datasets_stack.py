@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from chainrule.cli.stack import LocalStack
-from tests.examples import example_spec
-from tests.integration.conftest import stack_on_redis
-from tests.integration.test_stack import run_job
+from tests.support.examples import example_spec
+from tests.support.jobs import run_job
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -22,7 +22,7 @@ SGD_005 = {"name": "sgd", "lr": 0.05, "momentum": 0.9}
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with stack_on_redis(redis_url, tmp_path_factory.mktemp("stack")) as running:
+    with running_stack(redis_url, tmp_path_factory.mktemp("stack")) as running:
         yield running
 
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from chainrule.paramserver.client import ParamServerClient
-from tests.examples import example_spec as spec
-from tests.integration.conftest import stack_on_redis
-from tests.integration.test_stack import metric_series, run_job_to_end, submit_and_wait_for_step
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import metric_series, run_job_to_end, submit_and_wait_for_step
+from tests.support.stack import running_stack
 
 
 def test_a_job_whose_theta_was_dropped_resumes_from_its_checkpoint(
     redis_url: str, tmp_path: Path
 ) -> None:
     steps = 3000
-    with stack_on_redis(redis_url, tmp_path) as stack:
+    with running_stack(redis_url, tmp_path) as stack:
         job_spec = spec(training={"steps": steps, "checkpoint_every": 100})
         job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 300)
         leader = ParamServerClient(

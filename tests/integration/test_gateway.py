@@ -18,9 +18,10 @@ import redis
 from chainrule.gateway.schemas import MetricPointOut
 from chainrule.spec import JobSpec
 from chainrule.store import JobStore
-from tests.integration.api_support import running_gateway
-from tests.integration.conftest import example_spec, unique_prefix
-from tests.integration.helpers import free_port, service_process, wait_for_health
+from tests.support.api import running_gateway
+from tests.support.examples import example_spec
+from tests.support.processes import free_port, service_process, wait_for_health
+from tests.support.real_redis import unique_prefix
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ import pytest
 from chainrule.nn import MLP, make_optimizer
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.rpc.auth import Credentials
-from tests.integration.helpers import free_port, service_process, wait_for_grpc_health
+from tests.support.processes import free_port, service_process, wait_for_grpc_health
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from chainrule.cli.stack import LocalStack
-from tests.examples import example_spec as spec
-from tests.integration.conftest import stack_on_redis
-from tests.integration.test_stack import run_job_to_end, submit_and_wait_for_step
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import run_job_to_end, submit_and_wait_for_step
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(240)
 BUDGET_S = 8.0  # the second test's; the client's own retries ride out about 11 s
@@ -40,7 +40,7 @@ def wait_for(
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     env = getattr(request, "param", {})
-    with stack_on_redis(redis_url, tmp_path, extra_env=env) as running:
+    with running_stack(redis_url, tmp_path, extra_env=env) as running:
         yield running
 
 

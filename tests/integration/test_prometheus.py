@@ -9,13 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from chainrule.cli.stack import HOST, LocalStack, StackConfig
+from chainrule.cli.stack import HOST, LocalStack
 from chainrule.scheduler.job import RUN_STEPS
-from tests.examples import example_spec as spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
+from tests.support.examples import example_spec as spec
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(180)
 STEPS = 40
@@ -50,34 +49,24 @@ def finished(
     redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LocalStack, dict[str, Any]]]:
     """A stack with metrics ports on, after one short sync job has succeeded."""
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        log_dir=tmp_path_factory.mktemp("prometheus"),
-        metrics_ports=True,
-    )
-    try:
-        with LocalStack(config) as stack:
-            gateway = stack.gateway_url
-            reply = httpx.post(
-                f"{gateway}/api/v1/jobs",
-                json=spec(training={"steps": STEPS, "eval_every": 20}),
-                timeout=10,
-            )
-            assert reply.status_code == 201, reply.text
-            job_id = reply.json()["id"]
-            deadline = time.monotonic() + 120
-            while (job := httpx.get(f"{gateway}/api/v1/jobs/{job_id}", timeout=10).json())[
-                "status"
-            ] not in ("SUCCEEDED", "FAILED", "STOPPED"):
-                assert time.monotonic() < deadline, f"job {job_id} did not end: {job}"
-                time.sleep(0.2)
-            assert job["status"] == "SUCCEEDED", job
-            yield stack, job
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    log_dir = tmp_path_factory.mktemp("prometheus")
+    with running_stack(redis_url, log_dir, metrics_ports=True) as stack:
+        gateway = stack.gateway_url
+        reply = httpx.post(
+            f"{gateway}/api/v1/jobs",
+            json=spec(training={"steps": STEPS, "eval_every": 20}),
+            timeout=10,
+        )
+        assert reply.status_code == 201, reply.text
+        job_id = reply.json()["id"]
+        deadline = time.monotonic() + 120
+        while (job := httpx.get(f"{gateway}/api/v1/jobs/{job_id}", timeout=10).json())[
+            "status"
+        ] not in ("SUCCEEDED", "FAILED", "STOPPED"):
+            assert time.monotonic() < deadline, f"job {job_id} did not end: {job}"
+            time.sleep(0.2)
+        assert job["status"] == "SUCCEEDED", job
+        yield stack, job
 
 
 def service_metrics(stack: LocalStack, name: str) -> tuple[str, Samples]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
-from tests.examples import example_spec as spec
-from tests.integration.test_stack import metric_series, run_job_to_end, submit_and_wait_for_step
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import metric_series, run_job_to_end, submit_and_wait_for_step
 
 pytestmark = [
     pytest.mark.timeout(300),

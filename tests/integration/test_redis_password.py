@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
-from tests.examples import example_spec as spec
-from tests.integration.pki import make_pki
-from tests.integration.test_stack import run_job
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import run_job
+from tests.support.pki import make_pki
 
 pytestmark = [
     pytest.mark.timeout(180),

@@ -7,6 +7,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,18 @@ import httpx
 import pytest
 import redis
 
-from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.cli.stack import LocalStack
 from chainrule.scheduler.dispatch import MAX_TASK_ATTEMPTS
 from chainrule.store.blobs import dataset_key
-from tests.examples import example_spec as spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
-from tests.integration.test_stack import (
-    FAST_FAILOVER,
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import (
     metric_series,
     run_job,
     run_job_to_end,
     submit_and_wait_for_step,
     wait_for_step,
 )
+from tests.support.stack import FAST_FAILOVER, running_stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,31 +34,18 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture
 def make_stack(redis_url: str, tmp_path: Path) -> Iterator[Any]:
     """Start stacks on free ports with the given workers; all stop after the test."""
-    stacks: list[LocalStack] = []
-    prefixes: list[str] = []
+    with ExitStack() as stacks:
+        started = 0
 
-    def start(workers: int) -> LocalStack:
-        prefixes.append(unique_prefix())
-        config = StackConfig.on_free_ports(
-            workers=workers,
-            redis_url=redis_url,
-            key_prefix=prefixes[-1],
-            log_dir=tmp_path / f"stack{len(stacks)}",
-            extra_env=FAST_FAILOVER,
-        )
-        stack = LocalStack(config)
-        stacks.append(stack)
-        stack.start()
-        return stack
+        def start(workers: int) -> LocalStack:
+            nonlocal started
+            log_dir = tmp_path / f"stack{started}"
+            started += 1
+            return stacks.enter_context(
+                running_stack(redis_url, log_dir, workers=workers, extra_env=FAST_FAILOVER)
+            )
 
-    try:
         yield start
-    finally:
-        for stack in stacks:
-            stack.stop()
-        client = redis.Redis.from_url(redis_url)
-        for prefix in prefixes:
-            delete_prefixed(client, prefix)
 
 
 def digits(**training: Any) -> dict[str, Any]:

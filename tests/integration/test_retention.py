@@ -23,10 +23,10 @@ from chainrule.store.diagnostics import DiagnosticsStore, diagnostics_key
 from chainrule.store.jobs import JobStore
 from chainrule.store.retention import DAY_S, Retention
 from chainrule.store.thinning import thinned_counts, thinned_key
-from tests.examples import example_spec
-from tests.integration.api_support import Api, point, running_gateway, running_job
-from tests.integration.conftest import stack_on_redis
-from tests.integration.test_stack import run_job, run_job_to_end, submit_and_wait_for_step
+from tests.support.api import Api, point, running_gateway, running_job
+from tests.support.examples import example_spec
+from tests.support.jobs import run_job, run_job_to_end, submit_and_wait_for_step
+from tests.support.stack import running_stack
 
 CAP = 200
 STEPS = 2_000
@@ -129,7 +129,7 @@ def test_an_ended_job_keeps_one_final_checkpoint_per_shard_and_no_dataset_copy(
     one checkpoint, of the final version (θ and optimizer state as the job ended), the
     older ones and the job's copy of the dataset are gone; a job stopped by request
     keeps its checkpoint of the step it stopped at. Real processes, real Redis."""
-    with stack_on_redis(redis_url, tmp_path, paramservers=2) as stack:
+    with running_stack(redis_url, tmp_path, paramservers=2) as stack:
         prefix, client = stack.config.key_prefix, redis.Redis.from_url(redis_url)
         done = run_job(
             stack.gateway_url, example_spec(training={"steps": 300, "checkpoint_every": 40})
@@ -253,7 +253,7 @@ def test_a_scheduler_with_a_retention_period_expires_an_ended_job_by_itself(
     SUCCEEDED is gone (404, no key left) within a few sweeps; a running one stays."""
     days = 3.0 / DAY_S
     env = {"CHAINRULE_RETENTION_DAYS": repr(days)}
-    with stack_on_redis(redis_url, tmp_path, extra_env=env) as stack:
+    with running_stack(redis_url, tmp_path, extra_env=env) as stack:
         client, prefix = redis.Redis.from_url(redis_url), stack.config.key_prefix
         done = run_job(stack.gateway_url, example_spec(training={"steps": 100}))
         assert done["status"] == "SUCCEEDED", done

@@ -19,20 +19,16 @@ from chainrule.rpc.auth import SCHEDULER, WORKER, Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import scheduler_pb2 as spb
 from chainrule.rpc.v1 import scheduler_pb2_grpc
-from tests.examples import example_spec as spec
-from tests.integration.conftest import stack_on_redis
-from tests.integration.test_stack import (
-    metric_series,
-    run_job_to_end,
-    submit_and_wait_for_step,
-)
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import metric_series, run_job_to_end, submit_and_wait_for_step
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with stack_on_redis(redis_url, tmp_path_factory.mktemp("s")) as running:
+    with running_stack(redis_url, tmp_path_factory.mktemp("s")) as running:
         yield running
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import redis
 
-from chainrule.cli.stack import LocalStack, StackConfig
+from chainrule.cli.stack import LocalStack
 from chainrule.nn import MLP
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.paramserver.interface import ParamServer
@@ -28,15 +28,11 @@ from chainrule.paramserver.sharding import (
 )
 from chainrule.rpc.auth import SCHEDULER
 from chainrule.store.blobs import model_key
-from tests.examples import example_spec
-from tests.integration.conftest import delete_prefixed, stack_on_redis, unique_prefix
-from tests.integration.helpers import free_port, service_process, wait_for_grpc_health
-from tests.integration.test_stack import (
-    metric_series,
-    run_job,
-    run_job_to_end,
-    submit_and_wait_for_step,
-)
+from tests.support.examples import example_spec
+from tests.support.jobs import metric_series, run_job, run_job_to_end, submit_and_wait_for_step
+from tests.support.processes import free_port, service_process, wait_for_grpc_health
+from tests.support.real_redis import delete_prefixed, unique_prefix
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -279,21 +275,14 @@ def assert_theta_is_split_over_the_shards(stack: LocalStack) -> None:
 def train_on_stack(
     redis_url: str, logs: Path, shards: int, job_spec: dict[str, Any]
 ) -> tuple[dict[str, Any], Params]:
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2, paramservers=shards, redis_url=redis_url, key_prefix=prefix, log_dir=logs
-    )
-    try:
-        with LocalStack(config) as stack:
-            assert set(config.paramserver_names) <= set(stack.processes)
-            job = run_job(stack.gateway_url, job_spec)
-            assert job["status"] == "SUCCEEDED", job
-            theta = final_theta(stack, job)
-            if shards > 1:
-                assert_theta_is_split_over_the_shards(stack)
-            return job, theta
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    with running_stack(redis_url, logs, paramservers=shards) as stack:
+        assert set(stack.config.paramserver_names) <= set(stack.processes)
+        job = run_job(stack.gateway_url, job_spec)
+        assert job["status"] == "SUCCEEDED", job
+        theta = final_theta(stack, job)
+        if shards > 1:
+            assert_theta_is_split_over_the_shards(stack)
+        return job, theta
 
 
 def test_a_two_shard_stack_trains_to_the_theta_of_a_one_shard_stack(
@@ -329,7 +318,7 @@ def test_a_job_resumes_from_its_checkpoint_when_one_shard_is_killed(
     the other shard, and the scheduler rolls both back to that checkpoint. (A kill that
     lands between two runs lands on a checkpoint, as runs end at every one: the shard
     then comes back at the version it died at and nothing is rolled back.)"""
-    with stack_on_redis(redis_url, tmp_path, paramservers=2) as stack:
+    with running_stack(redis_url, tmp_path, paramservers=2) as stack:
         job_spec = example_spec(training={"steps": 500, "checkpoint_every": 50})
         job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
         stack.restart("paramserver-1", kill=True)
@@ -350,7 +339,7 @@ def test_a_new_leader_resyncs_shards_one_of_which_restarted_while_it_was_away(
     its latest checkpoint, behind the other: the new scheduler finds the job on shards
     at different versions and restores both to a checkpoint they share (it used to retry
     its create forever, the job RUNNING in phase "preparing")."""
-    with stack_on_redis(redis_url, tmp_path, paramservers=2) as stack:
+    with running_stack(redis_url, tmp_path, paramservers=2) as stack:
         job_spec = example_spec(training={"steps": 500, "checkpoint_every": 50})
         job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
         stack.processes["scheduler"].kill()

@@ -10,10 +10,8 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -26,53 +24,18 @@ from chainrule.data import prepare, targets
 from chainrule.scheduler.batches import job_rngs, make_shards, step_batches
 from chainrule.spec import JobSpec, build_training
 from chainrule.store.blobs import model_key
-from tests.examples import example_spec as spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import metric_series, run_job, run_job_to_end, submit_and_wait_for_step
+from tests.support.stack import FAST_FAILOVER, running_stack
 
 pytestmark = pytest.mark.timeout(300)
-# a killed scheduler's leader lease lapses in 3 s, a killed worker's in 3 s
-FAST_FAILOVER = {"CHAINRULE_LEADER_TTL_S": "3", "CHAINRULE_WORKER_LEASE_S": "3"}
-
-
-def run_job(gateway: str, job_spec: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
-    reply = httpx.post(f"{gateway}/api/v1/jobs", json=job_spec, timeout=10)
-    assert reply.status_code == 201, reply.text
-    return run_job_to_end(gateway, reply.json()["id"], timeout)
-
-
-def submit_and_wait_for_step(gateway: str, job_spec: dict[str, Any], step: int) -> str:
-    """Submit a job and return its id once it has done ``step`` steps."""
-    job_id = str(httpx.post(f"{gateway}/api/v1/jobs", json=job_spec, timeout=10).json()["id"])
-    wait_for_step(gateway, job_id, step)
-    return job_id
-
-
-def wait_for_step(gateway: str, job_id: str, step: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{gateway}/api/v1/jobs/{job_id}", timeout=10).json()["step"] < step:
-        assert time.monotonic() < deadline, f"job {job_id} did not reach step {step}"
-        time.sleep(0.05)
-
-
-def metric_series(gateway: str, job_id: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{gateway}/api/v1/jobs/{job_id}/metrics", timeout=10).json()["points"])
 
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        log_dir=tmp_path_factory.mktemp("stack"),
-        extra_env=FAST_FAILOVER,
-    )
-    try:
-        with LocalStack(config) as running:
-            yield running
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    log_dir = tmp_path_factory.mktemp("stack")
+    with running_stack(redis_url, log_dir, extra_env=FAST_FAILOVER) as running:
+        yield running
 
 
 def test_xor_reaches_full_holdout_accuracy_and_version_counts_steps(stack: LocalStack) -> None:
@@ -178,16 +141,6 @@ def test_workers_can_come_and_go_mid_job(stack: LocalStack) -> None:
     stack.add_worker()
 
 
-def run_job_to_end(gateway: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{gateway}/api/v1/jobs/{job_id}", timeout=10).json()
-        if job["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
-            return dict(job)
-        time.sleep(0.2)
-    raise TimeoutError(f"job {job_id} did not end within {timeout} s")
-
-
 def test_embedded_redis_stack_trains_xor(tmp_path: Path) -> None:
     config = StackConfig.on_free_ports(workers=2, redis_url=None, log_dir=tmp_path)
     with LocalStack(config) as embedded:
@@ -284,28 +237,19 @@ def test_a_standby_scheduler_takes_over_when_the_leader_is_killed(
     """Two schedulers, one leading through its Redis lease; SIGKILL the leader and do not
     restart it: the standby takes the lease, claims the job and resumes it from its
     checkpoint; the workers find it through their list of schedulers."""
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=2,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        log_dir=tmp_path,
-        extra_env=FAST_FAILOVER,
-    )
-    config.standby_scheduler_port = free_port()
-    try:
-        with LocalStack(config) as stack:
-            job_spec = spec(training={"steps": 400, "checkpoint_every": 50})
-            job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
-            stack.processes["scheduler"].kill()
-            job = run_job_to_end(stack.gateway_url, job_id)
-            assert job["status"] == "SUCCEEDED", (job, stack.log("scheduler-standby")[-3000:])
-            assert job["step"] == 400
-            points = metric_series(stack.gateway_url, job_id)
-            assert [p["restored_from"] for p in points if p.get("restored_from") is not None]
-            assert "leading" in stack.log("scheduler-standby")
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    standby = free_port()
+    with running_stack(
+        redis_url, tmp_path, extra_env=FAST_FAILOVER, standby_scheduler_port=standby
+    ) as stack:
+        job_spec = spec(training={"steps": 400, "checkpoint_every": 50})
+        job_id = submit_and_wait_for_step(stack.gateway_url, job_spec, 120)
+        stack.processes["scheduler"].kill()
+        job = run_job_to_end(stack.gateway_url, job_id)
+        assert job["status"] == "SUCCEEDED", (job, stack.log("scheduler-standby")[-3000:])
+        assert job["step"] == 400
+        points = metric_series(stack.gateway_url, job_id)
+        assert [p["restored_from"] for p in points if p.get("restored_from") is not None]
+        assert "leading" in stack.log("scheduler-standby")
 
 
 def test_a_second_stack_on_taken_ports_refuses_to_start_and_leaves_nothing_running(

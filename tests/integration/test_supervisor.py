@@ -15,16 +15,16 @@ import pytest
 
 from chainrule.cli.stack import LocalStack
 from chainrule.cli.supervisor import MAX_EXITS, CrashLoopError, Supervisor
-from tests.examples import example_spec as spec
-from tests.integration.conftest import stack_on_redis
-from tests.integration.test_stack import FAST_FAILOVER, metric_series
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import metric_series
+from tests.support.stack import FAST_FAILOVER, running_stack
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
 def supervised(redis_url: str, tmp_path: Path) -> Iterator[tuple[LocalStack, list[str]]]:
-    with stack_on_redis(redis_url, tmp_path, extra_env=FAST_FAILOVER) as stack:
+    with running_stack(redis_url, tmp_path, extra_env=FAST_FAILOVER) as stack:
         reports: list[str] = []
         halt, gave_up = threading.Event(), threading.Event()
         supervisor = Supervisor(stack, reports.append)
@@ -87,7 +87,7 @@ def test_each_child_sigkilled_mid_job_comes_back_and_the_job_succeeds(
 def test_a_child_that_exits_at_every_start_is_given_up_on_naming_it(
     redis_url: str, tmp_path: Path
 ) -> None:
-    with stack_on_redis(redis_url, tmp_path, workers=1) as stack:
+    with running_stack(redis_url, tmp_path, workers=1) as stack:
         # a worker whose token the scheduler refuses exits 4 at every start
         name = stack.add_worker({"CHAINRULE_WORKER_TOKENS": "not-the-stacks-token"})
         reports: list[str] = []

@@ -23,8 +23,8 @@ from chainrule.rpc.auth import Credentials
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1.paramserver_pb2_grpc import ParamServerStub
-from tests.integration.conftest import unique_prefix
-from tests.integration.pki import make_pki, needs_openssl
+from tests.support.pki import make_pki, needs_openssl
+from tests.support.real_redis import unique_prefix
 
 pytestmark = [
     pytest.mark.timeout(120),

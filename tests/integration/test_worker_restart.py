@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
-from chainrule.cli.stack import LocalStack, StackConfig
-from tests.examples import example_spec as spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
-from tests.integration.test_stack import metric_series, run_job_to_end, wait_for_step
+from chainrule.cli.stack import LocalStack
+from tests.support.examples import example_spec as spec
+from tests.support.jobs import metric_series, run_job_to_end, wait_for_step
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.timeout(240)
 # a lease far longer than the restart: only the new incarnation can free the task
@@ -26,20 +25,9 @@ LONG_LEASE = {"CHAINRULE_WORKER_LEASE_S": "60"}
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path) -> Iterator[LocalStack]:
     """One worker started normally; the test adds the second (the one it restarts)."""
-    prefix = unique_prefix()
-    config = StackConfig.on_free_ports(
-        workers=0,
-        redis_url=redis_url,
-        key_prefix=prefix,
-        log_dir=tmp_path,
-        extra_env=LONG_LEASE,
-    )
-    try:
-        with LocalStack(config) as running:
-            running.add_worker()
-            yield running
-    finally:
-        delete_prefixed(redis.Redis.from_url(redis_url), prefix)
+    with running_stack(redis_url, tmp_path, workers=0, extra_env=LONG_LEASE) as running:
+        running.add_worker()
+        yield running
 
 
 def job_view(gateway: str, job_id: str) -> dict[str, Any]:

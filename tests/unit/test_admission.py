@@ -11,7 +11,7 @@ import pytest
 from chainrule.admission import MIB, Limits, refusal, task_bytes
 from chainrule.nn import MLP
 from chainrule.spec import JobSpec
-from tests.examples import example_spec
+from tests.support.examples import example_spec
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from chainrule.data import GENERATED, INFO, make_dataset
 from chainrule.data.registry import DatasetInfo
 from chainrule.nn import SGD, Adam
 from chainrule.spec import DATASETS, UPLOADS, JobSpec, build_training, total_steps
-from tests.examples import example_spec
+from tests.support.examples import example_spec
 
 EXAMPLE: dict[str, Any] = example_spec("xor")
 DIGITS_MODEL = {"layers": [64, 32, 10], "output": "softmax", "loss": "cross_entropy"}

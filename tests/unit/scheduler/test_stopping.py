@@ -9,7 +9,7 @@ import pytest
 
 from chainrule.scheduler.stopping import StopState, check
 from chainrule.spec import JobSpec, TrainingSpec
-from tests.examples import example_spec
+from tests.support.examples import example_spec
 
 
 def training(**fields: Any) -> TrainingSpec:

@@ -9,7 +9,7 @@ import pytest
 from chainrule.data import Split, prepare
 from chainrule.spec import JobSpec, ModelSpec
 from chainrule.worker.compute import JobCache, build_cache, task_gradient
-from tests.examples import example_spec
+from tests.support.examples import example_spec
 
 # (output, loss, output units) and the target a user means for each, built by hand from
 # the spec's rule: the 0/1 label for one unit, the class index for cross_entropy, the

@@ -17,9 +17,9 @@ import redis
 
 from chainrule.nn import Params
 from chainrule.store import JobStore, binary_client
-from tests.examples import example_spec
-from tests.integration.conftest import delete_prefixed, unique_prefix
-from tests.integration.helpers import free_port, service_process, wait_for_health
+from tests.support.examples import example_spec
+from tests.support.processes import free_port, service_process, wait_for_health
+from tests.support.real_redis import delete_prefixed, unique_prefix
 
 
 @dataclass
