@@ -17,17 +17,11 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from chainrule.cli import options
 from chainrule.cli.client import TOKEN_FILE, GatewayClient, GatewayError
 from chainrule.cli.job_commands import INTERRUPTED, follow
 from chainrule.cli.jobs import SpecError, load_spec, report, watch
-from chainrule.cli.options import (
-    DEFAULT_GATEWAY,
-    GatewayOption,
-    JsonOption,
-    TokenOption,
-    fail,
-    gateway,
-)
+from chainrule.cli.options import JsonOption, fail
 from chainrule.cli.output import print_json, stderr_console, stdout_console
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
 from chainrule.cli.supervisor import Supervisor
@@ -284,13 +278,13 @@ def submit(
             "the same id with another spec is refused.",
         ),
     ] = None,
-    gateway_url: GatewayOption = DEFAULT_GATEWAY,
-    token: TokenOption = None,
+    gateway_url: options.GatewayOption = options.DEFAULT_GATEWAY,
+    token: options.TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Submit a training job and print its id; with --watch, follow it to the end."""
     body = _spec(spec)
-    with gateway(gateway_url, token) as client:
+    with options.gateway(gateway_url, token) as client:
         job, created = client.submit(body, submission_id)
     if not created:
         stderr_console().print(

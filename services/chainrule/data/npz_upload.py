@@ -14,34 +14,22 @@ import zipfile
 import numpy as np
 from numpy.typing import NDArray
 
-from chainrule.data.uploads import (
-    DEFAULT_MAX_BYTES,
-    MAX_FEATURES,
-    MAX_ROWS,
-    MIN_ROWS,
-    DatasetError,
-    DatasetTooLargeError,
-    ParsedDataset,
-    Place,
-    check_bytes,
-    check_task,
-    finite_float32,
-    parse_targets,
-)
+from chainrule.data import uploads
+from chainrule.data.uploads import DatasetError, DatasetTooLargeError, ParsedDataset
 
 
 def parse_npz(
     data: bytes,
     *,
     task: str = "classification",
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_rows: int = MAX_ROWS,
-    max_features: int = MAX_FEATURES,
+    max_bytes: int = uploads.DEFAULT_MAX_BYTES,
+    max_rows: int = uploads.MAX_ROWS,
+    max_features: int = uploads.MAX_FEATURES,
 ) -> ParsedDataset:
     """Check an ``np.savez`` archive of ``X`` and ``y``; see the module notes. The arrays
     may take at most ``max_bytes`` uncompressed, too."""
-    check_task(task)
-    check_bytes(len(data), max_bytes)
+    uploads.check_task(task)
+    uploads.check_bytes(len(data), max_bytes)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError):
@@ -75,9 +63,9 @@ def parse_npz(
         )
     if width < 1:
         raise DatasetError(f"X has shape {X_raw.shape}: no features; expected at least one")
-    if rows < MIN_ROWS:
+    if rows < uploads.MIN_ROWS:
         raise DatasetError(
-            f"X has {rows} rows; at least {MIN_ROWS} are needed (one to train on, one to hold out)"
+            f"X has {rows} rows; at least {uploads.MIN_ROWS} are needed (one to train on, one to hold out)"
         )
     if y_raw.shape != (rows,):
         raise DatasetError(
@@ -89,9 +77,9 @@ def parse_npz(
             f"X has dtype {X_raw.dtype}; expected numbers (integers or floats)", column="X"
         )
     names = [f"x{j}" for j in range(width)]
-    place = Place(csv=False, columns=names)
-    X = finite_float32(X_raw.astype(np.float64), place)
-    y, classes = parse_targets(y_raw, "y", task, place)
+    place = uploads.Place(csv=False, columns=names)
+    X = uploads.finite_float32(X_raw.astype(np.float64), place)
+    y, classes = uploads.parse_targets(y_raw, "y", task, place)
     return ParsedDataset(X, y, classes, names, "y")
 
 

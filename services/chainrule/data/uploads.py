@@ -135,6 +135,14 @@ class Place:
         row, where = self.label(i, column)
         return DatasetError(says(where), row=row, column=column)
 
+    def refuse_labels(
+        self, bad: NDArray[np.bool_], column: str, says: Callable[[str, int], str]
+    ) -> None:
+        """Refuse the labels if any is ``bad``: the first one's error, ``says(where, i)``."""
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise self.label_error(i, column, lambda where: says(where, i))
+
 
 def finite_float32(values: NDArray[np.float64], place: Place) -> NDArray[np.float32]:
     """``values`` as float32, refusing NaN, infinity and what float32 cannot hold."""
@@ -180,30 +188,24 @@ def parse_targets(
     values = _numbers(raw if text is None else text, column, task, place)
     shown = text if text is not None else raw
     if task == "regression":
-        bad = ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise place.label_error(
-                i,
-                column,
-                lambda where: (
-                    f"{where} is {str(shown[i])!r}; regression targets must be "
-                    "finite numbers within float32's range"
-                ),
-            )
-        return values.astype(np.float32), None
-    fractional = ~np.isfinite(values) | (values != np.round(values))
-    if fractional.any():
-        i = int(np.argmax(fractional))
-        raise place.label_error(
-            i,
+        place.refuse_labels(
+            ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX),
             column,
-            lambda where: (
-                f"{where}: {str(shown[i])!r} is not a whole number, so it cannot "
-                "name a class; task 'classification' takes text or integer labels (for a "
-                "numeric target, upload with task=regression)"
+            lambda where, i: (
+                f"{where} is {str(shown[i])!r}; regression targets must be "
+                "finite numbers within float32's range"
             ),
         )
+        return values.astype(np.float32), None
+    place.refuse_labels(
+        ~np.isfinite(values) | (values != np.round(values)),
+        column,
+        lambda where, i: (
+            f"{where}: {str(shown[i])!r} is not a whole number, so it cannot "
+            "name a class; task 'classification' takes text or integer labels (for a "
+            "numeric target, upload with task=regression)"
+        ),
+    )
     unique, y = np.unique(values, return_inverse=True)
     return _checked_classes([str(int(v)) for v in unique], y, column)
 
