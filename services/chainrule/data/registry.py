@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from chainrule.data.synthetic import GENERATED, make_dataset
 from chainrule.data.uploads import Labels, ParsedDataset
+from chainrule.npz import npz_bytes
 
 BUNDLED = ("digits", "iris", "breast_cancer")
 DATASETS = (*GENERATED, *BUNDLED)
@@ -108,21 +109,12 @@ class Split:
             arrays["feature_mean"], arrays["feature_std"] = self.feature_mean, self.feature_std
         if classes:
             arrays["classes"] = np.array(classes, dtype=np.str_)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+        return npz_bytes(arrays)
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` image: how a prepared dataset travels through Redis."""
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            X_train=self.X_train,
-            y_train=self.y_train,
-            X_test=self.X_test,
-            y_test=self.y_test,
-        )
-        return buffer.getvalue()
+        parts = ("X_train", "y_train", "X_test", "y_test")
+        return npz_bytes({name: getattr(self, name) for name in parts})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Split:

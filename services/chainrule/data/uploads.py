@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from chainrule.npz import npz_bytes
+
 TASKS = ("classification", "regression")
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MAX_ROWS = 1_000_000
@@ -77,17 +79,15 @@ class ParsedDataset:
 
     def to_bytes(self) -> bytes:
         """An ``.npz`` image (no pickles): what the dataset store keeps."""
-        buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            X=self.X,
-            y=self.y,
-            classes=np.array(self.classes or [], dtype=np.str_),
-            feature_names=np.array(self.feature_names, dtype=np.str_),
-            label=np.array(self.label, dtype=np.str_),
-            task=np.array(self.task, dtype=np.str_),
-        )
-        return buffer.getvalue()
+        arrays = {
+            "X": self.X,
+            "y": self.y,
+            "classes": np.array(self.classes or [], dtype=np.str_),
+            "feature_names": np.array(self.feature_names, dtype=np.str_),
+            "label": np.array(self.label, dtype=np.str_),
+            "task": np.array(self.task, dtype=np.str_),
+        }
+        return npz_bytes(arrays, compressed=True)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ParsedDataset:

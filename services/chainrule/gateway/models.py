@@ -18,6 +18,7 @@ import redis
 from numpy.typing import NDArray
 
 from chainrule.nn import Params
+from chainrule.npz import npz_bytes
 from chainrule.spec import DATASETS, JobSpec, build_mlp
 from chainrule.store.blobs import model_key, preprocess_key
 from chainrule.store.checkpoints import Checkpoint, checkpoint_key, held_versions
@@ -139,9 +140,7 @@ def model_npz(model: Model, spec: JobSpec) -> bytes:
     arrays: dict[str, NDArray[np.generic]] = dict(model.params)
     arrays["spec"] = np.array(spec.model_dump_json())
     arrays.update(model.preprocess)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
+    return npz_bytes(arrays)
 
 
 def network_inputs(model: Model, rows: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -4,18 +4,16 @@ message acknowledged, in that order. Stop requests end a job here too."""
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import numpy as np
 import redis
 
 from chainrule import telemetry
-from chainrule.nn import Params
+from chainrule.npz import npz_bytes
 from chainrule.scheduler.job import ActiveJob
 from chainrule.scheduler.ports import Jobs, ParamServer
 from chainrule.scheduler.publisher import Publisher
@@ -80,7 +78,7 @@ class Ending:
             if status in ("SUCCEEDED", "STOPPED"):  # θ is worth keeping
                 _, params = self.paramserver.pull(job_id, -1)
                 if params is not None:
-                    self.blobs.put(model_key(self.prefix, job_id), _npz(params))
+                    self.blobs.put(model_key(self.prefix, job_id), npz_bytes(params))
         except grpc.RpcError as e:  # θ is lost with its server; the record still ends
             if self.log:
                 self.log.warning("could not save θ", job_id=job_id, code=str(e.code()))
@@ -104,9 +102,3 @@ class Ending:
         self.ack(message_id)
         if self.log:
             self.log.info("job ended", job_id=job_id, status=status, reason=reason, message=message)
-
-
-def _npz(params: Params) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **params)  # type: ignore[arg-type]
-    return buffer.getvalue()

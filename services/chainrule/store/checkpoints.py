@@ -18,6 +18,7 @@ import numpy as np
 import redis
 
 from chainrule.nn import OptState, Params
+from chainrule.npz import npz_bytes
 from chainrule.store.keys import checkpoint_key, previous_key, versions_key
 
 __all__ = [  # the keys are named in store/keys.py and offered here too
@@ -77,9 +78,7 @@ class Checkpoint:
         arrays: dict[str, Any] = {f"param/{k}": v for k, v in self.params.items()}
         arrays.update({f"opt/{k}": v for k, v in self.opt_state.items()})
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+        return npz_bytes(arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Checkpoint:
