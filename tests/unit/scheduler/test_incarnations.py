@@ -10,7 +10,7 @@ import pytest
 from chainrule.scheduler.core import EndedIncarnationError
 from chainrule.scheduler.membership import Membership
 from chainrule.store.job_records import JobStatus
-from tests.unit.scheduler.test_core import SimWorker, Stack, job_spec, make_stack, take_all
+from tests.support.scheduler_sim import SimWorker, Stack, job_spec, make_stack, take_all
 
 
 @pytest.fixture
