@@ -21,10 +21,15 @@ import numpy as np
 
 from chainrule.data import Split, prepare
 from chainrule.nn import Params
-from chainrule.paramserver.interface import JobStatus as ParamServerStatus
 from chainrule.paramserver.interface import ParamServer
-from chainrule.paramserver.state import JobNotFoundError as ParamServerJobNotFound
-from chainrule.paramserver.state import OutOfOrderError, ParameterStore, PlannedStep, StepPlan
+from chainrule.paramserver.interface import ThetaStatus as ParamServerStatus
+from chainrule.paramserver.state import (
+    OutOfOrderError,
+    ParameterStore,
+    PlannedStep,
+    StepPlan,
+    ThetaNotFoundError,
+)
 from chainrule.scheduler.core import Completion, SchedulerCore, Task
 from chainrule.scheduler.job import Failure
 from chainrule.spec import JobSpec, total_steps
@@ -191,7 +196,7 @@ def rpc_errors() -> Iterator[None]:
     """The parameter server's domain errors as the client sees them (its servicer's map)."""
     try:
         yield
-    except ParamServerJobNotFound as e:
+    except ThetaNotFoundError as e:
         raise FakeRpcError(grpc.StatusCode.NOT_FOUND, str(e)) from e
     except OutOfOrderError as e:
         raise FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from e

@@ -24,8 +24,8 @@ from chainrule.cli.output import (
     status_text,
     steps_text,
 )
+from chainrule.store.job_records import TERMINAL
 
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 POLL_S = 0.5
 # how long a watch rides out a gateway it cannot reach (a restart) before it gives up
 UNREACHABLE_GRACE_S = 15.0

@@ -72,7 +72,7 @@ def _check_names(what: str, names: Sequence[str], allowed: tuple[str, ...]) -> N
 
 
 @dataclass(frozen=True)
-class Split:
+class LabData:
     """One dataset cut into the rows we train on and the rows we only score."""
 
     X_train: Array
@@ -81,12 +81,12 @@ class Split:
     y_holdout: Array
 
 
-def make_split(cfg: LabConfig, dataset: str) -> Split:
+def make_split(cfg: LabConfig, dataset: str) -> LabData:
     """The seeded samples of ``dataset``; the last ``holdout`` share is held out (the rows
     are drawn independently, so the cut is a random split)."""
     X, y = make_dataset(dataset, cfg.samples, seeded(cfg, DATA, dataset))
     cut = cfg.samples - round(cfg.samples * cfg.holdout)
-    return Split(X[:cut], y[:cut], X[cut:], y[cut:])
+    return LabData(X[:cut], y[:cut], X[cut:], y[cut:])
 
 
 def seeded(cfg: LabConfig, purpose: int, dataset: str) -> np.random.Generator:

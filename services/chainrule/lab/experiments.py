@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chainrule.lab.config import BATCHES, INIT, LabConfig, Split, make_split, seeded
+from chainrule.lab.config import BATCHES, INIT, LabConfig, LabData, make_split, seeded
 from chainrule.nn import MLP, Params
 from chainrule.nn.train import accuracy, eval_due, train
 from chainrule.nn.types import Array
@@ -25,7 +25,7 @@ class Curve:
     holdout_accuracy: list[float] = field(default_factory=list)
     diverged_after: int | None = None  # updates applied when the loss stopped being finite
 
-    def record(self, step: int, net: MLP, params: Params, data: Split) -> bool:
+    def record(self, step: int, net: MLP, params: Params, data: LabData) -> bool:
         """Append one measurement; False when the training loss is no longer finite."""
         loss = float(net.objective(params, data.X_train, data.y_train))
         if not np.isfinite(loss):
@@ -38,7 +38,7 @@ class Curve:
 
 
 def fit(
-    net: MLP, params: Params, data: Split, cfg: LabConfig, rng: np.random.Generator
+    net: MLP, params: Params, data: LabData, cfg: LabConfig, rng: np.random.Generator
 ) -> tuple[Params, Curve]:
     """:func:`chainrule.nn.train.train` on the training rows, measuring the curve at step
     0 and every ``eval_every`` updates; a run stops where a minibatch loss (nn.train's
@@ -95,7 +95,7 @@ class Run:
         return next((step for step, acc in measured if acc >= target), None)
 
 
-def run_one(cfg: LabConfig, data: Split, dataset: str, activation: str, derivative: bool) -> Run:
+def run_one(cfg: LabConfig, data: LabData, dataset: str, activation: str, derivative: bool) -> Run:
     """Train one network; overflow in a diverging run is an outcome, reported, not warned."""
     net = MLP(cfg.layers, activation, "sigmoid", "bce", activation_derivative=derivative)
     params = net.init(seeded(cfg, INIT, dataset))

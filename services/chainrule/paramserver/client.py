@@ -11,7 +11,7 @@ import grpc
 from chainrule.nn import Params
 from chainrule.paramserver.fence import is_deposed
 from chainrule.paramserver.interface import ParamServer
-from chainrule.paramserver.records import AppliedStep, JobStatus, LoggedStep, PlannedStep
+from chainrule.paramserver.records import AppliedStep, LoggedStep, PlannedStep, ThetaStatus
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.local import local_path
@@ -20,7 +20,7 @@ from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
-__all__ = ["JobStatus", "ParamServerClient"]  # JobStatus: its old home, still imported
+__all__ = ["ParamServerClient", "ThetaStatus"]
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
 
@@ -161,11 +161,11 @@ class ParamServerClient(ParamServer):
         reply = self._call("Discard", pb.DiscardRequest(job_id=job_id, task_ids=task_ids))
         return int(reply.discarded)
 
-    def status(self, job_id: str, log: bool = False) -> JobStatus:
+    def status(self, job_id: str, log: bool = False) -> ThetaStatus:
         reply = self._call("Status", pb.StatusRequest(job_id=job_id, log=log))
         return _status(reply)
 
-    def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
+    def restore(self, job_id: str, at_most: int | None = None) -> ThetaStatus:
         reply = self._call("Restore", pb.StatusRequest(job_id=job_id, at_most=at_most))
         return _status(reply)
 
@@ -185,9 +185,9 @@ def _pulled(data: bytes) -> tuple[int, Params | None]:
     return reply.version, params or None
 
 
-def _status(reply: pb.StatusReply) -> JobStatus:
+def _status(reply: pb.StatusReply) -> ThetaStatus:
     applied = tuple(AppliedStep(a.step, a.loss, a.samples, a.tasks) for a in reply.applied)
     log = tuple(LoggedStep(e.step, e.epoch, tuple(e.task_ids)) for e in reply.log)
-    return JobStatus(
+    return ThetaStatus(
         reply.version, reply.checkpoint_version, reply.scheduler_state, reply.restored, applied, log
     )

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from chainrule.nn import Params
-from chainrule.paramserver.records import JobStatus, PlannedStep
+from chainrule.paramserver.records import PlannedStep, ThetaStatus
 
-__all__ = ["JobStatus", "ParamServer", "PlannedStep", "Planner"]
+__all__ = ["ParamServer", "PlannedStep", "Planner", "ThetaStatus"]
 
 
 class Planner(Protocol):
@@ -110,12 +110,12 @@ class ParamServer(Planner, Protocol):
         """Forget buffered gradients that will not be applied; returns how many were."""
         ...
 
-    def status(self, job_id: str, log: bool = False) -> JobStatus:
+    def status(self, job_id: str, log: bool = False) -> ThetaStatus:
         """Version and latest checkpoint (restoring the job from it if the server had
         lost it); with ``log``, the log of the steps the server applied."""
         ...
 
-    def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
+    def restore(self, job_id: str, at_most: int | None = None) -> ThetaStatus:
         """Reload the latest checkpoint (with ``at_most``, the newest of a version up to
         it), throwing away later steps."""
         ...

@@ -4,7 +4,7 @@ A job's in-memory state (:class:`JobState`), the plans the scheduler sends
 (:class:`PlannedStep`, held as :class:`StepPlan`), the gradients buffered until a step
 sums them (:class:`PushedGradient`), the steps as applied (:class:`AppliedStep` for the
 scheduler's metrics, :class:`LoggedStep` for exactly-once checks) and a job's status as a
-client reports it (:class:`JobStatus`). What changes them is
+client reports it (:class:`ThetaStatus`). What changes them is
 :class:`chainrule.paramserver.state.ParameterStore`.
 """
 
@@ -61,7 +61,7 @@ class LoggedStep:
 
 
 @dataclass(frozen=True)
-class JobStatus:
+class ThetaStatus:
     """A job as a parameter server (or the oldest of its shards) holds it."""
 
     version: int

@@ -12,7 +12,7 @@ from chainrule import telemetry
 from chainrule.nn import Params
 from chainrule.paramserver import fence
 from chainrule.paramserver.records import JobState, PlannedStep
-from chainrule.paramserver.state import JobNotFoundError, OutOfOrderError, ParameterStore
+from chainrule.paramserver.state import OutOfOrderError, ParameterStore, ThetaNotFoundError
 from chainrule.rpc import codec, protocol_mismatch, shm
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
@@ -42,7 +42,7 @@ def grpc_errors(context: grpc.ServicerContext) -> Iterator[None]:
     """Turn domain errors into status codes a caller can act on."""
     try:
         yield
-    except JobNotFoundError as e:
+    except ThetaNotFoundError as e:
         context.abort(grpc.StatusCode.NOT_FOUND, str(e))
     except OutOfOrderError as e:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))

@@ -30,7 +30,7 @@ from chainrule.nn import Params
 from chainrule.paramserver.client import ParamServerClient
 from chainrule.paramserver.interface import ParamServer
 from chainrule.paramserver.placement import merge, split
-from chainrule.paramserver.records import JobStatus, PlannedStep
+from chainrule.paramserver.records import PlannedStep, ThetaStatus
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.codec import check_like
 
@@ -215,13 +215,13 @@ class ShardedParamServerClient(ParamServer):
         shard forgot)."""
         return max(self._each(lambda _, c: c.discard(job_id, task_ids)))
 
-    def status(self, job_id: str, log: bool = False) -> JobStatus:
+    def status(self, job_id: str, log: bool = False) -> ThetaStatus:
         """The oldest shard's view: the lowest version and checkpoint, with the scheduler
         state saved at that checkpoint (and the first shard's log: each shard's own is
         its client's)."""
         return combine_statuses(self._each(lambda _, c: c.status(job_id, log)))
 
-    def restore(self, job_id: str, at_most: int | None = None) -> JobStatus:
+    def restore(self, job_id: str, at_most: int | None = None) -> ThetaStatus:
         """Every shard back to its latest checkpoint (up to ``at_most``). Shards whose
         latest differ (one failed while the others checkpointed) go back to the newest
         version they all hold: each keeps its last two. They must end at one version."""
@@ -298,13 +298,13 @@ class ShardedParamServerClient(ParamServer):
             self._layouts.pop(job_id, None)
 
 
-def combine_statuses(statuses: list[JobStatus]) -> JobStatus:
+def combine_statuses(statuses: list[ThetaStatus]) -> ThetaStatus:
     """The lowest version and checkpoint over the shards, the scheduler state saved with
     that checkpoint (the first shard that has it), restored if any shard was; the steps
     every shard applied (each applies the same plans to its part of θ)."""
     oldest = min(statuses, key=lambda s: s.checkpoint_version)
     version = min(s.version for s in statuses)
-    return JobStatus(
+    return ThetaStatus(
         version=version,
         checkpoint_version=oldest.checkpoint_version,
         scheduler_state=oldest.scheduler_state,

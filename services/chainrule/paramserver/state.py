@@ -40,18 +40,18 @@ __all__ = [  # and the records the scheduler and its tests import from here
     "MAX_TOMBSTONES",
     "AppliedStep",
     "Checkpoints",
-    "JobNotFoundError",
     "OutOfOrderError",
     "ParameterStore",
     "PlannedStep",
     "StepPlan",
+    "ThetaNotFoundError",
 ]
 
 APPLIED_MEMORY = 100_000
 """How many applied task ids a job remembers, to recognise a retried Push."""
 
 
-class JobNotFoundError(LookupError):
+class ThetaNotFoundError(LookupError):
     """No job with that id on this parameter server."""
 
 
@@ -112,13 +112,13 @@ class ParameterStore(Planner):
         scheduler that leads knows whether the job still runs; a worker's call does not.
         ``at_most``: the newest checkpoint of a version up to it (a sharded restore)."""
         if only_if_missing and job_id in self._dropped:
-            raise JobNotFoundError(f"job {job_id!r} was dropped from this parameter server")
+            raise ThetaNotFoundError(f"job {job_id!r} was dropped from this parameter server")
         checkpoint = self.checkpoints.load(job_id, at_most) if self.checkpoints else None
         with self._lock:
             if only_if_missing and job_id in self._jobs:
                 return self._jobs[job_id], False
             if checkpoint is None:
-                raise JobNotFoundError(f"unknown job {job_id!r}; create it first")
+                raise ThetaNotFoundError(f"unknown job {job_id!r}; create it first")
             optimizer = make_optimizer(checkpoint.optimizer, **checkpoint.options)
             job = JobState(
                 checkpoint.params,
@@ -151,7 +151,7 @@ class ParameterStore(Planner):
         try:  # held, or checkpointed (even if dropped since): never overwritten
             held = self._jobs.get(job_id)
             return (held or self.restore(job_id)[0]).version, False
-        except JobNotFoundError:
+        except ThetaNotFoundError:
             pass
         with self._lock:
             if job_id in self._jobs:

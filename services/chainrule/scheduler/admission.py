@@ -26,8 +26,7 @@ from chainrule.scheduler.state import SchedulerState, by_step
 from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, preprocess_key
 from chainrule.store.datasets import DatasetStore
-
-ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
+from chainrule.store.job_records import TERMINAL
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class Admission:
         """A job read from the queue. Ended or unknown jobs are acknowledged and skipped;
         a RUNNING one (its scheduler died) resumes from its checkpoint when it starts."""
         record = self.jobs.get(job_id)
-        if record is None or record.status in ENDED:
+        if record is None or record.status in TERMINAL:
             self.ending.ack(message_id)
             return
         with self.state.cond:
@@ -111,7 +110,7 @@ class Admission:
         ready = []
         for job_id, message_id in pending:
             record = self.jobs.get(job_id)
-            if record is None or record.status in ENDED:
+            if record is None or record.status in TERMINAL:
                 self._forget(job_id)
                 self.ending.ack(message_id)
                 continue

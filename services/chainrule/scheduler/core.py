@@ -41,7 +41,7 @@ from chainrule.scheduler.admission import Admission, StartFailure
 from chainrule.scheduler.dispatch import Dispatch
 from chainrule.scheduler.ending import Ending
 from chainrule.scheduler.job import ActiveJob, Completion, Task
-from chainrule.scheduler.membership import EndedIncarnationError, Worker
+from chainrule.scheduler.membership import EndedIncarnationError, Member
 from chainrule.scheduler.outages import DEFAULT_BUDGET_S
 from chainrule.scheduler.ports import Jobs, ParamServer
 from chainrule.scheduler.publisher import Publisher, StepPublisher
@@ -134,11 +134,11 @@ class SchedulerCore:
     # -- workers ----------------------------------------------------------------------------
 
     @property
-    def workers(self) -> dict[str, Worker]:
+    def workers(self) -> dict[str, Member]:
         return self.state.membership.workers
 
     @property
-    def lost(self) -> dict[str, tuple[Worker, float]]:
+    def lost(self) -> dict[str, tuple[Member, float]]:
         """Recently lost workers (lease expired or replaced by a new incarnation)."""
         return self.state.membership.lost
 

@@ -21,6 +21,7 @@ from chainrule.scheduler.recording import Recorder
 from chainrule.scheduler.state import SchedulerState
 from chainrule.store.blobs import BlobStore, dataset_key, model_key
 from chainrule.store.fencing import DeposedError
+from chainrule.store.job_records import JobStatus
 
 
 @dataclass(eq=False)
@@ -75,7 +76,7 @@ class Ending:
         if counts is not None:  # as they ended, whenever publish_workers last ran
             self.jobs.set_workers(job_id, *counts)
         try:
-            if status in ("SUCCEEDED", "STOPPED"):  # θ is worth keeping
+            if status in (JobStatus.SUCCEEDED, JobStatus.STOPPED):  # θ is worth keeping
                 _, params = self.paramserver.pull(job_id, -1)
                 if params is not None:
                     self.blobs.put(model_key(self.prefix, job_id), npz_bytes(params))

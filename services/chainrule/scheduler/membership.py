@@ -33,7 +33,9 @@ class EndedIncarnationError(Exception):
 
 
 @dataclass
-class Worker:
+class Member:
+    """A registered worker process, as the scheduler knows it."""
+
     worker_id: str
     host: str
     last_seen: float  # monotonic
@@ -44,11 +46,11 @@ class Worker:
 class Membership:
     def __init__(self, lease_seconds: float) -> None:
         self.lease_seconds = lease_seconds
-        self.workers: dict[str, Worker] = {}
-        self.lost: dict[str, tuple[Worker, float]] = {}  # id -> (worker, wall time lost)
+        self.workers: dict[str, Member] = {}
+        self.lost: dict[str, tuple[Member, float]] = {}  # id -> (worker, wall time lost)
         self._ended: OrderedDict[tuple[str, str], None] = OrderedDict()
 
-    def register(self, worker_id: str, host: str, incarnation: str) -> Worker | None:
+    def register(self, worker_id: str, host: str, incarnation: str) -> Member | None:
         """Admit ``worker_id``'s ``incarnation``; return the incarnation it ends, if any.
         Registering the same incarnation again (a retried Register) changes nothing."""
         self._refuse_ended(worker_id, incarnation)
@@ -56,7 +58,7 @@ class Membership:
         if current is not None and current.incarnation == incarnation:
             current.last_seen, current.host = time.monotonic(), host or current.host
             return None
-        self.workers[worker_id] = Worker(worker_id, host, time.monotonic(), incarnation)
+        self.workers[worker_id] = Member(worker_id, host, time.monotonic(), incarnation)
         self.lost.pop(worker_id, None)  # it is back
         if current is None:
             return None
@@ -66,7 +68,7 @@ class Membership:
             self._ended.popitem(last=False)
         return current
 
-    def heartbeat(self, worker_id: str, incarnation: str) -> Worker | None:
+    def heartbeat(self, worker_id: str, incarnation: str) -> Member | None:
         """A call from a worker. An id not known (this scheduler restarted, or took over
         as leader) registers implicitly; an unknown incarnation of a known id is a new
         one that ends its predecessor, which is returned."""
@@ -82,7 +84,7 @@ class Membership:
             w.worker_id for w in self.workers.values() if now - w.last_seen <= self.lease_seconds
         }
 
-    def expire(self) -> list[Worker]:
+    def expire(self) -> list[Member]:
         """Remove and return the workers silent for longer than the lease. They are
         presumed dead, not ended: one that was only slow may come back as it was."""
         now = time.monotonic()

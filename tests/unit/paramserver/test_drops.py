@@ -9,7 +9,7 @@ import pytest
 
 from chainrule.paramserver import state
 from chainrule.paramserver.records import PlannedStep
-from chainrule.paramserver.state import JobNotFoundError, ParameterStore
+from chainrule.paramserver.state import ParameterStore, ThetaNotFoundError
 from tests.unit.fakes import MemoryCheckpoints
 
 THETA = {"w": np.array([1.0, 2.0], np.float32)}
@@ -28,7 +28,7 @@ def test_a_create_after_a_drop_resumes_from_the_checkpoint() -> None:
     trained_two_steps(store)
     assert checkpoints.version("j") == 2
     store.drop("j")
-    with pytest.raises(JobNotFoundError, match="dropped"):  # a worker's pull
+    with pytest.raises(ThetaNotFoundError, match="dropped"):  # a worker's pull
         store.job("j")
     assert store.create("j", THETA, "sgd") == (2, False)  # not (0, True)
     assert checkpoints.version("j") == 2  # nothing overwritten
@@ -49,7 +49,7 @@ def test_without_a_checkpoint_a_dropped_job_is_gone() -> None:
     store.create("k", THETA, "sgd")
     store.drop("k")
     store.checkpoints.saved.clear()  # type: ignore[union-attr]
-    with pytest.raises(JobNotFoundError):
+    with pytest.raises(ThetaNotFoundError):
         store.restore("k")
     assert store.create("k", THETA, "sgd") == (0, True)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainrule.paramserver.client import JobStatus, ParamServerClient
+from chainrule.paramserver.client import ParamServerClient, ThetaStatus
 from chainrule.paramserver.placement import assign_shards
 from chainrule.paramserver.sharding import (
     ShardedParamServerClient,
@@ -104,11 +104,11 @@ def test_one_shard_holds_everything_and_zero_shards_is_an_error() -> None:
 
 def test_status_of_the_shards_is_the_oldest_one() -> None:
     statuses = [
-        JobStatus(version=12, checkpoint_version=10, scheduler_state="at-10", restored=False),
-        JobStatus(version=11, checkpoint_version=5, scheduler_state="at-5", restored=True),
-        JobStatus(version=12, checkpoint_version=10, scheduler_state="at-10", restored=False),
+        ThetaStatus(version=12, checkpoint_version=10, scheduler_state="at-10", restored=False),
+        ThetaStatus(version=11, checkpoint_version=5, scheduler_state="at-5", restored=True),
+        ThetaStatus(version=12, checkpoint_version=10, scheduler_state="at-10", restored=False),
     ]
-    assert combine_statuses(statuses) == JobStatus(11, 5, "at-5", True)
+    assert combine_statuses(statuses) == ThetaStatus(11, 5, "at-5", True)
 
 
 @pytest.mark.parametrize(
