@@ -507,7 +507,20 @@ class SimWorker:
         return gradient
 
 
-def make_stack(lease_seconds: float = 10.0) -> Stack:
+class ManualClock:
+    """Monotonic seconds that move only when a test says so (``advance``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_stack(lease_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> Stack:
     jobs, ps = FakeJobs(), FakeParamServer()
     blobs, diagnostics = FakeBlobs(), FakeDiagnostics()
     acks: list[str] = []
@@ -521,6 +534,7 @@ def make_stack(lease_seconds: float = 10.0) -> Stack:
         acks.append,
         lease_seconds,
         publisher=InlinePublisher(),
+        clock=clock,
     )
     return Stack(core, jobs, ps, blobs, diagnostics, acks)
 

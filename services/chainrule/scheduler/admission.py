@@ -6,7 +6,6 @@ reachable yet) is retried with backoff until ``pending_timeout_s``."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -75,7 +74,7 @@ class Admission:
             if job_id in self.state.active or job_id in self.pending:
                 return
             self.pending[job_id] = message_id
-            self.pending_since.setdefault(job_id, time.monotonic())
+            self.pending_since.setdefault(job_id, self.state.clock())
         if record.status == "RUNNING":
             self.jobs.set_phase(job_id, "restoring", message="scheduler restarted; resuming")
         else:
@@ -95,7 +94,7 @@ class Admission:
                     self.state.active.pop(job_id, None)
                     self.pending[job_id] = message_id  # its pending_since is kept
                     before = self.start_failures.get(job_id)
-                    self.start_failures[job_id] = StartFailure.after(before, e, time.monotonic())
+                    self.start_failures[job_id] = StartFailure.after(before, e, self.state.clock())
                 failed.append(e)
                 continue
             self._forget(job_id)  # started, or ended by _start itself
@@ -158,7 +157,9 @@ class Admission:
         net = build_mlp(spec.model)
         key = dataset_key(self.prefix, job_id)
         steps = total_steps(spec, train_rows=len(split.X_train))
-        job = ActiveJob(job_id, spec, net, split, t.schedule(), message_id, key, steps)
+        job = ActiveJob(
+            job_id, spec, net, split, t.schedule(), message_id, key, steps, clock=self.state.clock
+        )
         job.outage = outages.Outage(self.outage_budget_s)
         job.seed_batches()
         self.blobs.put(key, split.to_bytes())

@@ -72,9 +72,10 @@ class SchedulerCore:
         registry: Any = None,
         publisher: Publisher | None = None,
         outage_budget_s: float = DEFAULT_BUDGET_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.jobs, self.registry, self.lease_seconds = jobs, registry, lease_seconds
-        self.state = state = SchedulerState(lease_seconds)
+        self.state = state = SchedulerState(lease_seconds, clock=clock)
         publisher = publisher or StepPublisher(log)
         self.recorder = Recorder(state, jobs, diagnostics, paramserver, publisher, log)
         self.ending = Ending(
@@ -172,7 +173,7 @@ class SchedulerCore:
         requests and pending timeouts, start jobs that can start."""
         state = self.state
         with state.cond:
-            now = time.monotonic()
+            now = self.state.clock()
             expired = {w.worker_id for w in state.membership.expire()}
             if expired:
                 self.dispatch.workers_gone(expired)
@@ -195,7 +196,7 @@ class SchedulerCore:
         counts to Redis for the API; called about once a second."""
         state = self.state
         with state.cond:
-            now, wall = time.monotonic(), time.time()
+            now, wall = self.state.clock(), time.time()
             holding = {
                 t.worker_id: job.job_id
                 for job in state.active.values()

@@ -92,7 +92,8 @@ class Dispatch:
     # -- tasks ------------------------------------------------------------------------------
 
     def next_task(self, worker_id: str, wait_seconds: float, incarnation: str = "") -> Task | None:
-        """The next task of any running job, waiting up to ``wait_seconds``."""
+        """The next task of any running job, waiting up to ``wait_seconds`` (real time:
+        a wait on the lock's condition)."""
         deadline = time.monotonic() + max(0.0, min(wait_seconds, 30.0))
         with self.state.cond:
             self.heartbeat(worker_id, incarnation)
@@ -122,7 +123,7 @@ class Dispatch:
                 task = job.open[task_id]
                 task.worker_id = worker_id
                 timeout = job.spec.training.step_timeout_s
-                task.deadline = time.monotonic() + timeout if timeout else float("inf")
+                task.deadline = self.state.clock() + timeout if timeout else float("inf")
                 if task.planned:
                     task.push_wait_s = _push_wait(job, worker_id, live)
                     task.following = job.following(task, worker_id)

@@ -4,7 +4,6 @@ message acknowledged, in that order. Stop requests end a job here too."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +69,7 @@ class Ending:
         """Record the end; ``job``: its state, if it has left ``active`` already."""
         with self.state.cond:
             job = self.state.active.pop(job_id, None) or job
-            counts = self.state.worker_counts(job, time.monotonic()) if job is not None else None
+            counts = self.state.worker_counts(job, self.state.clock()) if job is not None else None
             self.state.cond.notify_all()
         self.publisher.drain()  # the job's last points are written before its end
         if counts is not None:  # as they ended, whenever publish_workers last ran

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -129,13 +130,13 @@ class ActiveJob:
     queue: deque[str] = field(default_factory=deque)  # open tasks waiting for a worker
     done: dict[str, Completion] = field(default_factory=dict)  # sync: this step's completions
     closing: bool = False
-    step_started: float = field(default_factory=time.monotonic)
+    step_started: float = field(init=False)
     clocks: dict[str, int] = field(default_factory=dict)  # ssp: tasks completed per worker
     rejected_stale: int = 0
     dropped_late: int = 0
     reassigned: int = 0
     restored_from: int | None = None  # reported with the next metric point
-    stop: StopState = field(default_factory=lambda: StopState(time.monotonic()))
+    stop: StopState = field(init=False)
     recent_workers: dict[str, float] = field(default_factory=dict)  # id -> last completion
     lost_workers: int = 0  # workers whose lease ran out while they worked on this job
     outage: Outage = field(default_factory=Outage)  # of its parameter server, if any
@@ -154,6 +155,11 @@ class ActiveJob:
         default_factory=list
     )
     flushed_at: float = 0.0
+    clock: Callable[[], float] = time.monotonic  # the scheduler's (state.py)
+
+    def __post_init__(self) -> None:
+        self.step_started = self.clock()
+        self.stop = StopState(self.clock())
 
     @property
     def mid_run(self) -> bool:
@@ -253,7 +259,7 @@ class ActiveJob:
         whose plans are to be registered. A task of the run assigned to a worker that
         is no longer ``live`` (or handed back) waits in the queue for any worker."""
         self.done.clear()
-        self.step_started = time.monotonic()
+        self.step_started = self.clock()
         drawn: list[Step] = []
         if not self.ahead or self.ahead[0].step != self.version:
             self.ahead.clear()
@@ -272,7 +278,7 @@ class ActiveJob:
                 task.worker_id, task.deadline = None, float("inf")
                 self.queue.append(task.task_id)
             elif timeout:
-                task.deadline = time.monotonic() + timeout
+                task.deadline = self.clock() + timeout
         return drawn
 
     def _draw(self, step: int, diagnosed: bool) -> Step:

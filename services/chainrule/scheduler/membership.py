@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_ENDED_REMEMBERED = 4096  # ended incarnations whose late calls are still recognised
@@ -44,8 +45,8 @@ class Member:
 
 
 class Membership:
-    def __init__(self, lease_seconds: float) -> None:
-        self.lease_seconds = lease_seconds
+    def __init__(self, lease_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lease_seconds, self.clock = lease_seconds, clock
         self.workers: dict[str, Member] = {}
         self.lost: dict[str, tuple[Member, float]] = {}  # id -> (worker, wall time lost)
         self._ended: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -56,9 +57,9 @@ class Membership:
         self._refuse_ended(worker_id, incarnation)
         current = self.workers.get(worker_id)
         if current is not None and current.incarnation == incarnation:
-            current.last_seen, current.host = time.monotonic(), host or current.host
+            current.last_seen, current.host = self.clock(), host or current.host
             return None
-        self.workers[worker_id] = Member(worker_id, host, time.monotonic(), incarnation)
+        self.workers[worker_id] = Member(worker_id, host, self.clock(), incarnation)
         self.lost.pop(worker_id, None)  # it is back
         if current is None:
             return None
@@ -74,12 +75,12 @@ class Membership:
         one that ends its predecessor, which is returned."""
         worker = self.workers.get(worker_id)
         if worker is not None and worker.incarnation == incarnation:
-            worker.last_seen = time.monotonic()
+            worker.last_seen = self.clock()
             return None
         return self.register(worker_id, worker.host if worker else "", incarnation)
 
     def live(self) -> set[str]:
-        now = time.monotonic()
+        now = self.clock()
         return {
             w.worker_id for w in self.workers.values() if now - w.last_seen <= self.lease_seconds
         }
@@ -87,7 +88,7 @@ class Membership:
     def expire(self) -> list[Member]:
         """Remove and return the workers silent for longer than the lease. They are
         presumed dead, not ended: one that was only slow may come back as it was."""
-        now = time.monotonic()
+        now = self.clock()
         expired = [w for w in self.workers.values() if now - w.last_seen > self.lease_seconds]
         for worker in expired:
             del self.workers[worker.worker_id]

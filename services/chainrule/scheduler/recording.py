@@ -4,7 +4,6 @@ derivative diagnostics written to Redis, in the order they were made."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +61,7 @@ class Recorder:
 
     def flush(self, job: ActiveJob) -> None:
         """Write the job's points not yet written, behind whatever was submitted before."""
-        job.flushed_at = time.monotonic()
+        job.flushed_at = self.state.clock()
         if job.unrecorded:
             items, job.unrecorded = job.unrecorded, []
             self.publisher.submit(lambda: self._record(job, items))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +63,7 @@ class Recovery:
     def waiting(self, job: ActiveJob, error: str) -> None:
         """The job's parameter server did not answer (``error``): the job's phase says
         so when this begins an outage, and the job FAILS once it lasts past the budget."""
-        now = time.monotonic()
+        now = self.state.clock()
         with self.state.cond:
             if self.state.active.get(job.job_id) is not job:
                 return  # ended (or rolled over) meanwhile
@@ -103,7 +102,7 @@ class Recovery:
     def answered(self, job: ActiveJob) -> None:
         """The job's parameter server answers again (a step was recorded): say so."""
         with self.state.cond:
-            lasted = job.outage.ended(time.monotonic())
+            lasted = job.outage.ended(self.state.clock())
         if lasted is not None:
             if self.log:
                 self.log.info("parameter server answers again", job_id=job.job_id, after=lasted)

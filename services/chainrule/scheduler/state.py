@@ -11,7 +11,8 @@ job's ``apply_lock``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from chainrule.paramserver.state import AppliedStep
@@ -29,10 +30,13 @@ class SchedulerState:
     doomed: dict[str, tuple[ActiveJob, str]] = field(default_factory=dict)
     leading: bool = False  # a standby scheduler refuses workers until it leads
     epoch: int = 0  # the leader epoch, carried by every plan
+    # monotonic seconds: what leases, deadlines, timeouts and rates are measured by (a test
+    # passes a clock it moves itself)
+    clock: Callable[[], float] = time.monotonic
     membership: Membership = field(init=False)
 
     def __post_init__(self) -> None:
-        self.membership = Membership(self.lease_seconds)
+        self.membership = Membership(self.lease_seconds, self.clock)
 
     def live_workers(self) -> set[str]:
         return self.membership.live()

@@ -82,7 +82,7 @@ class Stepper:
             if done.task_id in job.queue:
                 job.queue.remove(done.task_id)
             job.clocks[done.worker_id] = job.clocks.get(done.worker_id, 0) + 1
-            job.recent_workers[done.worker_id] = time.monotonic()
+            job.recent_workers[done.worker_id] = self.state.clock()
             worker = state.membership.workers.get(done.worker_id)
             if worker:
                 worker.tasks_done += 1
@@ -135,7 +135,7 @@ class Stepper:
         if finished and job.last_point_unix:
             elapsed = finished - job.last_point_unix
         else:
-            elapsed = time.monotonic() - job.step_started
+            elapsed = self.state.clock() - job.step_started
         job.last_point_unix = finished
         job.step_seconds = (
             elapsed if not job.step_seconds else 0.8 * job.step_seconds + 0.2 * elapsed
@@ -159,7 +159,7 @@ class Stepper:
         lr = job.schedule(job.version)
         if job.spec.training.staleness_lr == "inverse":
             lr /= 1 + staleness
-        now = time.monotonic()
+        now = self.state.clock()
         rate = done.samples / max(now - job.step_started, 1e-9)
         job.step_started = now
         telemetry.record_staleness(job.mode, staleness)
@@ -186,7 +186,7 @@ class Stepper:
         if job.outage.since is not None:
             self.recovery.answered(job)
         if job.mode == "sync":
-            telemetry.record_step(time.monotonic() - job.step_started)
+            telemetry.record_step(self.state.clock() - job.step_started)
         with state.cond:
             live = len(state.live_workers())
         point: dict[str, Any] = {
@@ -205,7 +205,7 @@ class Stepper:
         job.restored_from = None
         if version >= job.total_steps or version % t.eval_every == 0:
             point.update(self._evaluate(job, version))
-        stop = stopping.check(t, job.total_steps, job.stop, point, time.monotonic())
+        stop = stopping.check(t, job.total_steps, job.stop, point, self.state.clock())
         drawn: list[Step] = []
         closes = False
         with state.cond:
@@ -231,7 +231,7 @@ class Stepper:
             stop is not None
             or drawn
             or job.mode != "sync"
-            or time.monotonic() - job.flushed_at >= FLUSH_EVERY_S
+            or self.state.clock() - job.flushed_at >= FLUSH_EVERY_S
         ):
             self.recorder.flush(job)
         if stop is not None:  # the final θ is kept as the job's model by end()
@@ -269,7 +269,7 @@ class Stepper:
                 job.closing = True
                 job.open.clear()
                 job.queue.clear()
-            rate = applied.samples / max(time.monotonic() - job.step_started, 1e-9)
+            rate = applied.samples / max(self.state.clock() - job.step_started, 1e-9)
             job.last_point_unix = time.time()
             self._stepped(job, job.version + 1, job.schedule(job.version), applied.loss, rate, done)
         return True

@@ -39,6 +39,7 @@ from tests.support.scheduler_sim import (
     FakeDatasets,
     FakeRpcError,
     InlinePublisher,
+    ManualClock,
     SimWorker,
     Stack,
     expected_split,
@@ -649,7 +650,9 @@ def test_points_a_dead_leader_had_not_written_are_rebuilt_from_the_applied_step_
     assert [p["step"] for p in stack.jobs.points[job_id]] == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_job_whose_start_failed_is_started_on_a_later_tick(stack: Stack) -> None:
+def test_a_job_whose_start_failed_is_started_on_a_later_tick() -> None:
+    clock = ManualClock()
+    stack = make_stack(clock=clock)
     stack.ps.create_failures.append(FakeRpcError(grpc.StatusCode.UNAVAILABLE))
     team = workers(stack, 2)
     job_id = stack.jobs.add(job_spec())
@@ -662,7 +665,7 @@ def test_a_job_whose_start_failed_is_started_on_a_later_tick(stack: Stack) -> No
 
     stack.core.tick()  # backing off: not tried again at once
     assert stack.jobs.record(job_id).status is JobStatus.PENDING
-    time.sleep(StartFailure.FIRST_BACKOFF_S * 1.5)
+    clock.advance(StartFailure.FIRST_BACKOFF_S * 1.5)
     stack.core.tick()
     assert stack.jobs.record(job_id).status is JobStatus.RUNNING
     assert len(take_all(team)) == 2
@@ -712,13 +715,15 @@ def test_a_stop_request_ends_a_running_job_stopped_and_keeps_its_model(stack: St
     assert not stack.ps.has_job(job_id)
 
 
-def test_a_job_that_cannot_get_its_workers_fails_after_the_pending_timeout(stack: Stack) -> None:
+def test_a_job_that_cannot_get_its_workers_fails_after_the_pending_timeout() -> None:
+    clock = ManualClock()
+    stack = make_stack(clock=clock)
     job_id = stack.jobs.add(job_spec(pending_timeout_s=0.05))
     workers(stack, 1)  # the job needs 2
     stack.core.admit(job_id, "m1")
     stack.core.tick()
     assert stack.jobs.record(job_id).status is JobStatus.PENDING
-    time.sleep(0.1)
+    clock.advance(0.1)
     stack.core.tick()
     record = stack.jobs.record(job_id)
     assert record.status is JobStatus.FAILED
