@@ -18,7 +18,7 @@ from chainrule.gateway.schemas import (
     SeriesPointOut,
     not_found,
 )
-from chainrule.store.metrics import (
+from chainrule.gateway.series import (
     SERIES_NAMES,
     downsample_min_max,
     names_present,

@@ -29,6 +29,7 @@ from chainrule.gateway.schemas import (
     Message,
     not_found,
 )
+from chainrule.gateway.series import eta_seconds
 from chainrule.store import JobRecord, JobStatus, JobStore
 from chainrule.store.jobs import (
     InvalidCursorError,
@@ -36,7 +37,6 @@ from chainrule.store.jobs import (
     JobNotFoundError,
     SubmissionConflictError,
 )
-from chainrule.store.metrics import eta_seconds
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chainrule.store.metrics import (
-    MetricPoint,
+from chainrule.gateway.series import (
     SeriesPoint,
     downsample_min_max,
     eta_seconds,
@@ -21,6 +20,7 @@ from chainrule.store.metrics import (
     series,
     thin_evenly,
 )
+from chainrule.store.metrics import MetricPoint
 
 pytestmark = pytest.mark.timeout(60)
 
