@@ -130,6 +130,7 @@ class ParameterStore(Planner):
                 checkpoint.version,
                 checkpoint.scheduler_state,
             )
+            job.applied_steps.extend(AppliedStep(*a) for a in checkpoint.applied)
             self._jobs[job_id] = job
             self._dropped.pop(job_id, None)
             return job, True
@@ -352,6 +353,7 @@ class ParameterStore(Planner):
                 job.optimizer_name,
                 job.options,
                 scheduler_state,
+                [(a.step, a.loss, a.samples, a.tasks) for a in job.applied_steps],
             ),
             final,
         )

@@ -20,7 +20,7 @@ from chainrule.scheduler.batches import job_rngs
 from chainrule.scheduler.ending import Ending
 from chainrule.scheduler.job import ActiveJob, Step
 from chainrule.scheduler.ports import Jobs, ParamServer
-from chainrule.scheduler.recording import Recorder
+from chainrule.scheduler.recording import Recorder, recovered_points
 from chainrule.scheduler.state import SchedulerState, by_step
 from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, preprocess_key
@@ -242,17 +242,7 @@ class Admission:
         record = self.jobs.get(job.job_id)
         if record is None or record.step >= version:
             return
-        points = [
-            {
-                "step": step + 1,
-                "loss": applied[step].loss,
-                "lr": job.schedule(step),
-                "samples_per_s": 0.0,
-                "active_workers": 0,
-            }
-            for step in range(record.step, version)
-            if step in applied
-        ]
+        points = recovered_points(job, applied, record.step, version)
         if not points:
             return
         try:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chainrule.paramserver.state import PlannedStep
+from chainrule.paramserver.state import AppliedStep, PlannedStep
 from chainrule.scheduler.job import ActiveJob, Step
 from chainrule.scheduler.ports import Jobs, ParamServer
 from chainrule.scheduler.publisher import Publisher
@@ -80,3 +80,23 @@ class Recorder:
                 self.log.info("steps not recorded: job ended", job_id=job.job_id)
         except Exception as e:
             self.on_error(job, e)
+
+
+def recovered_points(
+    job: ActiveJob, applied: dict[int, AppliedStep], start: int, version: int
+) -> list[dict[str, Any]]:
+    """The points of steps ``start``..``version`` - 1 (θ versions start + 1 .. version) that
+    this scheduler never recorded, rebuilt from the parameter server's log of applied
+    steps as far as it covers them: the loss and learning rate as applied;
+    ``samples_per_s`` and ``active_workers`` were not logged and read 0."""
+    return [
+        {
+            "step": step + 1,
+            "loss": applied[step].loss,
+            "lr": job.schedule(step),
+            "samples_per_s": 0.0,
+            "active_workers": 0,
+        }
+        for step in range(start, version)
+        if step in applied
+    ]

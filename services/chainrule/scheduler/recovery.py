@@ -18,8 +18,8 @@ from chainrule.scheduler.ending import Ending
 from chainrule.scheduler.job import ActiveJob
 from chainrule.scheduler.outages import WAITING_PHASE
 from chainrule.scheduler.ports import Jobs, ParamServer
-from chainrule.scheduler.recording import Recorder
-from chainrule.scheduler.state import SchedulerState
+from chainrule.scheduler.recording import Recorder, recovered_points
+from chainrule.scheduler.state import SchedulerState, by_step
 
 RESYNC_CODES = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
@@ -146,6 +146,11 @@ class Recovery:
             self.ending.end(job.job_id, job.message_id, "FAILED", reason=reason)
             return
         with self.state.cond:
+            if status.version > job.version:  # θ came back at a checkpoint past the last
+                # step recorded here (lost just after it): its steps' points from its log
+                applied = by_step(status.applied)
+                for point in recovered_points(job, applied, job.version, status.version):
+                    job.unrecorded.append((point["step"], point, None))
             if status.version != job.version:
                 job.resume(status.version, status.scheduler_state)
                 job.restored_from = status.version
@@ -162,6 +167,7 @@ class Recovery:
                     self.log.info("job resynced", job_id=job.job_id, version=job.version)
             drawn = job.queue_step() if job.mode == "sync" else []
             self.state.cond.notify_all()
+        self.recorder.flush(job)
         self.recorder.plan(job, drawn)
 
 

@@ -67,6 +67,9 @@ class Checkpoint:
     optimizer: str
     options: dict[str, Any] = field(default_factory=dict)
     scheduler_state: str = ""
+    # the last steps applied before it: (step, loss, samples, tasks), oldest first, so
+    # that a scheduler rolled forward to it can record those steps' points
+    applied: list[tuple[int, float, int, int]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         meta = {
@@ -74,6 +77,7 @@ class Checkpoint:
             "optimizer": self.optimizer,
             "options": self.options,
             "scheduler_state": self.scheduler_state,
+            "applied": [list(a) for a in self.applied],
         }
         arrays: dict[str, Any] = {f"param/{k}": v for k, v in self.params.items()}
         arrays.update({f"opt/{k}": v for k, v in self.opt_state.items()})
@@ -93,6 +97,7 @@ class Checkpoint:
             meta["optimizer"],
             meta["options"],
             meta["scheduler_state"],
+            [(int(s), float(loss), int(n), int(t)) for s, loss, n, t in meta.get("applied", [])],
         )
 
 

@@ -650,6 +650,38 @@ def test_points_a_dead_leader_had_not_written_are_rebuilt_from_the_applied_step_
     assert [p["step"] for p in stack.jobs.points[job_id]] == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_step_applied_just_before_theta_was_lost_gets_its_point_from_the_checkpoint(
+    stack: Stack,
+) -> None:
+    """θ is lost (a parameter server restarted empty) after it applied and checkpointed a
+    step whose completions never reached the scheduler: the job comes back at that
+    checkpoint, past its last recorded step, and the step's point comes from the applied
+    steps the checkpoint carries."""
+    spec = job_spec(steps=4, checkpoint_every=2)
+    job_id, team = start(stack, spec)
+    for worker, task in take_all(team):  # θ version 1, recorded
+        worker.run(task)
+    pushed = [(w, t, w.compute(t)) for w, t in take_all(team)]  # step 1: applied, checkpointed
+    assert stack.ps.theta(job_id)[0] == 2
+    assert [p["step"] for p in stack.jobs.points[job_id]] == [1]  # its completions never came
+    expected = sum(g.loss * g.samples for _, _, g in pushed) / sum(g.samples for *_, g in pushed)
+    del stack.ps.store._jobs[job_id]  # the parameter server restarted empty
+    worker, task, _ = pushed[0]
+    worker.fail(
+        task,
+        error=f"parameter server said NOT_FOUND: unknown job {job_id!r}",
+        failure=Failure.PARAMSERVER,
+        code=grpc.StatusCode.NOT_FOUND,
+    )
+    points = stack.jobs.points[job_id]
+    assert [p["step"] for p in points] == [1, 2]
+    assert points[1]["loss"] == pytest.approx(expected)  # the loss as the server applied it
+    assert stack.core.active[job_id].version == 2
+    run_to_end(stack, job_id, team)
+    assert stack.jobs.record(job_id).status is JobStatus.SUCCEEDED
+    assert [p["step"] for p in stack.jobs.points[job_id]] == [1, 2, 3, 4]
+
+
 def test_a_job_whose_start_failed_is_started_on_a_later_tick() -> None:
     clock = ManualClock()
     stack = make_stack(clock=clock)
