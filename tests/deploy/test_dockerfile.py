@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from chainrule.data.registry import BUNDLED_FILES
 from tests.deploy.common import (
     DOCKERFILE,
     DOCKERIGNORE,
@@ -28,6 +29,10 @@ from tests.deploy.common import (
 from tests.deploy.dockerfile import DockerIgnore, copy_sources, lint, parse
 
 pytestmark = pytest.mark.timeout(60)
+
+EXTRAS_ONLY = ("matplotlib", "scikit-learn", "scipy", "joblib")
+"""In the lab or dev extra, never in the image: the services must not import them."""
+_IMPORT_NAMES = {"scikit-learn": "sklearn"}
 
 GOOD = """\
 ARG BASE=python:3.11.14-slim-bookworm
@@ -186,6 +191,20 @@ def test_the_build_stage_makes_a_package_with_stubs_and_data(tmp_path: Path) -> 
         if p.is_file() and p.suffix not in (".py", ".pyc", ".pyi") and "__pycache__" not in p.parts
     }
     assert data <= packaged, f"not in the image's package: {sorted(data - packaged)}"
+    bundled = {f"chainrule/data/bundled/{name}" for name in [*BUNDLED_FILES.values(), "NOTICE.md"]}
+    assert bundled <= packaged, f"bundled datasets missing: {sorted(bundled - packaged)}"
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line.removeprefix("Requires-Dist: ")
+            for line in archive.read(metadata).decode("utf-8").splitlines()
+            if line.startswith("Requires-Dist: ")
+        ]
+    unconditional = {
+        canonical(re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0]) for r in requires if ";" not in r
+    }
+    assert not unconditional & set(EXTRAS_ONLY), f"runtime requirements: {sorted(unconditional)}"
+    assert any(r.startswith("matplotlib") and 'extra == "lab"' in r for r in requires), requires
 
 
 @pytest.mark.timeout(120)
@@ -219,3 +238,60 @@ def test_every_package_of_the_image_is_pinned(tmp_path: Path) -> None:
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _without_extras(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter in which EXTRAS_ONLY cannot be imported, as in
+    the image (a None in sys.modules makes every import of the name fail)."""
+    blocked = [_IMPORT_NAMES.get(name, name) for name in EXTRAS_ONLY]
+    prelude = f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+
+
+def test_the_image_dependencies_leave_out_the_lab_and_dev_extras() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    runtime = {
+        canonical(re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0]) for r in project["dependencies"]
+    }
+    assert not runtime & set(EXTRAS_ONLY), sorted(runtime & set(EXTRAS_ONLY))
+    extras = project["optional-dependencies"]
+    assert any(r.startswith("matplotlib") for r in extras["lab"])
+    assert "chainrule[lab]" in extras["dev"] and any(
+        r.startswith("scikit-learn") for r in extras["dev"]
+    )
+
+
+def test_the_services_import_and_load_the_bundled_sets_without_the_extras() -> None:
+    """Every entry point of the image imports, and a bundled set loads, where matplotlib
+    and scikit-learn (and scipy, joblib) are absent; none of them is imported either."""
+    modules = [f"chainrule.{s}.__main__" for s in SERVICES]
+    modules += [HEALTHCHECK_MODULE, "chainrule.gateway.main", "chainrule.cli.main"]
+    code = (
+        "import importlib\n"
+        f"for module in {modules!r}:\n"
+        "    importlib.import_module(module)\n"
+        "from chainrule.data import prepare\n"
+        "assert len(prepare('digits', 0, 0.2, 0).X_train) == 1438\n"
+        "loaded = sorted(m for m in sys.modules if sys.modules[m] is not None\n"
+        "                and m.split('.')[0] in ('matplotlib', 'sklearn', 'scipy', 'joblib'))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = _without_extras(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_chainrule_lab_without_matplotlib_says_how_to_install_it() -> None:
+    code = "from chainrule.cli.main import app\napp(prog_name='chainrule')\n"
+    result = _without_extras(code, "lab", "activations", "--datasets", "xor", "--steps", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install 'chainrule[lab]'" in result.stderr and "matplotlib" in result.stderr
+    assert "Activation lab" not in result.stdout, "it trained before it checked"
+    plot = _without_extras("import chainrule.lab.plot\n")
+    assert "pip install 'chainrule[lab]'" in plot.stderr, plot.stderr[-2000:]

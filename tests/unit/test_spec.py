@@ -241,7 +241,7 @@ def test_generated_sets_have_the_shape_the_spec_expects(name: str) -> None:
     [("digits", "load_digits"), ("iris", "load_iris"), ("breast_cancer", "load_breast_cancer")],
 )
 def test_bundled_sets_match_scikit_learn(name: str, loader: str) -> None:
-    from sklearn import datasets
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn: the dev extra")
 
     bundled = getattr(datasets, loader)()
     info = DATASETS[name]

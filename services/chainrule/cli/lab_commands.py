@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,7 @@ from chainrule.data import GENERATORS
 from chainrule.lab import report
 from chainrule.lab.config import LabConfig
 from chainrule.lab.experiments import Run, run_lab, total_runs
+from chainrule.lab.extra import LabExtraMissingError, require_lab_extra
 from chainrule.lab.probes import Probe, probe_gradients
 from chainrule.nn import Schedule
 
@@ -50,8 +51,10 @@ def activations(
     ] = Path("docs/lab"),
 ) -> None:
     """Train XOR, two moons and spirals with each activation, with the activation
-    derivative in backprop and without it; print the table, plot the loss curves."""
+    derivative in backprop and without it; print the table, plot the loss curves.
+    Needs matplotlib: pip install 'chainrule[lab]'."""
     cfg = _config(datasets, activation_names, hidden, steps, targets, seed, lr)
+    _check_lab_extra()  # before minutes of training, not when the plot is due
     console = _console()
     console.print(report.describe(cfg), style="dim")
     runs = _run_with_progress(cfg)
@@ -62,6 +65,20 @@ def activations(
         console.print(f"• {note}")
     for path in _write_outputs(runs, probes, cfg, out):
         console.print(f"wrote {path}")
+
+
+def _check_lab_extra() -> None:
+    try:
+        require_lab_extra()
+    except LabExtraMissingError as err:
+        _exit_without_lab_extra(err)
+
+
+def _exit_without_lab_extra(err: LabExtraMissingError) -> NoReturn:
+    """Exit 2 (the command cannot do what was asked) with how to install matplotlib.
+    Plain text: rich would take ``[lab]`` for markup."""
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
 
 
 def _config(
@@ -144,7 +161,10 @@ def _probe_table(probes: Sequence[Probe], cfg: LabConfig) -> Table:
 def _write_outputs(
     runs: Sequence[Run], probes: Sequence[Probe], cfg: LabConfig, out: Path
 ) -> list[Path]:
-    from chainrule.lab.plot import plot_runs  # matplotlib is slow to import
+    try:
+        from chainrule.lab.plot import plot_runs  # matplotlib is slow to import
+    except LabExtraMissingError as err:
+        _exit_without_lab_extra(err)
 
     out.mkdir(parents=True, exist_ok=True)
     png, md, csv = out / "activations.png", out / "results.md", out / "results.csv"

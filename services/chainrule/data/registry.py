@@ -2,8 +2,10 @@
 by seed.
 
 Generated sets (``xor``, ``moons``, ``spirals``, ``circles``, ``blobs``; ``linear`` for
-regression) come from :mod:`chainrule.data.synthetic`. Bundled sets ship with
-scikit-learn and are read from the package, never downloaded:
+regression) come from :mod:`chainrule.data.synthetic`. Bundled sets are scikit-learn's
+toy sets, their files copied into this package (``bundled/``, whose ``NOTICE.md`` names the
+source and the BSD-3 licence) and read with numpy, never downloaded; :func:`load_bundled`
+returns exactly what scikit-learn's loaders do:
 
 - ``digits``: 1,797 8×8 handwritten digits, 64 features scaled to [0, 1], 10 classes;
 - ``iris``: 150 flowers, 4 measurements in cm (0.1 to 7.9, left as they are), 3 classes;
@@ -22,9 +24,12 @@ regression; ``y.dtype`` is how everyone tells the two apart (:attr:`Split.task`)
 
 from __future__ import annotations
 
+import gzip
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,7 +64,7 @@ INFO: dict[str, DatasetInfo] = {
     "circles": DatasetInfo(features=2, classes=2),
     "blobs": DatasetInfo(features=2, classes=3),
     "linear": DatasetInfo(features=4, classes=None),  # y = X·w + b + noise
-    # bundled with scikit-learn
+    # bundled: scikit-learn's toy sets, in bundled/
     "digits": DatasetInfo(features=64, classes=10, samples=1797),  # 8x8 handwritten digits
     "iris": DatasetInfo(features=4, classes=3, samples=150),
     "breast_cancer": DatasetInfo(features=30, classes=2, samples=569),
@@ -131,14 +136,62 @@ def load(name: str, n_samples: int, rng: np.random.Generator) -> tuple[NDArray[n
     return make_dataset(name, n_samples, rng)
 
 
-def _bundled(name: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    from sklearn import datasets  # bundled with scikit-learn, no download
+BUNDLED_FILES = {
+    "digits": "digits.csv.gz",
+    "iris": "iris.csv",
+    "breast_cancer": "breast_cancer.csv",
+}
+"""Each bundled set's file in ``chainrule/data/bundled/``, as scikit-learn names it."""
 
+
+@dataclass(frozen=True)
+class BundledSet:
+    """A bundled set as its file holds it, and as ``sklearn.datasets.load_<name>()``
+    returns it: ``data`` (float64, digits' pixels 0 to 16), ``target`` (class indices) and
+    ``classes`` (``target_names``, as strings). The arrays are read-only."""
+
+    data: NDArray[np.float64]
+    target: NDArray[np.int64]
+    classes: tuple[str, ...]
+
+
+@cache
+def load_bundled(name: str) -> BundledSet:
+    """Read bundled set ``name`` from the package. ``iris.csv`` and ``breast_cancer.csv``
+    start with a header ``n_samples,n_features,class,...``; ``digits.csv.gz`` has none
+    (its classes are the digits 0 to 9). Every row is the features, then the class index."""
+    if name not in BUNDLED_FILES:
+        raise ValueError(f"no bundled dataset {name!r}; expected one of: {', '.join(BUNDLED)}")
+    raw = (files("chainrule.data") / "bundled" / BUNDLED_FILES[name]).read_bytes()
     if name == "digits":
-        digits = datasets.load_digits()
-        return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
-    loaded = datasets.load_iris() if name == "iris" else datasets.load_breast_cancer()
-    return loaded.data.astype(np.float32), loaded.target.astype(np.int64)
+        body, shape, classes = (
+            gzip.decompress(raw).decode("ascii"),
+            None,
+            [str(d) for d in range(10)],
+        )
+    else:
+        header, _, body = raw.decode("utf-8").partition("\n")
+        rows, features, *classes = header.strip().split(",")
+        shape = (int(rows), int(features) + 1)
+    table = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+    if shape is not None and table.shape != shape:
+        raise ValueError(f"bundled {name}: {table.shape} values, its header says {shape}")
+    data = np.ascontiguousarray(table[:, :-1])
+    target = table[:, -1].astype(np.int64)
+    if not np.array_equal(target, table[:, -1]) or not set(target.tolist()) <= set(
+        range(len(classes))
+    ):
+        raise ValueError(f"bundled {name}: a class index is not one of {len(classes)} classes")
+    data.setflags(write=False)
+    target.setflags(write=False)
+    return BundledSet(data, target, tuple(classes))
+
+
+def _bundled(name: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """A bundled set's features as float32 (digits' pixels scaled to [0, 1]) and labels."""
+    bundled = load_bundled(name)
+    data = bundled.data / 16.0 if name == "digits" else bundled.data
+    return data.astype(np.float32), bundled.target.copy()
 
 
 def prepare(name: str, n_samples: int, holdout: float, seed: int) -> Split:

@@ -8,5 +8,6 @@ Pure: every function takes its configuration and returns results; the CLI
 - ``experiments``: the runs, trained through :func:`chainrule.nn.train.train`;
 - ``probes``: is the derivative-off update the gradient?
 - ``report``: the results as table rows, Markdown and CSV;
-- ``plot``: the loss and accuracy curves as a PNG (imports matplotlib).
+- ``plot``: the loss and accuracy curves as a PNG (imports matplotlib, which the ``lab``
+  extra installs: ``pip install 'chainrule[lab]'``; ``extra`` checks for it).
 """

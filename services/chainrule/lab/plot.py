@@ -1,6 +1,8 @@
 """The activation lab's picture: one column per dataset, training loss on top (log
 scale), holdout accuracy below; one colour per activation, solid with the derivative,
-dashed without. Drawn on matplotlib's Agg canvas, so no display is needed."""
+dashed without. Drawn on matplotlib's Agg canvas, so no display is needed. matplotlib
+comes with the ``lab`` extra; without it importing this module raises
+:class:`~chainrule.lab.extra.LabExtraMissingError`."""
 
 from __future__ import annotations
 
@@ -8,15 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
 from chainrule.lab.config import LabConfig
 from chainrule.lab.experiments import Run
+from chainrule.lab.extra import LabExtraMissingError
+
+try:  # the lab extra: pip install 'chainrule[lab]'
+    from matplotlib import colormaps
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+except ImportError as err:
+    raise LabExtraMissingError from err
 
 Colour = tuple[float, float, float, float]
 LOSS_CEILING = 10.0  # cross-entropy starts near log 2 ≈ 0.69; above this a run is blowing up
