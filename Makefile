@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench lab proto clean
+.PHONY: run test test-containers lint bench lab proto clean
 
 $(STAMP): pyproject.toml constraints.txt setup.py $(wildcard protos/chainrule/rpc/v1/*.proto)
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ lab: $(STAMP)
 ## make test: the whole suite (unit, property, integration), from a fresh clone
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## make test-containers: build the image and run compose stacks for real (tests/containers);
+## where no Docker engine runs it starts one (as root), with local base images if no registry
+test-containers: $(STAMP)
+	eval "$$(bash deploy/ci/docker.sh)" && CHAINRULE_TEST_CONTAINERS=1 $(BIN)/python -m pytest tests/containers -v -s
 
 ## make proto: regenerate the gRPC stubs after editing protos/ (the install does it too)
 proto: $(STAMP)

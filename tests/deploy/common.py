@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SHARDS_FILE = ROOT / "docker-compose.shards.yml"
+REMOTE_WORKERS_FILE = ROOT / "docker-compose.remote-workers.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 K8S = ROOT / "deploy" / "k8s"

@@ -14,6 +14,7 @@ from tests.deploy.common import (
     COMPOSE_FILE,
     HEALTHCHECK_MODULE,
     PREFIX,
+    REMOTE_WORKERS_FILE,
     RPC_TOKENS,
     SHARDS_FILE,
     assert_runnable_module,
@@ -45,11 +46,14 @@ def chainrule_services(model: compose.Model) -> dict[str, compose.Model]:
     }
 
 
-@pytest.mark.parametrize("path", [COMPOSE_FILE, SHARDS_FILE], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [COMPOSE_FILE, SHARDS_FILE, REMOTE_WORKERS_FILE], ids=lambda p: p.name
+)
 def test_the_files_validate_against_the_compose_specification(path: Any) -> None:
     schema = compose.compose_schema()
     validator = jsonschema.Draft202012Validator(schema)
-    for model in (compose.load(path), compose.interpolate(compose.load(path), USER_ENV)):
+    env = {**USER_ENV, "CHAINRULE_PUBLISH_ADDRESS": "10.0.0.5"}
+    for model in (compose.load(path), compose.interpolate(compose.load(path), env)):
         errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(model)]
         assert not errors, f"{path.name} breaks the Compose Specification:\n" + "\n".join(errors)
 
@@ -200,6 +204,33 @@ def test_the_shard_override_lists_every_shard_in_order_everywhere() -> None:
         assert [a.split(":")[0] for a in listed] == ["paramserver", "paramserver-1"], client
         assert {port_of(a) for a in listed} == {50051}
         assert {"paramserver", "paramserver-1"} <= set(compose.depends_on(services[client]))
+
+
+def test_the_remote_workers_override_publishes_what_a_worker_needs_on_one_address() -> None:
+    files = [COMPOSE_FILE, REMOTE_WORKERS_FILE]
+    with pytest.raises(compose.InterpolationError, match="CHAINRULE_PUBLISH_ADDRESS"):
+        compose.load_project(files, USER_ENV)  # never on every address by default
+    model = compose.load_project(files, {**USER_ENV, "CHAINRULE_PUBLISH_ADDRESS": "10.0.0.5"})
+    services = compose.active_services(model)
+    published = {name: s.get("ports") for name, s in services.items() if s.get("ports")}
+    assert published == {
+        "redis": ["10.0.0.5:6379:6379"],
+        "paramserver": ["10.0.0.5:50051:50051"],
+        "scheduler": ["10.0.0.5:50052:50052"],
+        "gateway": ["8000:8000"],
+    }
+    # and these are the addresses a worker started with the README's command is given
+    worker = compose.environment(services["worker"])
+    assert port_of(worker["CHAINRULE_SCHEDULER"]) == 50052
+    assert {port_of(a) for a in worker["CHAINRULE_PARAMSERVERS"].split(",")} == {50051}
+
+
+def test_the_readme_shows_the_commands_the_container_tests_run() -> None:
+    from tests.support.compose import README_COMMANDS
+
+    readme = (COMPOSE_FILE.parent / "README.md").read_text()
+    for command in README_COMMANDS:
+        assert command in readme, f"README.md does not show {command!r}"
 
 
 def test_interpolation_follows_compose() -> None:
