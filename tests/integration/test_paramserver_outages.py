@@ -37,6 +37,11 @@ def wait_for(
     return record
 
 
+def waiting_seconds(message: str, said: str) -> int:
+    """The N of a waiting message ``<said>N s``."""
+    return int(message[len(said) :].split()[0])
+
+
 @pytest.fixture
 def stack(redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     env = getattr(request, "param", {})
@@ -62,9 +67,26 @@ def test_a_paramserver_down_for_longer_than_its_clients_retry_is_waited_out(
         "the job's phase did not say it waits for the parameter server",
     )
     assert waiting["status"] == "RUNNING"
-    assert "waiting for the parameter server, which does not answer" in waiting["message"]
+    # the server as the processes were told it (CHAINRULE_PARAMSERVERS), and for how long
+    said = (
+        f"waiting for parameter server {stack.env()['CHAINRULE_PARAMSERVERS']} — unavailable for "
+    )
+    assert waiting["message"].startswith(said), waiting["message"]
+    first = waiting_seconds(waiting["message"], said)
+    later = wait_for(
+        stack,
+        job_id,
+        lambda r: (
+            r["message"].startswith(said) and waiting_seconds(r["message"], said) >= first + 5
+        ),
+        15,
+        "the waiting message did not count the seconds",
+    )
+    assert later["workers"]["active"] == 2, later["workers"]  # both wait; neither is gone
     time.sleep(max(0.0, down + 20 - time.monotonic()))  # past every client's retries
-    assert job(stack, job_id)["status"] == "RUNNING"
+    during = job(stack, job_id)
+    assert during["status"] == "RUNNING"
+    assert during["workers"]["active"] == 2, during["workers"]
     stack.respawn("paramserver")  # empty: the job resumes from its latest checkpoint
 
     ended = run_job_to_end(stack.gateway_url, job_id, timeout=180)

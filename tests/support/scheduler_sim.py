@@ -485,7 +485,10 @@ class SimWorker:
         error: str = "",
         failure: Failure = Failure.WORKER,
         code: grpc.StatusCode | None = None,
+        target: str = "",
     ) -> None:
+        """Report ``task`` failed; ``code`` and ``target``: what the parameter server
+        said, and which one (failure PARAMSERVER)."""
         self.stack.core.complete(
             Completion(
                 self.worker_id,
@@ -497,6 +500,7 @@ class SimWorker:
                 error,
                 failure if error else Failure.NONE,
                 code,
+                paramserver_target=target,
                 incarnation=self.incarnation,
             )
         )

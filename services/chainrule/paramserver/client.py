@@ -15,14 +15,35 @@ from chainrule.paramserver.records import AppliedStep, LoggedStep, PlannedStep, 
 from chainrule.rpc import PROTOCOL_VERSION, codec
 from chainrule.rpc.auth import Credentials
 from chainrule.rpc.local import local_path
-from chainrule.rpc.retry import with_retries
+from chainrule.rpc.retry import TRANSIENT, with_retries
 from chainrule.rpc.server import channel
 from chainrule.rpc.v1 import paramserver_pb2 as pb
 from chainrule.rpc.v1 import paramserver_pb2_grpc
 
-__all__ = ["ParamServerClient", "ThetaStatus"]
+__all__ = ["ParamServerClient", "ParamServerUnavailableError", "ThetaStatus"]
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ParamServer"].full_name
+RETRY_ATTEMPTS = 10
+"""Tries of one RPC through transient failures (rpc.retry: about 11 s in all)."""
+
+
+class ParamServerUnavailableError(grpc.RpcError):  # type: ignore[misc]
+    """A parameter server that still did not answer after the client's retries: the
+    last error's ``code()`` (UNAVAILABLE, DEADLINE_EXCEEDED) and ``details()``, and
+    ``target``, the server's address as configured (CHAINRULE_PARAMSERVERS), which the
+    details do not always say (gRPC names the IP address it resolved). The gRPC error
+    is its ``__cause__``."""
+
+    def __init__(self, target: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"parameter server {target} said {code.name}: {details}")
+        self.target = target
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
 
 
 class ParamServerClient(ParamServer):
@@ -34,9 +55,11 @@ class ParamServerClient(ParamServer):
         timeout: float = 30.0,
         credentials: Credentials | None = None,
         on_deposed: Callable[[str], None] | None = None,
+        attempts: int = RETRY_ATTEMPTS,
     ) -> None:
         self.target = target  # host:port (gRPC), or local:PATH (rpc/local.py, same host)
         self.timeout = timeout
+        self.attempts = attempts  # of each RPC while it fails transiently
         # called (before the error is raised) when the server refuses a call because
         # another scheduler leads now (paramserver.fence); the scheduler steps down
         self.on_deposed = on_deposed
@@ -57,13 +80,19 @@ class ParamServerClient(ParamServer):
         self._channel.close()
 
     def _call(self, method: str | grpc.UnaryUnaryMultiCallable, request: Any) -> Any:
-        """One RPC, retried through transient failures (all of these RPCs are idempotent)."""
+        """One RPC, retried through transient failures (all of these RPCs are idempotent).
+        One that still fails transiently raises :class:`ParamServerUnavailableError`
+        naming this server's target; every other error is raised as it came."""
         rpc = getattr(self._stub, method) if isinstance(method, str) else method
         try:
-            return with_retries(lambda: rpc(request, timeout=self.timeout))
+            return with_retries(lambda: rpc(request, timeout=self.timeout), self.attempts)
         except grpc.RpcError as e:
             if self.on_deposed is not None and is_deposed(e):
                 self.on_deposed(str(e.details()))
+            code = e.code() if hasattr(e, "code") else None
+            if code in TRANSIENT and not isinstance(e, ParamServerUnavailableError):
+                details = e.details() if hasattr(e, "details") else ""
+                raise ParamServerUnavailableError(self.target, code, str(details or "")) from e
             raise
 
     def create_job(

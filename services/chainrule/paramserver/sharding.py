@@ -246,7 +246,9 @@ class ShardedParamServerClient(ParamServer):
         self, call: Callable[[int, ParamServerClient], T], shards: Sequence[int] | None = None
     ) -> list[T]:
         """``call(i, client)`` for each shard in parallel; every call has ended before this
-        returns or raises (the first shard's error, in shard order), bar a hung thread."""
+        returns or raises (the first shard's error, in shard order, as its client raised
+        it: a shard that does not answer is a ParamServerUnavailableError with that
+        shard's ``target``), bar a hung thread."""
         indices = range(len(self.clients)) if shards is None else shards
         futures = [self._pool.submit(call, i, self.clients[i]) for i in indices]
         limit = SHARD_WAIT_FACTOR * self.timeout + 30

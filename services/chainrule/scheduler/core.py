@@ -193,7 +193,8 @@ class SchedulerCore:
 
     def publish_workers(self) -> None:
         """Write the membership (live and recently lost workers) and per-job worker
-        counts to Redis for the API; called about once a second."""
+        counts to Redis for the API, and refresh the message of jobs waiting for their
+        parameter server (how long so far); called about once a second."""
         state = self.state
         with state.cond:
             now, wall = self.state.clock(), time.time()
@@ -233,3 +234,4 @@ class SchedulerCore:
             self.registry.write(rows, LOST_WORKERS_SHOWN_S)
         for job_id, (active_count, lost_count) in counts.items():
             self.jobs.set_workers(job_id, active_count, lost_count)
+        self.recovery.refresh_waiting()

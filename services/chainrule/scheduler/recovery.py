@@ -48,8 +48,9 @@ class Recovery:
         except grpc.RpcError as e:
             if e.code() in RESYNC_CODES:
                 self.guarded(job, lambda: self.resync(job))
-            elif e.code() in TRANSIENT:
-                self._wait_out(job, f"parameter server said {e.code().name}: {e.details()}")
+            elif e.code() in TRANSIENT:  # the client's error names the server (client.py)
+                error = f"parameter server said {e.code().name}: {e.details()}"
+                self._wait_out(job, error, str(getattr(e, "target", "") or ""))
             else:
                 self._fail_unexpectedly(job, e)
         except Exception as e:
@@ -60,14 +61,16 @@ class Recovery:
         thread of its own (the publisher must not wait for the job's lock)."""
         threading.Thread(target=self.guarded, args=(job, _raiser(error)), daemon=True).start()
 
-    def waiting(self, job: ActiveJob, error: str) -> None:
-        """The job's parameter server did not answer (``error``): the job's phase says
-        so when this begins an outage, and the job FAILS once it lasts past the budget."""
+    def waiting(self, job: ActiveJob, error: str, target: str = "") -> None:
+        """The job's parameter server (``target``, as configured, if known) did not
+        answer (``error``): the job's phase says so when this begins an outage (and
+        :meth:`refresh_waiting` keeps its seconds current), and the job FAILS once it
+        lasts past the budget."""
         now = self.state.clock()
         with self.state.cond:
             if self.state.active.get(job.job_id) is not job:
                 return  # ended (or rolled over) meanwhile
-            began, over = job.outage.seen(error, now), job.outage.over_budget(now)
+            began, over = job.outage.seen(error, now, target), job.outage.over_budget(now)
             if over:
                 self.state.active.pop(job.job_id)
                 self.state.cond.notify_all()
@@ -76,15 +79,41 @@ class Recovery:
             self.ending.end(job.job_id, job.message_id, "FAILED", reason=reason, job=job)
         elif began:
             if self.log:
-                self.log.warning("parameter server unavailable; waiting", job_id=job.job_id)
-            with contextlib.suppress(ValueError):  # the job ended meanwhile
-                self.jobs.set_phase(job.job_id, WAITING_PHASE, job.outage.waiting_message())
+                self.log.warning(
+                    "parameter server unavailable; waiting",
+                    job_id=job.job_id,
+                    paramserver=target,
+                    error=error,
+                )
+            self._write_waiting(job)
 
-    def _wait_out(self, job: ActiveJob, error: str) -> None:
+    def refresh_waiting(self) -> None:
+        """Rewrite the waiting message (how long so far) of every job whose parameter
+        server has not answered for :data:`~.outages.REFRESH_S` since it was written;
+        called about once a second (SchedulerCore.publish_workers)."""
+        with self.state.cond:
+            now = self.state.clock()
+            due = [j for j in self.state.active.values() if j.outage.refresh_due(now)]
+        for job in due:
+            self._write_waiting(job)
+
+    def _write_waiting(self, job: ActiveJob) -> None:
+        """The job's phase and message: waiting, for which server, for how long (if the
+        outage still lasts and the job still runs here)."""
+        with job.outage.phase_lock:
+            with self.state.cond:
+                now = self.state.clock()
+                if job.outage.since is None or self.state.active.get(job.job_id) is not job:
+                    return  # the server answered, or the job ended, meanwhile
+                message, job.outage.written = job.outage.waiting_message(now), now
+            with contextlib.suppress(ValueError, LookupError):  # the job ended meanwhile
+                self.jobs.set_phase(job.job_id, WAITING_PHASE, message)
+
+    def _wait_out(self, job: ActiveJob, error: str, target: str = "") -> None:
         """The scheduler's own call for ``job`` found its parameter server unavailable:
         try again (a resync: what reached the server before it went is unknown) after a
         backoff, while the outage is within its budget. One retry pending at a time."""
-        self.waiting(job, error)
+        self.waiting(job, error, target)
         with self.state.cond:
             if self.state.active.get(job.job_id) is not job or job.outage.retry_pending:
                 return
@@ -100,18 +129,22 @@ class Recovery:
         timer.start()
 
     def answered(self, job: ActiveJob) -> None:
-        """The job's parameter server answers again (a step was recorded): say so."""
-        with self.state.cond:
-            lasted = job.outage.ended(self.state.clock())
-        if lasted is not None:
-            if self.log:
-                self.log.info("parameter server answers again", job_id=job.job_id, after=lasted)
-            with contextlib.suppress(ValueError):
-                self.jobs.set_phase(
-                    job.job_id,
-                    "training",
-                    message=f"training again: the parameter server answered after {lasted:.0f} s",
-                )
+        """The job's parameter server answers again (a step was recorded, or a resync
+        reached it): say so."""
+        with job.outage.phase_lock:  # after any waiting message being written
+            with self.state.cond:
+                lasted = job.outage.ended(self.state.clock())
+            if lasted is not None:
+                if self.log:
+                    self.log.info("parameter server answers again", job_id=job.job_id, after=lasted)
+                with contextlib.suppress(ValueError):
+                    self.jobs.set_phase(
+                        job.job_id,
+                        "training",
+                        message=(
+                            f"training again: the parameter server answered after {lasted:.0f} s"
+                        ),
+                    )
 
     def _fail_unexpectedly(self, job: ActiveJob, e: BaseException) -> None:
         self.recorder.flush(job)
@@ -133,6 +166,8 @@ class Recovery:
                 if e.code() != grpc.StatusCode.NOT_FOUND:
                     raise
                 status = self.paramserver.restore(job.job_id)  # from its latest checkpoint
+            # it answers: an outage, if any, is over (no waiting message after this one)
+            self.answered(job)
             if status.version > job.version and self.catch_up(job, status):
                 return
             if status.version != job.version:

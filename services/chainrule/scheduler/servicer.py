@@ -136,6 +136,7 @@ def _completion(request: pb.CompleteRequest, result: pb.CompleteRequest) -> Comp
         paramserver_code=_STATUS_CODES.get(result.paramserver_code)
         if result.failure == pb.TASK_FAILURE_PARAMSERVER
         else None,
+        paramserver_target=result.paramserver_target,
         layers=[layer_dict(s) for s in result.layers],
         incarnation=request.incarnation,
         finished_unix=result.finished_unix,

@@ -42,8 +42,19 @@ class SchedulerState:
         return self.membership.live()
 
     def worker_counts(self, job: ActiveJob, now: float) -> tuple[int, int]:
-        """(workers active on ``job``: a completion within a lease, workers it lost)."""
-        recent = sum(now - seen <= self.lease_seconds for seen in job.recent_workers.values())
+        """(workers active on ``job``: a completion within a lease, workers it lost).
+
+        While its parameter server does not answer, its workers wait (a task's push
+        retries for ~11 s; most have no task at all), so their completions are rare:
+        then a worker active on the job when the outage began (a completion within a
+        lease before it) still counts, as long as it is a live member. One that is gone
+        no longer does (dispatch.workers_gone also drops it from ``recent_workers``)."""
+        lease, since = self.lease_seconds, job.outage.since
+        live = self.live_workers() if since is not None else set()
+        recent = sum(
+            now - seen <= lease or (since is not None and seen >= since - lease and w in live)
+            for w, seen in job.recent_workers.items()
+        )
         return recent, job.lost_workers
 
 

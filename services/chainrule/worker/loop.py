@@ -198,6 +198,8 @@ class Worker:
             # after retries, or a refusal; the scheduler resyncs or fails the job by code
             done.error = f"parameter server said {e.code().name}: {e.details()}"
             done.failure, done.paramserver_code = pb.TASK_FAILURE_PARAMSERVER, e.code().value[0]
+            # which shard, as configured: a client's error after its retries says (client.py)
+            done.paramserver_target = str(getattr(e, "target", "") or "")
         except Exception as e:  # reported on the task: the scheduler retries it elsewhere
             known = isinstance(e, ValueError | KeyError | RuntimeError)  # say what they are
             done.error = str(e) if known else f"{type(e).__name__}: {e}"
