@@ -31,6 +31,19 @@ def stack() -> Iterator[Stack]:
         yield stack
 
 
+@pytest.fixture(autouse=True)
+def no_job_left_running(stack: Stack) -> Iterator[None]:
+    """Whatever a test leaves running (it failed half-way) is stopped before the next one:
+    two sync jobs of 3 would share the 3 workers."""
+    yield
+    jobs = stack.api.get("/api/v1/jobs").json()["data"]
+    left = [j["id"] for j in jobs if j["status"] in ("PENDING", "RUNNING")]
+    for job_id in left:
+        stack.api.post(f"/api/v1/jobs/{job_id}/stop")
+    for job_id in left:
+        stack.run_to_end(job_id, timeout=60)
+
+
 def long_sync_digits(steps: int) -> dict[str, Any]:
     return example_spec(
         "digits", training={"workers": 3, "steps": steps, "eval_every": 100, "checkpoint_every": 50}
@@ -86,7 +99,8 @@ def test_scaling_to_5_workers_during_an_async_job(stack: Stack) -> None:
         for service in SERVICES
         for c in stack.containers(service)
     }
-    spec = example_spec("xor", training={"mode": "async", "workers": 5, "steps": 1_000_000})
+    # an async job starts once `training.workers` are live, then takes every free worker
+    spec = example_spec("xor", training={"mode": "async", "workers": 3, "steps": 1_000_000})
     job_id = stack.submit(spec)
     try:
         stack.wait(job_id, lambda j: j["workers"]["active"] == 3, "served by 3 workers")

@@ -42,20 +42,24 @@ class SchedulerState:
         return self.membership.live()
 
     def worker_counts(self, job: ActiveJob, now: float) -> tuple[int, int]:
-        """(workers active on ``job``: a completion within a lease, workers it lost).
+        """(workers active on ``job``, workers it lost). Active: a live worker that holds
+        one of its tasks, or completed one within a lease.
 
-        While its parameter server does not answer, its workers wait (a task's push
-        retries for ~11 s; most have no task at all), so their completions are rare:
-        then a worker active on the job when the outage began (a completion within a
-        lease before it) still counts, as long as it is a live member. One that is gone
-        no longer does (dispatch.workers_gone also drops it from ``recent_workers``)."""
+        A worker blocked on a parameter server that does not answer holds its task while
+        its push retries (~11 s, longer than a lease), so it still counts. Once the job
+        waits out the outage, a worker active on the job when the outage began (a
+        completion within a lease before it) counts too, as long as it is a live member.
+        One that is gone no longer does (dispatch.workers_gone also drops it from
+        ``recent_workers``)."""
         lease, since = self.lease_seconds, job.outage.since
-        live = self.live_workers() if since is not None else set()
-        recent = sum(
-            now - seen <= lease or (since is not None and seen >= since - lease and w in live)
+        live = self.live_workers()
+        holding = {t.worker_id for t in job.open.values() if t.worker_id} & live
+        recent = {
+            w
             for w, seen in job.recent_workers.items()
-        )
-        return recent, job.lost_workers
+            if now - seen <= lease or (since is not None and seen >= since - lease and w in live)
+        }
+        return len(recent | holding), job.lost_workers
 
 
 def by_step(applied: Iterable[AppliedStep]) -> dict[int, AppliedStep]:

@@ -206,6 +206,26 @@ def test_the_workers_waiting_out_an_outage_still_count_and_one_that_leaves_does_
     )
 
 
+def test_workers_blocked_in_their_pushes_before_the_outage_is_known_still_count() -> None:
+    """The server stopped; each worker took its next task and its push retries for longer
+    than a lease before it reports UNAVAILABLE: the counts hold still meanwhile."""
+    clock = ManualClock()
+    stack = make_stack(lease_seconds=10.0, clock=clock)
+    job_id, team = start(stack, job_spec(steps=50, workers=3))
+    for worker, task in take_all(team):
+        worker.run(task)
+    blocked = [worker.take() for worker in team]  # held, not completed
+    assert all(task is not None for task in blocked)
+    counts = []
+    for _ in range(12):  # past a lease, no completion, no outage known yet
+        clock.advance(1.0)
+        _alive(stack, *team)
+        stack.core.tick()
+        stack.core.publish_workers()
+        counts.append(stack.jobs.workers[job_id])
+    assert set(counts) == {(3, 0)}
+
+
 def test_a_worker_silent_past_its_lease_is_not_counted_before_it_is_expired() -> None:
     clock = ManualClock()
     stack = make_stack(lease_seconds=10.0, clock=clock)

@@ -77,7 +77,9 @@ class Progress(BaseModel):
 
 class WorkerCounts(BaseModel):
     active: int = Field(
-        description="live workers that completed a task of this job within the last lease"
+        description="live workers that hold a task of this job or completed one within the "
+        "last lease (while its parameter server does not answer, also those active when the "
+        "outage began)"
     )
     lost: int = Field(
         description="worker incarnations this job lost while they served it (lease "
