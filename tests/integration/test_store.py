@@ -119,6 +119,27 @@ def test_lifecycle_records_every_transition_with_its_time(
     ]
 
 
+def test_a_refreshed_message_changes_only_the_message_of_a_job_still_in_its_phase(
+    job_store: JobStore, redis_client: redis.Redis, spec: JobSpec
+) -> None:
+    job_id = running(job_store, spec)
+    job_store.set_phase(job_id, "waiting_for_paramserver", message="unavailable for 0 s")
+    events = redis_client.xlen(job_store.events_key(job_id))
+    history = redis_client.llen(job_store.history_key(job_id))
+
+    assert job_store.refresh_message(job_id, "waiting_for_paramserver", "unavailable for 5 s")
+    record = job_store.get(job_id)
+    assert record is not None
+    assert (record.phase, record.message) == ("waiting_for_paramserver", "unavailable for 5 s")
+    assert redis_client.xlen(job_store.events_key(job_id)) == events  # no event,
+    assert redis_client.llen(job_store.history_key(job_id)) == history  # no history entry
+
+    job_store.set_phase(job_id, "training", message="training again")
+    assert not job_store.refresh_message(job_id, "waiting_for_paramserver", "late")
+    record = job_store.get(job_id)
+    assert record is not None and record.message == "training again"
+
+
 def test_failed_needs_and_keeps_a_reason(job_store: JobStore, spec: JobSpec) -> None:
     job_id = running(job_store, spec)
     with pytest.raises(ValueError, match="needs a reason"):

@@ -113,6 +113,13 @@ class FakeJobs:
     def set_phase(self, job_id: str, phase: str, message: str | None = None) -> JobRecord:
         return self._move(job_id, None, phase, message, None)
 
+    def refresh_message(self, job_id: str, phase: str, message: str) -> bool:
+        old = self.record(job_id)
+        if old.phase != phase:
+            return False
+        self.records[job_id] = dataclasses.replace(old, message=message)
+        return True
+
     def _move(
         self,
         job_id: str,

@@ -105,9 +105,13 @@ class Recovery:
                 now = self.state.clock()
                 if job.outage.since is None or self.state.active.get(job.job_id) is not job:
                     return  # the server answered, or the job ended, meanwhile
+                first = job.outage.written is None
                 message, job.outage.written = job.outage.waiting_message(now), now
             with contextlib.suppress(ValueError, LookupError):  # the job ended meanwhile
-                self.jobs.set_phase(job.job_id, WAITING_PHASE, message)
+                if first:  # the change of phase: a history entry and a status event
+                    self.jobs.set_phase(job.job_id, WAITING_PHASE, message)
+                else:  # how long so far: the message alone
+                    self.jobs.refresh_message(job.job_id, WAITING_PHASE, message)
 
     def _wait_out(self, job: ActiveJob, error: str, target: str = "") -> None:
         """The scheduler's own call for ``job`` found its parameter server unavailable:

@@ -240,6 +240,24 @@ class JobStore(JobReader):
         """Change phase (and message) of a PENDING or RUNNING job, keeping its status."""
         return self._move(job_id, moving_to(job_id, None, phase, message, None))
 
+    def refresh_message(self, job_id: str, phase: str, message: str) -> bool:
+        """Rewrite the message of a job still in ``phase`` (a figure in it that moves, as
+        how long an outage has lasted), without a history entry or a status event: the
+        change to that phase had them. False (nothing written) once it has moved on."""
+        if not valid_job_id(job_id):
+            raise JobNotFoundError(f"no job {job_id!r}")
+        key, written = self.job_key(job_id), [False]
+
+        def check_and_write(pipe: Pipeline) -> None:
+            self.fence.check(pipe)
+            written[0] = text(pipe.hget(key, "phase") or "") == phase
+            if written[0]:
+                pipe.multi()
+                pipe.hset(key, "message", message)
+
+        self._redis.transaction(check_and_write, key, *self.fence.watched)
+        return written[0]
+
     def request_stop(self, job_id: str) -> JobRecord:
         """Stop the job: a PENDING one becomes STOPPED at once; a RUNNING one gets
         ``stop_requested`` and phase ``stopping``, and the scheduler, which polls

@@ -137,6 +137,9 @@ def test_the_waiting_message_names_the_shard_and_counts_the_seconds_until_it_ans
     record = stack.jobs.record(job_id)
     assert record.phase == WAITING_PHASE
     assert record.message == f"waiting for parameter server {SHARD} — unavailable for 35 s"
+    # the refreshes rewrote the message alone: one history entry for the outage
+    waits = [t for t in record.status_transitions if t.phase == WAITING_PHASE]
+    assert len(waits) == 1, waits
 
     # the server answers: the task is done again, the step closes, the job trains on
     for worker in (w1, w2):
