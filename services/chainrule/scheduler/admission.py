@@ -1,8 +1,11 @@
 """Jobs arriving: read from the queue, PENDING (phase ``waiting_for_workers``) until
-``training.workers`` workers are live, then started: the dataset prepared, θ created
-on the parameter server (or resumed from the job's checkpoint when a scheduler died
-mid-job), the job RUNNING. A start that fails (the parameter server or Redis not
-reachable yet) is retried with backoff until ``pending_timeout_s``."""
+``training.workers`` workers are live (a sync job: that many not reserved by the sync
+jobs running, in submission order, else phase ``queued`` with the reason:
+scheduler/sharing.py), then started: the dataset prepared, θ created on the parameter
+server (or resumed from the job's checkpoint when a scheduler died mid-job), the job
+RUNNING. ``pending_timeout_s`` runs only while fewer workers are live than the job
+needs, not while it is queued behind others. A start that fails (the parameter server
+or Redis not reachable yet) is retried with backoff until ``pending_timeout_s``."""
 
 from __future__ import annotations
 
@@ -21,11 +24,14 @@ from chainrule.scheduler.ending import Ending
 from chainrule.scheduler.job import ActiveJob, Step
 from chainrule.scheduler.ports import Jobs, ParamServer
 from chainrule.scheduler.recording import Recorder, recovered_points
+from chainrule.scheduler.sharing import queue_reason
 from chainrule.scheduler.state import SchedulerState, by_step
 from chainrule.spec import JobSpec, build_mlp, total_steps
 from chainrule.store.blobs import BlobStore, dataset_key, preprocess_key
 from chainrule.store.datasets import DatasetStore
 from chainrule.store.job_records import TERMINAL
+
+QUEUED_PHASE = "queued"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class Admission:
     pending_since: dict[str, float] = field(default_factory=dict)  # job id -> when admitted
     # pending again after a failed start
     start_failures: dict[str, StartFailure] = field(default_factory=dict)
+    # since when fewer workers are live than the job needs (its pending timeout runs)
+    short_since: dict[str, float] = field(default_factory=dict)
 
     def admit(self, job_id: str, message_id: str) -> None:
         """A job read from the queue. Ended or unknown jobs are acknowledged and skipped;
@@ -107,6 +115,9 @@ class Admission:
         """Of the ``pending`` jobs (a snapshot), those that can start now with ``live``
         workers; stopped, vanished and timed-out ones end."""
         ready = []
+        with self.state.cond:  # the slots the running gangs (sync jobs) hold
+            free = live - sum(j.slots for j in self.state.active.values() if j.mode == "sync")
+        queued = 0  # sync jobs ahead in line
         for job_id, message_id in pending:
             record = self.jobs.get(job_id)
             if record is None or record.status in TERMINAL:
@@ -114,9 +125,18 @@ class Admission:
                 self.ending.ack(message_id)
                 continue
             spec = JobSpec.model_validate(record.spec)
+            need = spec.training.workers
             waited = now - self.pending_since.get(job_id, now)
             timeout = spec.training.pending_timeout_s
             failure = self.start_failures.get(job_id)
+            if live < need:  # the pending timeout runs only while too few workers are live
+                self.short_since.setdefault(job_id, now)
+            else:
+                self.short_since.pop(job_id, None)
+            short = now - self.short_since.get(job_id, now)
+            # a sync job needs its slots together; one that was RUNNING (its scheduler
+            # died) had them and takes them back at once
+            gang = spec.training.mode == "sync" and record.status != "RUNNING"
             if failure is not None and timeout is not None and waited > timeout:
                 self._forget(job_id)
                 reason = (
@@ -126,11 +146,16 @@ class Admission:
                 self.ending.end(job_id, message_id, "FAILED", reason=reason)
             elif failure is not None and now < failure.not_before:
                 continue  # backing off after a failed start
-            elif live >= spec.training.workers:
+            elif live >= need and gang and (queued or need > free):
+                self._queue(job_id, record, queue_reason(need, free, queued))
+                queued += 1
+            elif live >= need:
+                if spec.training.mode == "sync":
+                    free -= need
                 with self.state.cond:  # pending_since stays until it has started
                     self.pending.pop(job_id, None)
                 ready.append((job_id, spec, message_id))
-            elif timeout is not None and waited > timeout:
+            elif timeout is not None and short > timeout:
                 self._forget(job_id)
                 reason = (
                     f"no workers: the job needs {spec.training.workers} and only {live} "
@@ -139,10 +164,19 @@ class Admission:
                 self.ending.end(job_id, message_id, "FAILED", reason=reason)
         return ready
 
+    def _queue(self, job_id: str, record: Any, reason: str) -> None:
+        """PENDING in line behind other gangs: phase ``queued`` with the reason; the
+        reason's figures are rewritten as they change, without a history entry each."""
+        if record.phase != QUEUED_PHASE:
+            self.jobs.set_phase(job_id, QUEUED_PHASE, message=reason)
+        elif record.message != reason:
+            self.jobs.refresh_message(job_id, QUEUED_PHASE, reason)
+
     def _forget(self, job_id: str) -> None:
         with self.state.cond:
             self.pending.pop(job_id, None)
             self.pending_since.pop(job_id, None)
+            self.short_since.pop(job_id, None)
             self.start_failures.pop(job_id, None)
 
     def _start(self, job_id: str, spec: JobSpec, message_id: str) -> None:

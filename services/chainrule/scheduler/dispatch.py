@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from chainrule import telemetry
 from chainrule.scheduler.job import ActiveJob, Task
+from chainrule.scheduler.sharing import in_turn
 from chainrule.scheduler.state import SchedulerState
 
 MAX_PUSH_WAIT_SECONDS = 1.0  # a PushPull's wait for its step (see _push_wait)
@@ -108,8 +109,8 @@ class Dispatch:
                 self.heartbeat(worker_id, incarnation)  # refused if replaced meanwhile
 
     def _take(self, worker_id: str) -> Task | None:
-        live = self.state.live_workers()
-        for job in self.state.active.values():
+        live, now = self.state.live_workers(), self.state.clock()
+        for job in in_turn(self.state.active.values(), now):
             if job.closing or not job.may_take(worker_id, live):
                 continue
             if not job.queue and job.mode != "sync" and job.version < job.total_steps:
@@ -121,14 +122,14 @@ class Dispatch:
                 else:
                     job.queue.remove(task_id)
                 task = job.open[task_id]
-                task.worker_id = worker_id
+                task.worker_id, task.taken_at = worker_id, now
                 timeout = job.spec.training.step_timeout_s
-                task.deadline = self.state.clock() + timeout if timeout else float("inf")
+                task.deadline = now + timeout if timeout else float("inf")
                 if task.planned:
                     task.push_wait_s = _push_wait(job, worker_id, live)
                     task.following = job.following(task, worker_id)
                     for later in task.following:
-                        later.push_wait_s = task.push_wait_s
+                        later.push_wait_s, later.taken_at = task.push_wait_s, now
                 return task
         return None
 

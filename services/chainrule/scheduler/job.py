@@ -43,6 +43,7 @@ from chainrule.scheduler.batches import (
     step_batches,
 )
 from chainrule.scheduler.outages import Outage
+from chainrule.scheduler.sharing import Usage
 from chainrule.scheduler.stopping import Stop, StopState
 from chainrule.spec import JobSpec
 
@@ -61,6 +62,7 @@ class Task:
     indices: Indices
     worker_id: str | None = None
     deadline: float = float("inf")  # monotonic; sync with step_timeout_s only
+    taken_at: float = 0.0  # monotonic: when its worker took it (scheduler/sharing.py)
     planned: bool = False  # sync: the step's plan is on the parameter server (PushPull)
     diagnostics: bool = True  # compute per-layer derivative statistics
     push_wait_s: float = 0.0  # planned: how long the PushPull may wait for the step
@@ -141,6 +143,7 @@ class ActiveJob:
     recent_workers: dict[str, float] = field(default_factory=dict)  # id -> last completion
     lost_workers: int = 0  # workers whose lease ran out while they worked on this job
     outage: Outage = field(default_factory=Outage)  # of its parameter server, if any
+    usage: Usage = field(default_factory=Usage)  # task-seconds lately (scheduler/sharing.py)
     stop_asked: float | None = None  # sync: when a stop request came in mid-run (monotonic)
     deferred_stop: Stop | None = None  # sync: a stop decided mid-run, taken at the run's end
     apply_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -328,6 +331,10 @@ class ActiveJob:
         return self._task(
             draw_rows(shard, self.spec.training.batch_size, self.batch_rng), self.version
         )
+
+    def in_hand_seconds(self, now: float) -> float:
+        """How long its workers have held the tasks they hold now."""
+        return sum(now - t.taken_at for t in self.open.values() if t.worker_id)
 
     def may_take(self, worker_id: str, live: set[str]) -> bool:
         """SSP: a worker more than max_staleness tasks ahead of the slowest waits."""

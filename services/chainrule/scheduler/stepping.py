@@ -82,7 +82,10 @@ class Stepper:
             if done.task_id in job.queue:
                 job.queue.remove(done.task_id)
             job.clocks[done.worker_id] = job.clocks.get(done.worker_id, 0) + 1
-            job.recent_workers[done.worker_id] = self.state.clock()
+            now = self.state.clock()
+            job.recent_workers[done.worker_id] = now
+            if task.taken_at:
+                job.usage.add(now, now - task.taken_at)
             worker = state.membership.workers.get(done.worker_id)
             if worker:
                 worker.tasks_done += 1

@@ -1,0 +1,114 @@
+"""Sharing the workers (scheduler/sharing.py): sync jobs are gangs that start only when
+their slots are free, in submission order, and wait PENDING ``queued`` with the reason
+meanwhile; async jobs time-share by task-seconds."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from chainrule.scheduler.sharing import WINDOW_S, Usage, queue_reason
+from chainrule.store.jobs import JobStatus
+from tests.support.scheduler_sim import (
+    ManualClock,
+    Stack,
+    job_spec,
+    make_stack,
+    run_to_end,
+    take_all,
+    workers,
+)
+
+
+def admitted(stack: Stack, **training: object) -> str:
+    job_id = stack.jobs.add(job_spec(**training))
+    stack.core.admit(job_id, f"m-{job_id}")
+    return job_id
+
+
+def test_usage_counts_task_seconds_over_a_sliding_window_in_bounded_buckets() -> None:
+    usage = Usage()
+    for i in range(10_000):  # 100 tasks a second for 100 s
+        usage.add(i / 100, 0.01)
+    assert len(usage.buckets) <= WINDOW_S + 1
+    assert abs(usage.recent(100.0) - 0.01 * 100 * WINDOW_S) < 0.02
+    assert usage.recent(100.0 + WINDOW_S + 1.0) == 0.0
+
+
+def test_the_reason_names_the_slots_the_free_ones_and_the_jobs_ahead() -> None:
+    assert queue_reason(2, 1, 3) == "waiting for 2 worker slots; 1 free; 3 jobs ahead"
+    assert queue_reason(1, -1, 1) == "waiting for 1 worker slot; 0 free; 1 job ahead"
+
+
+def test_sync_jobs_that_do_not_fit_wait_queued_in_line_then_run_in_turn(stack: Stack) -> None:
+    team = workers(stack, 2)
+    first = admitted(stack, workers=2)
+    second = admitted(stack, workers=1)
+    third = admitted(stack, workers=1)
+    stack.core.tick()
+
+    assert stack.jobs.record(first).status is JobStatus.RUNNING
+    for job_id, reason in (
+        (second, "waiting for 1 worker slot; 0 free; 0 jobs ahead"),
+        (third, "waiting for 1 worker slot; 0 free; 1 job ahead"),
+    ):
+        record = stack.jobs.record(job_id)
+        assert (record.status, record.phase, record.message) == (
+            JobStatus.PENDING, "queued", reason)  # fmt: skip
+    for worker, task in take_all(team):  # nothing of theirs is handed out
+        assert task.job_id == first
+        worker.run(task)
+
+    run_to_end(stack, first, team)
+    stack.core.tick()  # 2 slots free: both start, side by side
+    assert stack.jobs.record(second).status is JobStatus.RUNNING
+    assert stack.jobs.record(third).status is JobStatus.RUNNING
+    queued = [t for t in stack.jobs.record(third).status_transitions if t.phase == "queued"]
+    assert len(queued) == 2  # at submission, and in line: the reason's updates add none
+    run_to_end(stack, second, team)
+    run_to_end(stack, third, team)
+    assert stack.jobs.record(third).status is JobStatus.SUCCEEDED
+
+
+def test_a_later_sync_job_does_not_overtake_the_head_of_the_line(stack: Stack) -> None:
+    workers(stack, 2)
+    running = admitted(stack, workers=1)
+    stack.core.tick()
+    head = admitted(stack, workers=2)  # needs both: waits for the running one
+    small = admitted(stack, workers=1)  # would fit the free slot, but would delay the head
+    stack.core.tick()
+    assert stack.jobs.record(running).status is JobStatus.RUNNING
+    assert stack.jobs.record(head).message == "waiting for 2 worker slots; 1 free; 0 jobs ahead"
+    assert stack.jobs.record(small).message == "waiting for 1 worker slot; 1 free; 1 job ahead"
+
+
+def test_a_queued_job_does_not_time_out_but_one_short_of_live_workers_does() -> None:
+    clock = ManualClock()
+    stack = make_stack(clock=clock)
+    workers(stack, 2)
+    running = admitted(stack, workers=2)
+    queued = admitted(stack, workers=2, pending_timeout_s=1.0)
+    short = admitted(stack, workers=3, pending_timeout_s=1.0)  # only 2 live
+    stack.core.tick()
+    clock.advance(5.0)
+    stack.core.tick()
+    assert stack.jobs.record(running).status is JobStatus.RUNNING
+    assert stack.jobs.record(queued).status is JobStatus.PENDING
+    assert stack.jobs.record(short).status is JobStatus.FAILED
+
+
+def test_async_jobs_time_share_the_workers() -> None:
+    clock = ManualClock()
+    stack = make_stack(clock=clock)
+    team = workers(stack, 2)
+    jobs = [admitted(stack, mode="async", workers=1, steps=10_000) for _ in range(4)]
+    stack.core.tick()
+    assert all(stack.jobs.record(j).status is JobStatus.RUNNING for j in jobs)
+    served: Counter[str] = Counter()
+    for _ in range(100):  # each task takes 0.1 s
+        taken = take_all(team)
+        clock.advance(0.1)
+        for worker, task in taken:
+            served[task.job_id] += 1
+            worker.run(task)
+    counts = [served[j] for j in jobs]
+    assert min(counts) >= 0.8 * max(counts), counts  # insertion order alone: [200, 0, 0, 0]
