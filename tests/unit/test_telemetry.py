@@ -15,7 +15,18 @@ from prometheus_client import CollectorRegistry, Histogram
 from chainrule import telemetry
 from chainrule.gateway.prometheus import UNMATCHED, HttpMetrics
 
-ALLOWED_LABELS = {"rpc", "code", "stage", "outcome", "mode", "status", "method", "route", "state"}
+ALLOWED_LABELS = {
+    "rpc",
+    "code",
+    "stage",
+    "outcome",
+    "mode",
+    "status",
+    "method",
+    "route",
+    "state",
+    "priority",
+}
 UNIT_SUFFIXES = ("_seconds", "_bytes", "_versions")
 ALL_METRICS = [m for group in telemetry.COMPONENTS.values() for m in group]
 
@@ -78,7 +89,9 @@ def test_histogram_buckets_span_the_agreed_ranges() -> None:
     for metric in histograms():
         bounds = metric._upper_bounds
         assert bounds[-1] == float("inf")
-        if metric._name.endswith("_seconds"):
+        if metric._name.endswith("_wait_seconds"):  # queues: 0.1 s to 4 h
+            assert (bounds[0], bounds[-2]) == (0.1, 14400.0), metric._name
+        elif metric._name.endswith("_seconds"):
             assert (bounds[0], bounds[-2]) == (0.001, 10.0), metric._name
         elif metric._name.endswith("_bytes"):
             assert (bounds[0], bounds[-2]) == (1024.0, 2.0**30), metric._name

@@ -9,6 +9,7 @@ or Redis not reachable yet) is retried with backoff until ``pending_timeout_s``.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from chainrule.scheduler.recording import Recorder, recovered_points
 from chainrule.scheduler.sharing import queue_reason
 from chainrule.scheduler.state import SchedulerState, by_step
 from chainrule.spec import JobSpec, build_mlp, total_steps
+from chainrule.spec.training import PRIORITIES
 from chainrule.store.blobs import BlobStore, dataset_key, preprocess_key
 from chainrule.store.datasets import DatasetStore
 from chainrule.store.job_records import TERMINAL
@@ -118,13 +120,8 @@ class Admission:
         with self.state.cond:  # the slots the running gangs (sync jobs) hold
             free = live - sum(j.slots for j in self.state.active.values() if j.mode == "sync")
         queued = 0  # sync jobs ahead in line
-        for job_id, message_id in pending:
-            record = self.jobs.get(job_id)
-            if record is None or record.status in TERMINAL:
-                self._forget(job_id)
-                self.ending.ack(message_id)
-                continue
-            spec = JobSpec.model_validate(record.spec)
+        waiting: Counter[str] = Counter()  # by priority, for Prometheus
+        for job_id, message_id, record, spec in self._in_line(pending):
             need = spec.training.workers
             waited = now - self.pending_since.get(job_id, now)
             timeout = spec.training.pending_timeout_s
@@ -155,6 +152,8 @@ class Admission:
                 with self.state.cond:  # pending_since stays until it has started
                     self.pending.pop(job_id, None)
                 ready.append((job_id, spec, message_id))
+                telemetry.record_queue_wait(spec.training.priority, waited)
+                continue
             elif timeout is not None and short > timeout:
                 self._forget(job_id)
                 reason = (
@@ -162,7 +161,25 @@ class Admission:
                     f"registered within pending_timeout_s={timeout:g}"
                 )
                 self.ending.end(job_id, message_id, "FAILED", reason=reason)
+                continue
+            waiting[spec.training.priority] += 1
+        telemetry.set_queued(waiting)
         return ready
+
+    def _in_line(self, pending: list[tuple[str, str]]) -> list[tuple[str, str, Any, JobSpec]]:
+        """The pending jobs that still exist, with their records and specs, in line:
+        by priority, then in the order they arrived. Ended and vanished ones are
+        acknowledged and forgotten."""
+        line = []
+        for job_id, message_id in pending:
+            record = self.jobs.get(job_id)
+            if record is None or record.status in TERMINAL:
+                self._forget(job_id)
+                self.ending.ack(message_id)
+                continue
+            line.append((job_id, message_id, record, JobSpec.model_validate(record.spec)))
+        line.sort(key=lambda entry: -PRIORITIES.index(entry[3].training.priority))  # stable
+        return line
 
     def _queue(self, job_id: str, record: Any, reason: str) -> None:
         """PENDING in line behind other gangs: phase ``queued`` with the reason; the

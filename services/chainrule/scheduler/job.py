@@ -332,6 +332,10 @@ class ActiveJob:
             draw_rows(shard, self.spec.training.batch_size, self.batch_rng), self.version
         )
 
+    @property
+    def weight(self) -> int:
+        return self.spec.training.weight
+
     def in_hand_seconds(self, now: float) -> float:
         """How long its workers have held the tasks they hold now."""
         return sum(now - t.taken_at for t in self.open.values() if t.worker_id)

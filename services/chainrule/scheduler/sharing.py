@@ -7,7 +7,10 @@
   a reserved (sync) job first.
 - **Async and ssp jobs time-share** what is left: a free worker takes a task of the one
   that has used the fewest task-seconds over the last :data:`WINDOW_S` seconds (tasks
-  in hand included), so no job waits behind another that always has a task.
+  in hand included) per unit of ``training.weight``, so no job waits behind another
+  that always has a task, and a job of weight 2 gets twice the share of one of weight 1.
+- The line of pending jobs is ordered by ``training.priority`` (high, normal, low), then
+  by arrival.
 """
 
 from __future__ import annotations
@@ -56,11 +59,12 @@ class Usage:
 
 def in_turn(jobs: Iterable[ActiveJob], now: float) -> list[ActiveJob]:
     """The order in which a free worker looks for a task: the sync jobs (their slots are
-    reserved) in the order they started, then the async and ssp jobs, least served first."""
+    reserved) in the order they started, then the async and ssp jobs, least served (per
+    unit of weight) first."""
     jobs = list(jobs)
     gangs = [j for j in jobs if j.mode == "sync"]
     shared = [j for j in jobs if j.mode != "sync"]
-    shared.sort(key=lambda j: j.usage.recent(now) + j.in_hand_seconds(now))
+    shared.sort(key=lambda j: (j.usage.recent(now) + j.in_hand_seconds(now)) / j.weight)
     return gangs + shared
 
 

@@ -16,6 +16,7 @@ from chainrule.spec.checks import FORBID, between, bounds, error, field_error, o
 DEFAULT_STEPS = 1000
 MODES = ("sync", "async", "ssp")
 STALENESS_LR = ("none", "inverse")
+PRIORITIES = ("low", "normal", "high")  # in rank order
 TARGET_METRICS = {
     "eval_accuracy": "at least",
     "eval_r2": "at least",
@@ -190,9 +191,12 @@ class TrainingSpec(BaseModel):
     early_stopping: EarlyStoppingSpec | None = None
     pending_timeout_s: Annotated[
         float | None,
-        Field(description="end FAILED if the job cannot start (too few workers) this long"),
+        Field(description="end FAILED if too few workers are live for the job this long"),
         AfterValidator(_positive_seconds("pending_timeout_s")),
     ] = 600.0
+    # sharing the workers with other jobs (scheduler/sharing.py)
+    priority: Annotated[str, one_of("priority", "priority", PRIORITIES)] = "normal"
+    weight: Annotated[int, between("weight", 1, 100)] = 1
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingSpec:

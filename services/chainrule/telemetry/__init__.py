@@ -58,11 +58,13 @@ from chainrule.telemetry.scheduler import (
     record_dropped_late,
     record_job_ended,
     record_job_started,
+    record_queue_wait,
     record_reassigned,
     record_rejected_stale,
     record_staleness,
     record_step,
     record_workers_lost,
+    set_queued,
     set_workers_active,
 )
 from chainrule.telemetry.worker import (
@@ -116,6 +118,7 @@ __all__ = [
     "record_job_ended",
     "record_job_started",
     "record_params_sent",
+    "record_queue_wait",
     "record_reassigned",
     "record_rejected_stale",
     "record_staleness",
@@ -125,5 +128,6 @@ __all__ = [
     "record_workers_lost",
     "register",
     "serve_metrics",
+    "set_queued",
     "set_workers_active",
 ]

@@ -16,6 +16,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: latencies from 1 ms to 10 s
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: waits measured in queues, 0.1 s to 4 h (a job waiting for workers or behind others)
+WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
 
 BUILD_INFO = Info("chainrule_build", "The chainrule version this process runs.", registry=None)
 BUILD_INFO.info({"version": __version__})

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from chainrule.telemetry.common import LATENCY_BUCKETS, children
+from chainrule.telemetry.common import LATENCY_BUCKETS, WAIT_BUCKETS, children
 
 MODES = ("sync", "async", "ssp")
+PRIORITIES = ("low", "normal", "high")
 #: staleness in θ versions, 0 (fresh) to 64
 STALENESS_BUCKETS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
 
@@ -78,6 +79,19 @@ JOBS_ENDED_TOTAL = Counter(
     ["status"],
     registry=None,
 )
+QUEUED_JOBS = Gauge(
+    "chainrule_scheduler_queued_jobs",
+    "Jobs admitted and not started (waiting for workers, or queued behind other jobs).",
+    ["priority"],
+    registry=None,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "chainrule_scheduler_queue_wait_seconds",
+    "Time from a job's admission to its start.",
+    ["priority"],
+    buckets=WAIT_BUCKETS,
+    registry=None,
+)
 
 METRICS = (
     STEP_SECONDS,
@@ -91,6 +105,8 @@ METRICS = (
     WORKERS_LOST_TOTAL,
     JOBS_STARTED_TOTAL,
     JOBS_ENDED_TOTAL,
+    QUEUED_JOBS,
+    QUEUE_WAIT_SECONDS,
 )
 
 _APPLY_SECONDS = children(APPLY_SECONDS, "mode", MODES)
@@ -98,6 +114,8 @@ _STEPS = children(STEPS_TOTAL, "mode", MODES)
 children(JOBS_STARTED_TOTAL, "mode", MODES)
 children(STALENESS, "mode", ("async", "ssp"))
 children(JOBS_ENDED_TOTAL, "status", ("SUCCEEDED", "FAILED", "STOPPED"))
+children(QUEUED_JOBS, "priority", PRIORITIES)
+children(QUEUE_WAIT_SECONDS, "priority", PRIORITIES)
 
 
 @contextmanager
@@ -147,6 +165,16 @@ def record_workers_lost(count: int) -> None:
 
 def record_job_started(mode: str) -> None:
     JOBS_STARTED_TOTAL.labels(mode=mode).inc()
+
+
+def set_queued(by_priority: dict[str, int]) -> None:
+    """How many admitted jobs wait to start, by priority (every priority written)."""
+    for priority in PRIORITIES:
+        QUEUED_JOBS.labels(priority=priority).set(by_priority.get(priority, 0))
+
+
+def record_queue_wait(priority: str, seconds: float) -> None:
+    QUEUE_WAIT_SECONDS.labels(priority=priority).observe(seconds)
 
 
 def record_job_ended(status: str) -> None:

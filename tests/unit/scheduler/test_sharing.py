@@ -5,6 +5,7 @@ meanwhile; async jobs time-share by task-seconds."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from chainrule.scheduler.sharing import WINDOW_S, Usage, queue_reason
 from chainrule.store.jobs import JobStatus
@@ -19,7 +20,7 @@ from tests.support.scheduler_sim import (
 )
 
 
-def admitted(stack: Stack, **training: object) -> str:
+def admitted(stack: Stack, **training: Any) -> str:
     job_id = stack.jobs.add(job_spec(**training))
     stack.core.admit(job_id, f"m-{job_id}")
     return job_id
@@ -112,3 +113,37 @@ def test_async_jobs_time_share_the_workers() -> None:
             worker.run(task)
     counts = [served[j] for j in jobs]
     assert min(counts) >= 0.8 * max(counts), counts  # insertion order alone: [200, 0, 0, 0]
+
+
+def test_a_higher_priority_sync_job_goes_ahead_in_line(stack: Stack) -> None:
+    team = workers(stack, 2)
+    running = admitted(stack, workers=2)
+    stack.core.tick()
+    normal = admitted(stack, workers=2)
+    high = admitted(stack, workers=2, priority="high")
+    low = admitted(stack, workers=2, priority="low")
+    stack.core.tick()
+    assert stack.jobs.record(high).message.endswith("; 0 jobs ahead")
+    assert stack.jobs.record(normal).message.endswith("; 1 job ahead")
+    assert stack.jobs.record(low).message.endswith("; 2 jobs ahead")
+    run_to_end(stack, running, team)
+    stack.core.tick()
+    assert stack.jobs.record(high).status is JobStatus.RUNNING
+    assert stack.jobs.record(normal).status is JobStatus.PENDING
+
+
+def test_async_jobs_share_the_workers_by_weight() -> None:
+    clock = ManualClock()
+    stack = make_stack(clock=clock)
+    team = workers(stack, 2)
+    light = admitted(stack, mode="async", workers=1, steps=10_000)
+    heavy = admitted(stack, mode="async", workers=1, steps=10_000, weight=3)
+    stack.core.tick()
+    served: Counter[str] = Counter()
+    for _ in range(200):
+        taken = take_all(team)
+        clock.advance(0.1)
+        for worker, task in taken:
+            served[task.job_id] += 1
+            worker.run(task)
+    assert 2.5 <= served[heavy] / served[light] <= 3.5, served
