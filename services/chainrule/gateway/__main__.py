@@ -5,8 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
+from pydantic import ValidationError
 
 from chainrule.gateway.main import create_app
+from chainrule.gateway.principals import TokenConfigError
 from chainrule.gateway.settings import GatewaySettings
 from chainrule.logs import configure_logging, get_logger
 
@@ -20,10 +22,25 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def settings_errors(error: ValidationError) -> str:
+    """The settings' errors without the values given: one of them may be a token."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in each['loc']) or 'settings'}: {each['msg']}"
+        for each in error.errors(include_input=False, include_url=False)
+    )
+
+
 def main() -> None:
-    settings = GatewaySettings()
+    try:
+        settings = GatewaySettings()
+    except ValidationError as err:
+        raise SystemExit(f"gateway: bad settings: {settings_errors(err)}") from None
     configure_logging(settings.log_level)
     log = get_logger("gateway")
+    try:
+        app = create_app(settings)
+    except TokenConfigError as err:
+        raise SystemExit(f"gateway: {err}") from None
     log.info(
         "serving",
         host=settings.gateway_host,
@@ -33,7 +50,7 @@ def main() -> None:
     )
     # log_config=None: uvicorn's own records go through the root logger, to stderr
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,

@@ -55,7 +55,9 @@ def body_limit(settings: GatewaySettings) -> Limit:
 
 def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> FastAPI:
     """The app; it connects to ``settings.redis_url`` on start unless given ``client``.
-    Datasets are binary, so they get a second client, one that returns bytes."""
+    Datasets are binary, so they get a second client, one that returns bytes.
+    TokenConfigError, before anything starts, if CHAINRULE_API_TOKENS has a bad entry."""
+    tokens = settings.token_table()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,6 +82,7 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
                 redis_client.close()
 
     app = FastAPI(title="chainrule gateway", version=__version__, lifespan=lifespan)
+    app.state.tokens = tokens
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limits=body_limits(settings), default=body_limit(settings))
     app.add_middleware(HttpMetrics)  # outermost: counts and times every request
@@ -87,7 +90,7 @@ def create_app(settings: GatewaySettings, client: redis.Redis | None = None) -> 
     app.include_router(prometheus.router)
     # with CHAINRULE_AUTH_READS, every /api/v1 route needs a token (writes need one anyway),
     # and the OpenAPI document says every route may answer 401 and 403
-    reads_guarded = settings.auth_reads and bool(settings.tokens)
+    reads_guarded = settings.auth_reads and bool(tokens)
     app.include_router(
         api_router,
         prefix=API_PREFIX,

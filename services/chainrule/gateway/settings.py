@@ -11,7 +11,9 @@ from chainrule.admission import (
     MIB,
     Limits,
 )
+from chainrule.gateway.principals import TokenTable, parse_api_tokens
 from chainrule.settings import ChainruleSettings
+from chainrule.store.job_records import OwnerLimits
 
 
 class GatewaySettings(ChainruleSettings):
@@ -35,10 +37,18 @@ class GatewaySettings(ChainruleSettings):
     # this share of its maxmemory (gateway/storage.py); no maxmemory: never
     storage_refuse_at: float = Field(default=0.9, gt=0, le=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # CHAINRULE_LOG_LEVEL
-    # CHAINRULE_API_TOKENS: comma-separated bearer tokens; when set, every POST and DELETE
-    # under /api/v1 (but predict) needs "Authorization: Bearer <one of them>"
+    # CHAINRULE_API_TOKENS: comma-separated entries, token (admin) or name:token[:admin]
+    # (gateway/principals.py); when set, every POST and DELETE under /api/v1 (but predict)
+    # needs "Authorization: Bearer <one of them>"
     api_tokens: SecretStr = SecretStr("")
-    auth_reads: bool = False  # CHAINRULE_AUTH_READS: true: reads and predict need one too
+    # CHAINRULE_AUTH_READS: true: reads and predict need one too, and a user reads only
+    # its own jobs
+    auth_reads: bool = False
+    # CHAINRULE_MAX_QUEUED_JOBS_PER_PRINCIPAL, CHAINRULE_MAX_RUNNING_JOBS_PER_PRINCIPAL: a
+    # user (not an admin) with this many PENDING, or RUNNING, jobs has a new submission
+    # refused with 429; 0: no limit
+    max_queued_jobs_per_principal: int = Field(default=0, ge=0)
+    max_running_jobs_per_principal: int = Field(default=0, ge=0)
     # CHAINRULE_GATEWAY_TLS_CERT, CHAINRULE_GATEWAY_TLS_KEY: serve HTTPS only, with them
     gateway_tls_cert: Path | None = None
     gateway_tls_key: Path | None = None
@@ -57,8 +67,14 @@ class GatewaySettings(ChainruleSettings):
     def limits(self) -> Limits:
         return Limits(self.max_task_memory_mb * MIB, self.max_dataset_memory_mb * MIB)
 
+    def token_table(self) -> TokenTable:
+        """The accepted bearer tokens and their principals; empty when authentication is
+        off. TokenConfigError (naming the entry, not its token) for an unusable entry."""
+        return parse_api_tokens(self.api_tokens.get_secret_value())
+
     @property
-    def tokens(self) -> tuple[str, ...]:
-        """The accepted bearer tokens; empty when authentication is off."""
-        raw = self.api_tokens.get_secret_value()
-        return tuple(token.strip() for token in raw.split(",") if token.strip())
+    def job_limits(self) -> OwnerLimits:
+        return OwnerLimits(
+            max_queued=self.max_queued_jobs_per_principal,
+            max_running=self.max_running_jobs_per_principal,
+        )

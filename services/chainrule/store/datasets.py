@@ -41,7 +41,8 @@ class DatasetMeta:
     """What is known about an uploaded dataset without loading it.
 
     ``classes`` are the class names in class-index order, None for a regression set;
-    ``created_at`` is Unix seconds; ``size`` is the bytes uploaded.
+    ``created_at`` is Unix seconds; ``size`` is the bytes uploaded; ``owner`` is the
+    principal that uploaded it (None: uploaded without one, or before owners existed).
     """
 
     id: str
@@ -55,6 +56,7 @@ class DatasetMeta:
     classes: list[str] | None
     created_at: float
     size: int
+    owner: str | None = None  # the principal that uploaded it; None: the admins'
 
     def info(self) -> DatasetInfo:
         """The shape a job spec is checked against."""

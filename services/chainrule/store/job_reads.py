@@ -98,14 +98,21 @@ class JobReader:
         return self._records(ids)
 
     def page(
-        self, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
-        """Up to ``limit`` jobs (in ``status``, if given), newest first, after ``cursor``
-        (a :attr:`JobPage.next_cursor`). Jobs submitted between pages do not shift the
-        later ones; InvalidCursorError for a cursor this store did not make."""
+        """Up to ``limit`` jobs (in ``status``, if given; owned by ``owner``, if given),
+        newest first, after ``cursor`` (a :attr:`JobPage.next_cursor`). Jobs submitted
+        between pages do not shift the later ones; InvalidCursorError for a cursor this
+        store did not make."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1; got {limit}")
         key = self.index_key if status is None else self.status_index_key(status)
+        if owner is not None:
+            return self._owned_page(key, owner, limit, cursor)
         pairs: builtins.list[tuple[str, float]]
         if cursor is None:
             reply: Any = self._redis.zrevrange(key, 0, limit, withscores=True)
@@ -122,6 +129,32 @@ class JobReader:
         more = len(pairs) > limit
         next_cursor = encode_cursor(pairs[limit - 1][1], ids[-1]) if more else None
         return JobPage(self._records(ids), int(self._redis.zcard(key)), next_cursor)
+
+    def _owned_page(self, key: str, owner: str, limit: int, cursor: str | None) -> JobPage:
+        """:meth:`page` of ``owner``'s jobs in index ``key``. There is no index by owner:
+        this reads every id in ``key`` and each one's owner (one pipelined round trip)."""
+        reply: Any = self._redis.zrevrange(key, 0, -1, withscores=True)
+        every = [(text(m), float(s)) for m, s in reply]
+        owners = self.owners([member for member, _ in every])
+        pairs = [pair for pair, of in zip(every, owners, strict=True) if of == owner]
+        total = len(pairs)
+        if cursor is not None:
+            score, last_id = decode_cursor(cursor)  # order within a score: by id, descending
+            pairs = [(m, s) for m, s in pairs if s < score or (s == score and m < last_id)]
+        ids = [member for member, _ in pairs[:limit]]
+        more = len(pairs) > limit
+        next_cursor = encode_cursor(pairs[limit - 1][1], ids[-1]) if more else None
+        return JobPage(self._records(ids), total, next_cursor)
+
+    def owners(self, ids: builtins.list[str]) -> builtins.list[str | None]:
+        """The owner of each job in ``ids`` (None: no owner, or no such job)."""
+        if not ids:
+            return []
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(self.job_key(job_id), "owner")
+            replies = pipe.execute()
+        return [None if raw is None else text(raw) for raw in replies]
 
     def _records(self, ids: builtins.list[str]) -> builtins.list[JobRecord]:
         with self._redis.pipeline(transaction=False) as pipe:

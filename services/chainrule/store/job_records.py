@@ -70,6 +70,32 @@ class InvalidCursorError(ValueError):
 
 
 @dataclass(frozen=True)
+class OwnerLimits:
+    """How many PENDING (queued) and RUNNING jobs one owner may have when it submits
+    another; 0: no limit."""
+
+    max_queued: int = 0
+    max_running: int = 0
+
+    def by_status(self) -> list[tuple[JobStatus, int]]:
+        """(status, limit) for each limit that is set."""
+        pairs = [(JobStatus.PENDING, self.max_queued), (JobStatus.RUNNING, self.max_running)]
+        return [(status, limit) for status, limit in pairs if limit > 0]
+
+
+class OwnerLimitError(ValueError):
+    """A submission would take its owner past one of its :class:`OwnerLimits`."""
+
+    def __init__(self, owner: str, status: JobStatus, limit: int, count: int) -> None:
+        kind = "queued (PENDING)" if status is JobStatus.PENDING else "RUNNING"
+        super().__init__(f"{owner} has {count} {kind} jobs; the limit is {limit}")
+        self.owner = owner
+        self.status = status
+        self.limit = limit
+        self.count = count
+
+
+@dataclass(frozen=True)
 class StatusTransition:
     status: JobStatus
     phase: str
@@ -99,6 +125,7 @@ class JobRecord:
     workers_active: int = 0  # as the scheduler last counted them (set_workers)
     workers_lost: int = 0
     stop_requested: bool = False
+    owner: str | None = None  # the principal that submitted it; None: the admins'
 
     @property
     def terminal(self) -> bool:
@@ -244,4 +271,5 @@ def record_from_fields(raw_fields: Mapping[Any, Any], raw_history: list[Any]) ->
         workers_active=int(fields.get("workers_active", 0)),
         workers_lost=int(fields.get("workers_lost", 0)),
         stop_requested=fields.get("stop_requested") == "1",
+        owner=fields.get("owner"),
     )

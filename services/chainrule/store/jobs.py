@@ -38,6 +38,8 @@ from chainrule.store.job_records import (
     JobPage,
     JobRecord,
     JobStatus,
+    OwnerLimitError,
+    OwnerLimits,
     StatusTransition,
     SubmissionConflictError,
     moving_to,
@@ -64,6 +66,8 @@ __all__ = [  # the record types are defined in job_records and offered here too
     "JobRecord",
     "JobStatus",
     "JobStore",
+    "OwnerLimitError",
+    "OwnerLimits",
     "StatusTransition",
     "SubmissionConflictError",
 ]
@@ -93,18 +97,29 @@ class JobStore(JobReader):
 
     # -- records ------------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec, submission_id: str | None = None) -> JobRecord:
+    def submit(
+        self, spec: JobSpec, submission_id: str | None = None, owner: str | None = None
+    ) -> JobRecord:
         """Store a new PENDING job and queue it, atomically; returns its record. With a
         ``submission_id`` already used, see :meth:`submit_once`."""
-        record, _ = self.submit_once(spec, submission_id)
+        record, _ = self.submit_once(spec, submission_id, owner)
         return record
 
     def submit_once(
-        self, spec: JobSpec, submission_id: str | None = None
+        self,
+        spec: JobSpec,
+        submission_id: str | None = None,
+        owner: str | None = None,
+        limits: OwnerLimits | None = None,
     ) -> tuple[JobRecord, bool]:
         """(record, created): a new PENDING job, queued, unless ``submission_id`` already
         names a job, which comes back as it is (created False) if its spec is ``spec``;
-        SubmissionConflictError if it is another spec."""
+        SubmissionConflictError if it is another spec.
+
+        The job belongs to ``owner`` (None: to no one, that is to the admins). With
+        ``limits`` (and an owner), OwnerLimitError and nothing stored if the owner already
+        has as many PENDING, or RUNNING, jobs as a limit allows: counted under WATCH of
+        the status indexes, so two submissions racing past a limit cannot both succeed."""
         if submission_id is not None and not SUBMISSION_ID.fullmatch(submission_id):
             raise ValueError(
                 f"submission_id {submission_id!r} must be 1 to 64 letters, digits, '.', '_' or '-'"
@@ -126,6 +141,9 @@ class JobStore(JobReader):
         }
         if submission_id is not None:
             fields["submission_id"] = submission_id
+        if owner is not None:
+            fields["owner"] = owner
+        checked = [] if owner is None or limits is None else limits.by_status()
         transition = transition_json(JobStatus.PENDING, phase, "", None, now)
 
         def write(pipe: Pipeline) -> str | None:
@@ -133,6 +151,10 @@ class JobStore(JobReader):
                 existing = self._claimed(pipe, submission_id, spec_json)
                 if existing is not None:
                     return existing
+            for status, limit in checked:
+                count = self._owned_count(pipe, status, owner or "")
+                if count >= limit:
+                    raise OwnerLimitError(owner or "", status, limit, count)
             pipe.multi()
             pipe.hset(self.job_key(job_id), mapping=fields)
             pipe.rpush(self.history_key(job_id), transition)
@@ -152,6 +174,14 @@ class JobStore(JobReader):
                 return record, False
             return self.submit_once(spec, submission_id)  # deleted meanwhile: submit anew
         return record_from_fields(fields, [transition]), True
+
+    def _owned_count(self, pipe: Pipeline, status: JobStatus, owner: str) -> int:
+        """How many jobs in ``status`` ``owner`` has; the status index is watched (the
+        owners are read apart: a job's owner never changes)."""
+        key = self.status_index_key(status)
+        pipe.watch(key)  # type: ignore[no-untyped-call]
+        ids = [text(job_id) for job_id in pipe.zrange(key, 0, -1)]
+        return sum(1 for of in self.owners(ids) if of == owner)
 
     def _claimed(self, pipe: Pipeline, submission_id: str, spec_json: str) -> str | None:
         """The live job ``submission_id`` names (watched), or None if it names none."""

@@ -26,6 +26,11 @@ class DatasetOut(BaseModel):
     )
     created_at: datetime
     size: int = Field(description="bytes uploaded")
+    owner: str | None = Field(
+        default=None,
+        description="the principal that uploaded it, who (or an admin) may delete it; null: "
+        "uploaded while the gateway had no tokens, it belongs to the admins",
+    )
 
     @classmethod
     def from_meta(cls, meta: DatasetMeta) -> DatasetOut:

@@ -100,6 +100,10 @@ class JobSummary(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     submission_id: str | None
+    owner: str | None = Field(
+        description="the principal that submitted it, who (or an admin) may stop and delete "
+        "it; null: submitted while the gateway had no tokens, it belongs to the admins"
+    )
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobSummary:

@@ -34,6 +34,8 @@ from chainrule.gateway.api.deps import (
     WRITE_ACCESS,
     DatasetStoreDep,
     SettingsDep,
+    WriterDep,
+    check_owner,
     room_for,
 )
 from chainrule.gateway.schemas import (
@@ -80,6 +82,7 @@ def upload_dataset(
     file: Annotated[UploadFile, File(description="the CSV or NPZ file")],
     store: DatasetStoreDep,
     settings: SettingsDep,
+    caller: WriterDep,
     request: Request,
     response: Response,
     label: Annotated[str | None, Form(description="CSV: the target column's name")] = None,
@@ -89,7 +92,8 @@ def upload_dataset(
         str | None, Form(alias="format", description="csv or npz; default: by file name")
     ] = None,
 ) -> DatasetOut:
-    """Check the file, store its arrays and metadata, and return the metadata."""
+    """Check the file, store its arrays and metadata, and return the metadata. The
+    dataset belongs to the token's principal: only it or an admin may delete it."""
     data = file.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise DatasetTooLargeError(
@@ -113,7 +117,7 @@ def upload_dataset(
                 f"the targets; the file's columns are: {columns}"
             )
         parsed = parse_csv(data, label, task=task, max_bytes=settings.max_upload_bytes)
-    meta = _meta(parsed, shown_name, kind, len(data))
+    meta = _meta(parsed, shown_name, kind, len(data), None if caller is None else caller.name)
     store.put(meta, parsed.to_bytes())
     response.headers["Location"] = str(request.url_for("get_dataset", dataset_id=meta.id))
     return DatasetOut.from_meta(meta)
@@ -150,10 +154,14 @@ def get_dataset(dataset_id: str, store: DatasetStoreDep) -> DatasetOut:
     dependencies=WRITE_ACCESS,
     responses={**NOT_FOUND, **AUTH_ERRORS},
 )
-def delete_dataset(dataset_id: str, store: DatasetStoreDep) -> None:
+def delete_dataset(dataset_id: str, store: DatasetStoreDep, caller: WriterDep) -> None:
     """Delete the dataset. Jobs already queued on it fail with 'bad dataset' when they
-    start; running jobs keep the copy they prepared."""
-    if not store.delete(dataset_id):
+    start; running jobs keep the copy they prepared. Only the principal that uploaded it
+    or an admin may (403)."""
+    meta = store.get(dataset_id)
+    if meta is not None:
+        check_owner(caller, f"dataset {dataset_id}", meta.owner, "delete")
+    if meta is None or not store.delete(dataset_id):
         raise HTTPException(http.HTTP_404_NOT_FOUND, detail=f"no dataset {dataset_id!r}")
 
 
@@ -198,7 +206,7 @@ def _name(given: str | None, file: UploadFile) -> str:
     return name
 
 
-def _meta(parsed: ParsedDataset, name: str, kind: str, size: int) -> DatasetMeta:
+def _meta(parsed: ParsedDataset, name: str, kind: str, size: int, owner: str | None) -> DatasetMeta:
     return DatasetMeta(
         id=new_dataset_id(),
         name=name,
@@ -211,4 +219,5 @@ def _meta(parsed: ParsedDataset, name: str, kind: str, size: int) -> DatasetMeta
         classes=parsed.classes,
         created_at=time.time(),
         size=size,
+        owner=owner,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +15,10 @@ from chainrule.gateway.api.deps import (
     DatasetStoreDep,
     JobDep,
     JobStoreDep,
+    ReaderDep,
     SettingsDep,
+    WriterDep,
+    check_owner,
     room_for,
 )
 from chainrule.gateway.api.routes.datasets import check_job_dataset
@@ -35,6 +38,7 @@ from chainrule.store.jobs import (
     InvalidCursorError,
     JobActiveError,
     JobNotFoundError,
+    OwnerLimitError,
     SubmissionConflictError,
 )
 
@@ -42,6 +46,17 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 ETA_WINDOW = 50  # the recent metric points whose rate estimates the time left
 NOT_FOUND = not_found("job")
+LIMIT_VARIABLES = {
+    JobStatus.PENDING: "CHAINRULE_MAX_QUEUED_JOBS_PER_PRINCIPAL",
+    JobStatus.RUNNING: "CHAINRULE_MAX_RUNNING_JOBS_PER_PRINCIPAL",
+}
+NOT_YOURS: dict[int | str, dict[str, Any]] = {
+    403: {
+        "model": Message,
+        "description": "the token is not an accepted one, or its principal is neither the "
+        "job's owner nor an admin",
+    },
+}
 
 
 def job_detail(store: JobStore, record: JobRecord) -> JobDetail:
@@ -61,6 +76,11 @@ def job_detail(store: JobStore, record: JobRecord) -> JobDetail:
         200: {"model": JobDetail, "description": "submission_id already used, same spec"},
         **STORAGE_FULL,
         409: {"model": Message, "description": "submission_id already used, another spec"},
+        429: {
+            "model": Message,
+            "description": "the principal has as many queued or running jobs as a "
+            "per-principal limit allows",
+        },
         **BAD_BODY,
         **AUTH_ERRORS,
     },
@@ -70,21 +90,32 @@ def submit_job(
     store: JobStoreDep,
     datasets: DatasetStoreDep,
     settings: SettingsDep,
+    caller: WriterDep,
     request: Request,
     response: Response,
 ) -> JobDetail:
     """Validate the spec (against the uploaded dataset it names, if any), store the job as
-    PENDING and queue it for the scheduler: 201. With a ``submission_id`` used before,
-    the job it made comes back (200) if the spec is the same, else 409."""
+    PENDING, owned by the token's principal, and queue it for the scheduler: 201. With a
+    ``submission_id`` used before, the job it made comes back (200) if the spec is the
+    same, else 409. A user (not an admin) with as many queued or running jobs as
+    CHAINRULE_MAX_QUEUED_JOBS_PER_PRINCIPAL or CHAINRULE_MAX_RUNNING_JOBS_PER_PRINCIPAL
+    allows is refused with 429, and nothing is stored."""
     spec = check_job_dataset(submission.job_spec(), datasets)
     refused = refusal(spec, settings.limits)
     if refused is not None:  # valid, but more than the cluster can run
         error = {"type": "too_much_memory", "loc": ("body", *refused.loc), "msg": refused.message}
         raise RequestValidationError([{**error, "input": refused.value}])
     try:
-        record, created = store.submit_once(spec, submission.submission_id)
+        record, created = store.submit_once(
+            spec,
+            submission.submission_id,
+            owner=None if caller is None else caller.name,
+            limits=None if caller is None or caller.admin else settings.job_limits,
+        )
     except SubmissionConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except OwnerLimitError as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=limit_message(exc)) from None
     response.headers["Location"] = str(request.url_for("get_job", job_id=record.id))
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -92,9 +123,24 @@ def submit_job(
     return JobDetail.from_parts(record, latest=None)
 
 
+def limit_message(exc: OwnerLimitError) -> str:
+    """What a 429 says: the limit, its value and the current count."""
+    kind = "queued (PENDING)" if exc.status is JobStatus.PENDING else "RUNNING"
+    advice = (
+        "wait for one to start, or stop one"
+        if exc.status is JobStatus.PENDING
+        else "wait for one to end, or stop one"
+    )
+    return (
+        f"{exc.owner} already has {exc.count} {kind} jobs and "
+        f"{LIMIT_VARIABLES[exc.status]} is {exc.limit}: the job was not submitted; {advice}"
+    )
+
+
 @router.get("")
 def list_jobs(
     store: JobStoreDep,
+    reader: ReaderDep,
     status_filter: Annotated[
         JobStatus | None, Query(alias="status", description="only jobs in this status")
     ] = None,
@@ -105,9 +151,10 @@ def list_jobs(
     ] = None,
 ) -> JobsPublic:
     """Jobs, newest first, a page at a time; jobs submitted meanwhile do not shift the
-    later pages."""
+    later pages. With CHAINRULE_AUTH_READS on, a user (not an admin) lists only its own."""
+    owner = None if reader is None or reader.admin else reader.name
     try:
-        page = store.page(status_filter, limit, page_token)
+        page = store.page(status_filter, limit, page_token, owner=owner)
     except InvalidCursorError as exc:
         error = {"type": "value_error", "loc": ("query", "page_token"), "msg": str(exc)}
         raise RequestValidationError([{**error, "input": page_token}]) from None
@@ -125,10 +172,16 @@ def get_job(job: JobDep, store: JobStoreDep) -> JobDetail:
     return job_detail(store, job)
 
 
-@router.post("/{job_id}/stop", dependencies=WRITE_ACCESS, responses={**NOT_FOUND, **AUTH_ERRORS})
-def stop_job(job: JobDep, store: JobStoreDep) -> JobDetail:
+@router.post(
+    "/{job_id}/stop",
+    dependencies=WRITE_ACCESS,
+    responses={**NOT_FOUND, **AUTH_ERRORS, **NOT_YOURS},
+)
+def stop_job(job: JobDep, store: JobStoreDep, caller: WriterDep) -> JobDetail:
     """Stop the job. PENDING: STOPPED at once. RUNNING: phase ``stopping`` until the
-    scheduler ends it STOPPED after the step in progress. Ended: nothing changes."""
+    scheduler ends it STOPPED after the step in progress. Ended: nothing changes. Only
+    its owner or an admin may (403)."""
+    check_owner(caller, f"job {job.id}", job.owner, "stop")
     try:
         record = store.request_stop(job.id)
     except JobNotFoundError:
@@ -144,14 +197,17 @@ def stop_job(job: JobDep, store: JobStoreDep) -> JobDetail:
         **NOT_FOUND,
         409: {"model": Message, "description": "the job is PENDING or RUNNING"},
         **AUTH_ERRORS,
+        **NOT_YOURS,
     },
 )
-def delete_job(job_id: str, store: JobStoreDep) -> None:
+def delete_job(job: JobDep, store: JobStoreDep, caller: WriterDep) -> None:
     """Delete an ended job with its history, metrics, events, diagnostics, checkpoints
-    and model. A PENDING or RUNNING job is refused (409): stop it first."""
+    and model. A PENDING or RUNNING job is refused (409): stop it first. Only its owner
+    or an admin may (403)."""
+    check_owner(caller, f"job {job.id}", job.owner, "delete")
     try:
-        store.delete(job_id)
+        store.delete(job.id)
     except JobNotFoundError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job_id!r}") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no job {job.id!r}") from None
     except JobActiveError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
