@@ -213,6 +213,8 @@ class GatewayClient:
     def _explain(self, reply: httpx.Response, refusal: str) -> str:
         message = error_message(reply)
         code = reply.status_code
+        if code == 403 and " belongs to " in message:  # the token is fine: not its job
+            return f"{refusal}: {message} (HTTP 403)"
         if code in (401, 403):
             problem = "refused the API token" if self.has_token else "requires an API token"
             return (

@@ -25,6 +25,7 @@ from chainrule.cli.options import JsonOption, fail
 from chainrule.cli.output import print_json, stderr_console, stdout_console
 from chainrule.cli.stack import LocalStack, StackConfig, free_port
 from chainrule.cli.supervisor import Supervisor
+from chainrule.gateway.principals import TokenConfigError, parse_api_tokens
 from chainrule.signals import shutdown_event
 
 SpecPath = Annotated[
@@ -157,6 +158,10 @@ def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool
     job_spec = None if submit_spec is None else _spec(submit_spec)  # a bad file: before starting
     generated = not options.api_tokens
     tokens = options.api_tokens or secrets.token_urlsafe(32)
+    try:  # the gateway would refuse them: say so before anything starts
+        submit_token = parse_api_tokens(tokens).first_token()
+    except TokenConfigError as err:
+        fail(str(err))
     stop = shutdown_event()
     stack = LocalStack(options.config(tokens))
     shards = f", {options.paramservers} parameter-server shards" if options.paramservers > 1 else ""
@@ -189,8 +194,7 @@ def run_stack(options: StackOptions, submit_spec: Path | None, json_output: bool
             highlight=False,
         )
         if job_spec is not None:
-            first_token = tokens.split(",")[0].strip()
-            code = _submit_to_stack(stack, first_token, job_spec, stop, json_output)
+            code = _submit_to_stack(stack, submit_token, job_spec, stop, json_output)
         else:
             if json_output:
                 print_json(_ready(stack, options, token_file), one_line=True)

@@ -71,6 +71,12 @@ class TokenTable:
                 found = principal
         return found
 
+    def first_token(self) -> str:
+        """The first admin's token (else the first token): what `chainrule up --submit`
+        sends."""
+        admins = [token for token, principal in self.entries if principal.admin]
+        return (admins or [token for token, _ in self.entries] or [b""])[0].decode()
+
     @property
     def principals(self) -> tuple[Principal, ...]:
         """Each principal once, in the order the entries name them."""

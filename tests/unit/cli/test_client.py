@@ -76,6 +76,19 @@ def test_a_refused_token_says_how_to_pass_one(token: str | None, code: int, says
     assert ".chainrule/token" in message
 
 
+def test_a_403_for_another_principals_job_is_not_blamed_on_the_token() -> None:
+    detail = "job j1 belongs to alice; only alice or an admin may stop it (this token is bob's)"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json={"detail": detail})
+
+    with pytest.raises(ApiError) as caught:
+        client_with(handler, "bob-token").stop("j1")
+    message = str(caught.value)
+    assert detail in message and "HTTP 403" in message
+    assert "refused the API token" not in message and "--token" not in message
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

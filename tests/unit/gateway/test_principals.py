@@ -76,3 +76,9 @@ def test_a_bad_entry_is_refused_by_position_and_name_not_by_its_token(raw: str, 
 def test_an_admin_named_admin_and_plain_tokens_are_one_principal() -> None:
     table = parse_api_tokens("plain-1,admin:named-1:admin,plain-2")
     assert {table.match(t) for t in ("plain-1", "named-1", "plain-2")} == {ADMIN}
+
+
+def test_chainrule_up_submits_with_the_first_admins_token() -> None:
+    assert parse_api_tokens("alice:a-tok,ops:o-tok:admin").first_token() == "o-tok"
+    assert parse_api_tokens("alice:a-tok,bob:b-tok").first_token() == "a-tok"
+    assert parse_api_tokens("plain-tok").first_token() == "plain-tok"
