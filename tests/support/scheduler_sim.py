@@ -493,9 +493,11 @@ class SimWorker:
         failure: Failure = Failure.WORKER,
         code: grpc.StatusCode | None = None,
         target: str = "",
+        unanswered_s: float = 0.0,
     ) -> None:
-        """Report ``task`` failed; ``code`` and ``target``: what the parameter server
-        said, and which one (failure PARAMSERVER)."""
+        """Report ``task`` failed; ``code``, ``target`` and ``unanswered_s``: what the
+        parameter server said, which one, and how long the client tried (failure
+        PARAMSERVER)."""
         self.stack.core.complete(
             Completion(
                 self.worker_id,
@@ -508,6 +510,7 @@ class SimWorker:
                 failure if error else Failure.NONE,
                 code,
                 paramserver_target=target,
+                paramserver_unanswered_s=unanswered_s,
                 incarnation=self.incarnation,
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -34,9 +35,12 @@ class ParamServerUnavailableError(grpc.RpcError):  # type: ignore[misc]
     details do not always say (gRPC names the IP address it resolved). The gRPC error
     is its ``__cause__``."""
 
-    def __init__(self, target: str, code: grpc.StatusCode, details: str) -> None:
+    def __init__(
+        self, target: str, code: grpc.StatusCode, details: str, unanswered_s: float = 0.0
+    ) -> None:
         super().__init__(f"parameter server {target} said {code.name}: {details}")
         self.target = target
+        self.unanswered_s = unanswered_s  # how long the retries lasted before giving up
         self._code, self._details = code, details
 
     def code(self) -> grpc.StatusCode:
@@ -84,6 +88,7 @@ class ParamServerClient(ParamServer):
         One that still fails transiently raises :class:`ParamServerUnavailableError`
         naming this server's target; every other error is raised as it came."""
         rpc = getattr(self._stub, method) if isinstance(method, str) else method
+        started = time.monotonic()
         try:
             return with_retries(lambda: rpc(request, timeout=self.timeout), self.attempts)
         except grpc.RpcError as e:
@@ -92,7 +97,9 @@ class ParamServerClient(ParamServer):
             code = e.code() if hasattr(e, "code") else None
             if code in TRANSIENT and not isinstance(e, ParamServerUnavailableError):
                 details = e.details() if hasattr(e, "details") else ""
-                raise ParamServerUnavailableError(self.target, code, str(details or "")) from e
+                raise ParamServerUnavailableError(
+                    self.target, code, str(details or ""), time.monotonic() - started
+                ) from e
             raise
 
     def create_job(

@@ -106,6 +106,7 @@ class Completion:
     failure: Failure = Failure.NONE
     paramserver_code: grpc.StatusCode | None = None  # failure PARAMSERVER: what it said
     paramserver_target: str = ""  # failure PARAMSERVER: which server (shard), as configured
+    paramserver_unanswered_s: float = 0.0  # ...: how long the worker's client tried
     layers: list[dict[str, Any]] = field(default_factory=list)
     incarnation: str = ""  # of the worker process that computed it
     finished_unix: float = 0.0  # when its push was answered (0: unknown)

@@ -42,12 +42,14 @@ class Outage:
     # taken before the scheduler's lock, never while holding it
     phase_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def seen(self, error: str, now: float, target: str = "") -> bool:
-        """The server did not answer (``error``; ``target``: which one, if known); True
-        when this begins an outage."""
+    def seen(self, error: str, now: float, target: str = "", unanswered_s: float = 0.0) -> bool:
+        """The server did not answer (``error``; ``target``: which one, if known) for
+        ``unanswered_s`` already (a worker's client retried that long); True when this
+        begins an outage, which then began that long ago."""
         began = self.since is None
         if began:
-            self.since, self.retries, self.written, self.target = now, 0, None, ""
+            since = now - max(0.0, min(unanswered_s, self.budget_s))
+            self.since, self.retries, self.written, self.target = since, 0, None, ""
         self.error = error
         self.target = target or self.target
         return began

@@ -50,7 +50,8 @@ class Recovery:
                 self.guarded(job, lambda: self.resync(job))
             elif e.code() in TRANSIENT:  # the client's error names the server (client.py)
                 error = f"parameter server said {e.code().name}: {e.details()}"
-                self._wait_out(job, error, str(getattr(e, "target", "") or ""))
+                unanswered = float(getattr(e, "unanswered_s", 0.0) or 0.0)
+                self._wait_out(job, error, str(getattr(e, "target", "") or ""), unanswered)
             else:
                 self._fail_unexpectedly(job, e)
         except Exception as e:
@@ -61,7 +62,9 @@ class Recovery:
         thread of its own (the publisher must not wait for the job's lock)."""
         threading.Thread(target=self.guarded, args=(job, _raiser(error)), daemon=True).start()
 
-    def waiting(self, job: ActiveJob, error: str, target: str = "") -> None:
+    def waiting(
+        self, job: ActiveJob, error: str, target: str = "", unanswered_s: float = 0.0
+    ) -> None:
         """The job's parameter server (``target``, as configured, if known) did not
         answer (``error``): the job's phase says so when this begins an outage (and
         :meth:`refresh_waiting` keeps its seconds current), and the job FAILS once it
@@ -70,7 +73,8 @@ class Recovery:
         with self.state.cond:
             if self.state.active.get(job.job_id) is not job:
                 return  # ended (or rolled over) meanwhile
-            began, over = job.outage.seen(error, now, target), job.outage.over_budget(now)
+            began = job.outage.seen(error, now, target, unanswered_s)
+            over = job.outage.over_budget(now)
             if over:
                 self.state.active.pop(job.job_id)
                 self.state.cond.notify_all()
@@ -113,11 +117,13 @@ class Recovery:
                 else:  # how long so far: the message alone
                     self.jobs.refresh_message(job.job_id, WAITING_PHASE, message)
 
-    def _wait_out(self, job: ActiveJob, error: str, target: str = "") -> None:
+    def _wait_out(
+        self, job: ActiveJob, error: str, target: str = "", unanswered_s: float = 0.0
+    ) -> None:
         """The scheduler's own call for ``job`` found its parameter server unavailable:
         try again (a resync: what reached the server before it went is unknown) after a
         backoff, while the outage is within its budget. One retry pending at a time."""
-        self.waiting(job, error, target)
+        self.waiting(job, error, target, unanswered_s)
         with self.state.cond:
             if self.state.active.get(job.job_id) is not job or job.outage.retry_pending:
                 return

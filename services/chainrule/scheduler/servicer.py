@@ -137,6 +137,7 @@ def _completion(request: pb.CompleteRequest, result: pb.CompleteRequest) -> Comp
         if result.failure == pb.TASK_FAILURE_PARAMSERVER
         else None,
         paramserver_target=result.paramserver_target,
+        paramserver_unanswered_s=result.paramserver_unanswered_s,
         layers=[layer_dict(s) for s in result.layers],
         incarnation=request.incarnation,
         finished_unix=result.finished_unix,

@@ -99,7 +99,9 @@ class Stepper:
                 return lambda j, t, d: self.recovery.resync(j)
             if done.paramserver_code in TRANSIENT:  # try the task again
                 self._retry(job, task)
-                return lambda j, t, d: self.recovery.waiting(j, d.error, d.paramserver_target)
+                return lambda j, t, d: self.recovery.waiting(
+                    j, d.error, d.paramserver_target, d.paramserver_unanswered_s
+                )
         if done.failure in (Failure.WORKER, Failure.PARAMSERVER):
             task.errors.append(f"worker {done.worker_id}: {done.error}")
             task.failed_by.add(done.worker_id)

@@ -200,6 +200,7 @@ class Worker:
             done.failure, done.paramserver_code = pb.TASK_FAILURE_PARAMSERVER, e.code().value[0]
             # which shard, as configured: a client's error after its retries says (client.py)
             done.paramserver_target = str(getattr(e, "target", "") or "")
+            done.paramserver_unanswered_s = float(getattr(e, "unanswered_s", 0.0) or 0.0)
         except Exception as e:  # reported on the task: the scheduler retries it elsewhere
             known = isinstance(e, ValueError | KeyError | RuntimeError)  # say what they are
             done.error = str(e) if known else f"{type(e).__name__}: {e}"

@@ -45,6 +45,7 @@ def test_a_server_that_does_not_answer_raises_unavailable_naming_its_target() ->
             assert error.details()  # gRPC's own, as it came
             assert isinstance(error.__cause__, grpc.RpcError)
             assert str(error).startswith(f"parameter server {target} said UNAVAILABLE: ")
+            assert 0.1 <= error.unanswered_s < 10  # the retries' time: one pause of 0.1 s
         assert time.monotonic() - started < 10  # two tries each, not the default ten
     finally:
         client.close()

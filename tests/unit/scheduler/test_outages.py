@@ -87,7 +87,7 @@ def test_the_schedulers_own_retries_back_off_to_a_cap_and_start_over_with_an_out
 # -- what the job says meanwhile (the simulated stack) ---------------------------------------
 
 
-def _unavailable(worker: SimWorker, target: str = SHARD) -> None:
+def _unavailable(worker: SimWorker, target: str = SHARD, unanswered_s: float = 0.0) -> None:
     """``worker`` takes its next task and reports that the parameter server did not
     answer, as the worker loop does after its client's retries."""
     task = worker.take()
@@ -98,6 +98,7 @@ def _unavailable(worker: SimWorker, target: str = SHARD) -> None:
         failure=Failure.PARAMSERVER,
         code=grpc.StatusCode.UNAVAILABLE,
         target=target,
+        unanswered_s=unanswered_s,
     )
 
 
@@ -273,3 +274,16 @@ def test_a_resync_that_reaches_the_server_ends_the_outage_and_its_waiting_messag
     _alive(stack, *team)
     stack.core.publish_workers()
     assert stack.jobs.record(job_id).phase == "training"
+
+
+def test_the_outage_is_dated_from_when_the_workers_client_began_to_retry() -> None:
+    """A worker's client retries ~11 s before it reports: the outage began then."""
+    clock = ManualClock()
+    stack = make_stack(clock=clock)
+    job_id, team = start(stack, job_spec(steps=50))
+    for worker, task in take_all(team):
+        worker.run(task)
+    _unavailable(team[0], unanswered_s=11.2)
+    assert stack.jobs.record(job_id).message == (
+        f"waiting for parameter server {SHARD} — unavailable for 11 s"
+    )

@@ -23,7 +23,7 @@ def test_a_push_to_a_shard_that_does_not_answer_is_reported_with_its_target(
 
     def unanswered(task: pb.Task, done: pb.CompleteRequest) -> None:
         raise ParamServerUnavailableError(
-            "paramserver-1:50051", grpc.StatusCode.UNAVAILABLE, "connection refused"
+            "paramserver-1:50051", grpc.StatusCode.UNAVAILABLE, "connection refused", 11.5
         )
 
     monkeypatch.setattr(worker, "_compute_and_push", unanswered)
@@ -31,9 +31,11 @@ def test_a_push_to_a_shard_that_does_not_answer_is_reported_with_its_target(
     assert done.failure == pb.TASK_FAILURE_PARAMSERVER
     assert done.paramserver_code == grpc.StatusCode.UNAVAILABLE.value[0]
     assert done.paramserver_target == "paramserver-1:50051"
+    assert done.paramserver_unanswered_s == 11.5
     assert done.error == "parameter server said UNAVAILABLE: connection refused"
 
     completion = _completion(done, done)
     assert completion.failure is Failure.PARAMSERVER
     assert completion.paramserver_code is grpc.StatusCode.UNAVAILABLE
     assert completion.paramserver_target == "paramserver-1:50051"
+    assert completion.paramserver_unanswered_s == 11.5
