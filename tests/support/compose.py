@@ -98,14 +98,15 @@ class Stack:
 
     def containers(self, service: str) -> list[str]:
         """The ids of the service's containers, running or not, in replica order."""
-        out = docker(
-            "ps", "-aq",
-            "--filter", f"label=com.docker.compose.project={self.project}",
-            "--filter", f"label=com.docker.compose.service={service}",
-        )  # fmt: skip
-        ids = out.split()
-        return sorted(ids, key=lambda c: int(self.inspect(c)["Config"]["Labels"].get(
-            "com.docker.compose.container-number", "0")))  # fmt: skip
+        project = f"label=com.docker.compose.project={self.project}"
+        named = f"label=com.docker.compose.service={service}"
+        ids = docker("ps", "-aq", "--filter", project, "--filter", named).split()
+
+        def replica(container: str) -> int:
+            labels = self.inspect(container)["Config"]["Labels"]
+            return int(labels.get("com.docker.compose.container-number", "0"))
+
+        return sorted(ids, key=replica)
 
     def all_containers(self) -> list[str]:
         return docker(
