@@ -21,6 +21,9 @@ SERIES_NAMES = (
 )
 """The names a job's metric series can be read by (``GET .../metrics/{name}``)."""
 
+ETA_WINDOW = 50
+"""The recent metric points whose rate estimates the time a RUNNING job has left."""
+
 T = TypeVar("T")
 SeriesPoint = tuple[int, float | None]  # (step, value); None for a NaN or infinite value
 

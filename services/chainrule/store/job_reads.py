@@ -146,6 +146,12 @@ class JobReader:
         next_cursor = encode_cursor(pairs[limit - 1][1], ids[-1]) if more else None
         return JobPage(self._records(ids), total, next_cursor)
 
+    def in_status(self, status: JobStatus) -> builtins.list[JobRecord]:
+        """Every job in ``status``, oldest first (by created_at): two round trips, the
+        status index and then the records, pipelined."""
+        ids = [text(i) for i in self._redis.zrange(self.status_index_key(status), 0, -1)]
+        return self._records(ids) if ids else []
+
     def owners(self, ids: builtins.list[str]) -> builtins.list[str | None]:
         """The owner of each job in ``ids`` (None: no owner, or no such job)."""
         if not ids:
@@ -207,6 +213,22 @@ class JobReader:
             return []
         entries = self._redis.xrevrange(self.metrics_key(job_id), "+", "-", count=count) or []
         return [decode_point(text_fields(fields or {})) for _, fields in reversed(entries)]
+
+    def recent_metrics_of(
+        self, ids: builtins.list[str], count: int
+    ) -> builtins.list[builtins.list[MetricPoint]]:
+        """:meth:`recent_metrics` of each job in ``ids``, in one pipelined round trip."""
+        valid = [job_id for job_id in ids if valid_job_id(job_id)]
+        if not valid:
+            return [[] for _ in ids]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in valid:
+                pipe.xrevrange(self.metrics_key(job_id), "+", "-", count=count)
+            replies = dict(zip(valid, pipe.execute(), strict=True))
+        return [
+            [decode_point(text_fields(f or {})) for _, f in reversed(replies.get(i) or [])]
+            for i in ids
+        ]
 
     def stored_metrics(self, job_id: str) -> int:
         """How many points the job's metric stream holds (recomputed steps included)."""

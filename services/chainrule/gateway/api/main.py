@@ -2,7 +2,15 @@
 
 from fastapi import APIRouter
 
-from chainrule.gateway.api.routes import datasets, events, job_metrics, jobs, models, workers
+from chainrule.gateway.api.routes import (
+    datasets,
+    events,
+    job_metrics,
+    jobs,
+    models,
+    queue,
+    workers,
+)
 
 api_router = APIRouter()
 api_router.include_router(jobs.router)
@@ -11,3 +19,4 @@ api_router.include_router(events.router)
 api_router.include_router(models.router)
 api_router.include_router(workers.router)
 api_router.include_router(datasets.router)
+api_router.include_router(queue.router)

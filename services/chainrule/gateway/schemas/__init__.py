@@ -33,6 +33,7 @@ from chainrule.gateway.schemas.metrics import (
     StatusEventData,
 )
 from chainrule.gateway.schemas.models import MAX_ROWS, PredictIn, PredictOut
+from chainrule.gateway.schemas.queue import QueueEntry, QueuePosition, QueuePublic, QueueSummary
 from chainrule.gateway.schemas.workers import WorkerOut, WorkersPublic
 
 __all__ = [
@@ -60,6 +61,10 @@ __all__ = [
     "PredictIn",
     "PredictOut",
     "Progress",
+    "QueueEntry",
+    "QueuePosition",
+    "QueuePublic",
+    "QueueSummary",
     "SeriesPointOut",
     "StatusEventData",
     "StatusTransitionOut",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from chainrule.gateway.schemas.metrics import MetricPointOut
+from chainrule.gateway.schemas.queue import QueuePosition
 from chainrule.spec import JobSpec
 from chainrule.store import JobRecord, JobStatus, MetricPoint
 
@@ -117,10 +118,19 @@ class JobDetail(JobSummary):
     workers: WorkerCounts
     stop_requested: bool = Field(description="a stop was asked for; the job ends STOPPED")
     status_transitions: list[StatusTransitionOut] = Field(description="oldest first")
+    queue: QueuePosition | None = Field(
+        default=None,
+        description="PENDING jobs: where it stands in line (as GET /api/v1/queue shows it); "
+        "null for the others",
+    )
 
     @classmethod
     def from_parts(
-        cls, record: JobRecord, latest: MetricPoint | None, eta_seconds: float | None = None
+        cls,
+        record: JobRecord,
+        latest: MetricPoint | None,
+        eta_seconds: float | None = None,
+        queue: QueuePosition | None = None,
     ) -> JobDetail:
         total = max(record.total_steps, 1)
         progress = Progress(
@@ -132,7 +142,13 @@ class JobDetail(JobSummary):
         workers = WorkerCounts(active=record.workers_active, lost=record.workers_lost)
         fields = {**asdict(record), "spec": record.spec}
         return cls.model_validate(
-            {**fields, "latest_metrics": latest, "progress": progress, "workers": workers}
+            {
+                **fields,
+                "latest_metrics": latest,
+                "progress": progress,
+                "workers": workers,
+                "queue": queue,
+            }
         )
 
 

@@ -138,14 +138,14 @@
     if (!$("spec").value) loadExample();
     let alive = true;
     const stopPolling = poll(async () => {
-      const reply = await api("GET", "/jobs?limit=50");
+      const [reply, queue] = await Promise.all([api("GET", "/jobs?limit=50"), api("GET", "/queue")]);
       if (!alive) return false;
       if (!reply.ok) {
         notice("Cannot list jobs: " + reply.error);
         return true;
       }
       notice(null);
-      renderJobs(reply.body);
+      renderJobs(reply.body, queue.ok && queue.body ? queue.body.data || [] : []);
       return true;
     }, POLL_MS);
     return () => {
@@ -154,8 +154,14 @@
     };
   }
 
-  function renderJobs(page) {
+  // A pending job's place in line: "#2 · waiting for 2 worker slots; ..." (#1: the head).
+  function inLine(entry) {
+    return "#" + (entry.position + 1) + " · " + (entry.reason || entry.phase);
+  }
+
+  function renderJobs(page, line) {
     const jobs = page.data || [];
+    const places = new Map(line.map((entry) => [entry.id, entry]));
     const rows = jobs.map((job) => {
       const tr = document.createElement("tr");
       tr.dataset.id = job.id;
@@ -174,7 +180,14 @@
       bar.append(document.createElement("div"));
       bar.firstChild.style.width = Math.min(100, p.percent) + "%";
       progress.append(bar);
-      const message = cell(job.failure_reason || [job.phase, job.message].filter(Boolean).join(" · "), "message");
+      const place = job.status === "PENDING" ? places.get(job.id) : undefined;
+      const text = job.failure_reason || [job.phase, job.message].filter(Boolean).join(" · ");
+      const message = cell(place ? inLine(place) : text, "message");
+      if (place) {
+        message.title = place.estimated_start
+          ? "estimated start " + new Date(place.estimated_start).toLocaleString() + " (an estimate)"
+          : "no estimated start yet";
+      }
       const created = cell(job.created_at ? new Date(job.created_at).toLocaleString() : "–");
       tr.append(name, status, progress, message, created);
       return tr;

@@ -17,11 +17,13 @@ from chainrule.gateway.api.deps import (
     JobStoreDep,
     ReaderDep,
     SettingsDep,
+    WorkerRegistryDep,
     WriterDep,
     check_owner,
     room_for,
 )
 from chainrule.gateway.api.routes.datasets import check_job_dataset
+from chainrule.gateway.api.routes.queue import queue_position
 from chainrule.gateway.schemas import (
     BAD_BODY,
     SUBMISSION_EXAMPLES,
@@ -32,7 +34,7 @@ from chainrule.gateway.schemas import (
     Message,
     not_found,
 )
-from chainrule.gateway.series import eta_seconds
+from chainrule.gateway.series import ETA_WINDOW, eta_seconds
 from chainrule.store import JobRecord, JobStatus, JobStore
 from chainrule.store.jobs import (
     InvalidCursorError,
@@ -41,10 +43,10 @@ from chainrule.store.jobs import (
     OwnerLimitError,
     SubmissionConflictError,
 )
+from chainrule.store.workers import WorkerRegistry
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-ETA_WINDOW = 50  # the recent metric points whose rate estimates the time left
 NOT_FOUND = not_found("job")
 LIMIT_VARIABLES = {
     JobStatus.PENDING: "CHAINRULE_MAX_QUEUED_JOBS_PER_PRINCIPAL",
@@ -59,13 +61,17 @@ NOT_YOURS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def job_detail(store: JobStore, record: JobRecord) -> JobDetail:
-    """The record with its latest metrics and, while it runs, the time it has left."""
+def job_detail(
+    store: JobStore, record: JobRecord, registry: WorkerRegistry | None = None
+) -> JobDetail:
+    """The record with its latest metrics, while it runs the time it has left and, while
+    it is PENDING (and a ``registry`` is given), where it stands in line."""
     recent = store.recent_metrics(record.id, ETA_WINDOW)
     eta = None
     if record.status is JobStatus.RUNNING:
         eta = eta_seconds(recent, record.step, record.total_steps)
-    return JobDetail.from_parts(record, recent[-1] if recent else None, eta)
+    queue = None if registry is None else queue_position(store, registry, record)
+    return JobDetail.from_parts(record, recent[-1] if recent else None, eta, queue)
 
 
 @router.post(
@@ -91,6 +97,7 @@ def submit_job(
     datasets: DatasetStoreDep,
     settings: SettingsDep,
     caller: WriterDep,
+    registry: WorkerRegistryDep,
     request: Request,
     response: Response,
 ) -> JobDetail:
@@ -119,7 +126,7 @@ def submit_job(
     response.headers["Location"] = str(request.url_for("get_job", job_id=record.id))
     if not created:
         response.status_code = status.HTTP_200_OK
-        return job_detail(store, record)
+        return job_detail(store, record, registry)
     return JobDetail.from_parts(record, latest=None)
 
 
@@ -166,10 +173,11 @@ def list_jobs(
 
 
 @router.get("/{job_id}", responses=NOT_FOUND)
-def get_job(job: JobDep, store: JobStoreDep) -> JobDetail:
+def get_job(job: JobDep, store: JobStoreDep, registry: WorkerRegistryDep) -> JobDetail:
     """Status, phase, message, progress with an ETA, timestamps, workers, the spec, the
-    latest metrics and every status transition of one job."""
-    return job_detail(store, job)
+    latest metrics, every status transition of one job and, while it is PENDING, its
+    ``queue``: position, reason and estimated start (as GET /api/v1/queue has them)."""
+    return job_detail(store, job, registry)
 
 
 @router.post(
