@@ -174,9 +174,14 @@ def test_illegal_and_unknown_statuses_are_refused(job_store: JobStore, spec: Job
         job_store.set_status(pending, "SUCCEEDED")
     with pytest.raises(ValueError, match="unknown status 'DONE'; expected one of: PENDING"):
         job_store.set_status(pending, "DONE")
-    job_store.set_status(pending, "RUNNING")
-    with pytest.raises(ValueError, match="is RUNNING; it cannot move to PENDING"):
-        job_store.set_status(pending, "PENDING")
+    started = job_store.set_status(pending, "RUNNING").started_at
+    with pytest.raises(ValueError, match="is RUNNING; it cannot move to DONE|unknown status"):
+        job_store.set_status(pending, "DONE")
+    # preempted: back to PENDING (and RUNNING again later), its first start kept
+    preempted = job_store.set_status(pending, "PENDING", phase="preempted")
+    assert (preempted.status, preempted.phase, preempted.started_at) == (
+        JobStatus.PENDING, "preempted", started)  # fmt: skip
+    assert job_store.set_status(pending, "RUNNING").started_at == started
 
     stopped = job_store.set_status(job_store.submit(spec).id, "STOPPED")  # stop works from PENDING
     assert stopped.status is JobStatus.STOPPED and stopped.started_at is None

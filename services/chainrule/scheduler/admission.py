@@ -9,6 +9,7 @@ or Redis not reachable yet) is retried with backoff until ``pending_timeout_s``.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ from chainrule.store.datasets import DatasetStore
 from chainrule.store.job_records import TERMINAL
 
 QUEUED_PHASE = "queued"
+PREEMPTED_PHASE = "preempted"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,14 @@ class Admission:
             self.jobs.set_phase(
                 job_id, "waiting_for_workers", message="waiting for workers to register"
             )
+            spec = JobSpec.model_validate(record.spec)
+            if spec.training.mode == "sync":  # at once, not at the next tick: a running
+                # job's next run may be many steps
+                with self.state.cond:
+                    live = len(self.state.live_workers())
+                    held = sum(j.slots for j in self.state.active.values() if j.mode == "sync")
+                if spec.training.workers <= live:
+                    self._preempt_for(spec, live - held)
 
     def start(self, ready: list[tuple[str, JobSpec, str]]) -> None:
         """Start the jobs :meth:`ready` found. A start that fails is retried later (its
@@ -144,6 +154,8 @@ class Admission:
             elif failure is not None and now < failure.not_before:
                 continue  # backing off after a failed start
             elif live >= need and gang and (queued or need > free):
+                if not queued:  # the head of the line: lower priorities may make room
+                    self._preempt_for(spec, free)
                 self._queue(job_id, record, queue_reason(need, free, queued))
                 queued += 1
             elif live >= need:
@@ -166,25 +178,77 @@ class Admission:
         telemetry.set_queued(waiting)
         return ready
 
+    def requeue_preempted(self) -> None:
+        """Jobs parked at a step boundary since the last tick (stepping.py) go back in
+        line: PENDING, phase ``preempted``; they resume where they stopped."""
+        with self.state.cond:
+            parked = [j for j in self.state.preempted.values() if j.job_id not in self.pending]
+            for job in parked:
+                self.pending[job.job_id] = job.message_id
+                self.pending_since[job.job_id] = self.state.clock()
+        for job in parked:
+            message = (
+                f"preempted at step {job.version} by a job of higher priority; "
+                "it resumes from there when its workers are free"
+            )
+            if self.log:
+                self.log.info("job preempted", job_id=job.job_id, step=job.version)
+            with contextlib.suppress(ValueError):  # stopped meanwhile: ready() settles it
+                self.jobs.set_status(job.job_id, "PENDING", phase=PREEMPTED_PHASE, message=message)
+
+    def _preempt_for(self, spec: JobSpec, free: int) -> None:
+        """The sync job of ``spec`` heads the line but its slots are held: flag running
+        sync jobs of lower priority (lowest first, then the latest started) to park at
+        their next step boundary, if together they free enough slots."""
+        rank = PRIORITIES.index(spec.training.priority)
+        with self.state.cond:
+            running = [j for j in self.state.active.values() if j.mode == "sync"]
+            freeing = sum(j.slots for j in running if j.preempt)
+            lower = [
+                j
+                for j in reversed(running)  # started latest first
+                if not j.preempt and PRIORITIES.index(j.spec.training.priority) < rank
+            ]
+            lower.sort(key=lambda j: PRIORITIES.index(j.spec.training.priority))  # stable
+            chosen = []
+            for job in lower:
+                if free + freeing >= spec.training.workers:
+                    break
+                chosen.append(job)
+                freeing += job.slots
+            if free + freeing >= spec.training.workers:
+                for job in chosen:
+                    job.preempt = True
+
     def _in_line(self, pending: list[tuple[str, str]]) -> list[tuple[str, str, Any, JobSpec]]:
         """The pending jobs that still exist, with their records and specs, in line:
-        by priority, then in the order they arrived. Ended and vanished ones are
-        acknowledged and forgotten."""
+        by priority, then by submission. Ended and vanished ones are acknowledged and
+        forgotten."""
         line = []
         for job_id, message_id in pending:
             record = self.jobs.get(job_id)
             if record is None or record.status in TERMINAL:
                 self._forget(job_id)
-                self.ending.ack(message_id)
+                with self.state.cond:
+                    parked = self.state.preempted.pop(job_id, None)
+                if parked is not None:  # stopped while preempted: θ becomes its model
+                    self.ending.stopped_while_preempted(parked, message_id)
+                else:
+                    self.ending.ack(message_id)
                 continue
             line.append((job_id, message_id, record, JobSpec.model_validate(record.spec)))
-        line.sort(key=lambda entry: -PRIORITIES.index(entry[3].training.priority))  # stable
+        # a preempted job keeps its place: it arrived before the jobs submitted after it
+        line.sort(key=lambda e: (-PRIORITIES.index(e[3].training.priority), e[2].created_at))
         return line
 
     def _queue(self, job_id: str, record: Any, reason: str) -> None:
         """PENDING in line behind other gangs: phase ``queued`` with the reason; the
         reason's figures are rewritten as they change, without a history entry each."""
-        if record.phase != QUEUED_PHASE:
+        if record.phase == PREEMPTED_PHASE:  # it stays so, saying why it waits
+            message = f"preempted at step {record.step} by a job of higher priority; {reason}"
+            if record.message != message:
+                self.jobs.refresh_message(job_id, PREEMPTED_PHASE, message)
+        elif record.phase != QUEUED_PHASE:
             self.jobs.set_phase(job_id, QUEUED_PHASE, message=reason)
         elif record.message != reason:
             self.jobs.refresh_message(job_id, QUEUED_PHASE, reason)
@@ -197,6 +261,11 @@ class Admission:
             self.start_failures.pop(job_id, None)
 
     def _start(self, job_id: str, spec: JobSpec, message_id: str) -> None:
+        with self.state.cond:
+            parked = self.state.preempted.pop(job_id, None)
+        if parked is not None:
+            self._resume(parked)
+            return
         if job_id not in self.start_failures:  # a retry is the same phase: no new entry
             self.jobs.set_phase(job_id, "preparing", message=f"preparing {spec.dataset.described}")
         t = spec.training
@@ -234,6 +303,25 @@ class Admission:
             self.state.active[job_id] = job
             if job.mode == "sync":
                 drawn = job.queue_step()  # the first step alone: workers may still be arriving
+            self.state.cond.notify_all()
+        self.recorder.plan(job, drawn)
+
+    def _resume(self, job: ActiveJob) -> None:
+        """A preempted job back where it was parked: the same θ, minibatch stream and
+        counters, so its versions and metric points go on with no gap or repeat."""
+        message = f"resumed at step {job.version} after its preemption"
+        try:
+            self.jobs.set_status(job.job_id, "RUNNING", phase="training", message=message)
+        except ValueError:  # stopped just now: the next tick settles it
+            with self.state.cond:
+                self.state.preempted[job.job_id] = job
+                self.pending[job.job_id] = job.message_id
+            return
+        with self.state.cond:
+            job.preempt, job.closing = False, False
+            job.step_started, job.last_point_unix = self.state.clock(), 0.0
+            self.state.active[job.job_id] = job
+            drawn = job.queue_step()
             self.state.cond.notify_all()
         self.recorder.plan(job, drawn)
 

@@ -172,6 +172,7 @@ class SchedulerCore:
         """Housekeeping: expire silent workers, reassign overdue tasks, honour stop
         requests and pending timeouts, start jobs that can start."""
         state = self.state
+        self.admission.requeue_preempted()
         with state.cond:
             now = self.state.clock()
             expired = {w.worker_id for w in state.membership.expire()}

@@ -47,6 +47,38 @@ class Ending:
                 job.stop_asked = now
             return now - job.stop_asked < self.state.lease_seconds
 
+    def stopped_while_preempted(self, job: ActiveJob, message_id: str) -> None:
+        """A preempted (parked) job that was stopped while PENDING, its record STOPPED
+        already: θ as it was parked is kept as its model, then released."""
+        self._keep_model(job.job_id, JobStatus.STOPPED)
+        self._release(job.job_id, job)
+        telemetry.record_job_ended(JobStatus.STOPPED)
+        self.ack(message_id)
+
+    def _keep_model(self, job_id: str, status: str) -> None:
+        try:
+            if status in (JobStatus.SUCCEEDED, JobStatus.STOPPED):  # θ is worth keeping
+                _, params = self.paramserver.pull(job_id, -1)
+                if params is not None:
+                    self.blobs.put(model_key(self.prefix, job_id), npz_bytes(params))
+        except grpc.RpcError as e:  # θ is lost with its server; the record still ends
+            if self.log:
+                self.log.warning("could not save θ", job_id=job_id, code=str(e.code()))
+
+    def _release(self, job_id: str, job: ActiveJob | None) -> None:
+        """θ and the job's copy of its dataset, once its end is recorded."""
+        try:  # θ and its optimizer state as they end become the job's one checkpoint
+            state = job.scheduler_state() if job is not None else ""
+            self.paramserver.drop_job(job_id, final_checkpoint=True, scheduler_state=state)
+        except grpc.RpcError as e:
+            if self.log:
+                self.log.warning("could not drop θ", job_id=job_id, code=str(e.code()))
+        try:  # its copy of the dataset: done with
+            self.blobs.delete(dataset_key(self.prefix, job_id))
+        except (redis.RedisError, DeposedError) as e:  # left behind, as DELETE would remove
+            if self.log:
+                self.log.warning("could not delete the dataset copy", job_id=job_id, error=str(e))
+
     def stop(self, job: ActiveJob) -> None:
         """A stop request for a running job: it ends STOPPED, keeping θ as its model."""
         with self.state.cond:
@@ -74,30 +106,13 @@ class Ending:
         self.publisher.drain()  # the job's last points are written before its end
         if counts is not None:  # as they ended, whenever publish_workers last ran
             self.jobs.set_workers(job_id, *counts)
-        try:
-            if status in (JobStatus.SUCCEEDED, JobStatus.STOPPED):  # θ is worth keeping
-                _, params = self.paramserver.pull(job_id, -1)
-                if params is not None:
-                    self.blobs.put(model_key(self.prefix, job_id), npz_bytes(params))
-        except grpc.RpcError as e:  # θ is lost with its server; the record still ends
-            if self.log:
-                self.log.warning("could not save θ", job_id=job_id, code=str(e.code()))
+        self._keep_model(job_id, status)
         # the end is recorded before θ is dropped: a scheduler that dies in between leaves
         # θ behind, never a job that a successor would re-admit without its θ
         self.jobs.set_status(
             job_id, status, phase="ended", message=message or reason, reason=reason
         )
-        try:  # θ and its optimizer state as they end become the job's one checkpoint
-            state = job.scheduler_state() if job is not None else ""
-            self.paramserver.drop_job(job_id, final_checkpoint=True, scheduler_state=state)
-        except grpc.RpcError as e:
-            if self.log:
-                self.log.warning("could not drop θ", job_id=job_id, code=str(e.code()))
-        try:  # its copy of the dataset: done with
-            self.blobs.delete(dataset_key(self.prefix, job_id))
-        except (redis.RedisError, DeposedError) as e:  # left behind, as DELETE would remove
-            if self.log:
-                self.log.warning("could not delete the dataset copy", job_id=job_id, error=str(e))
+        self._release(job_id, job)
         telemetry.record_job_ended(status)
         self.ack(message_id)
         if self.log:

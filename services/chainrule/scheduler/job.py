@@ -145,6 +145,7 @@ class ActiveJob:
     lost_workers: int = 0  # workers whose lease ran out while they worked on this job
     outage: Outage = field(default_factory=Outage)  # of its parameter server, if any
     usage: Usage = field(default_factory=Usage)  # task-seconds lately (scheduler/sharing.py)
+    preempt: bool = False  # sync: park at the next step boundary (scheduler/sharing.py)
     stop_asked: float | None = None  # sync: when a stop request came in mid-run (monotonic)
     deferred_stop: Stop | None = None  # sync: a stop decided mid-run, taken at the run's end
     apply_lock: threading.Lock = field(default_factory=threading.Lock)

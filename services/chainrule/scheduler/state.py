@@ -28,6 +28,9 @@ class SchedulerState:
     # jobs whose task took down every worker that tried it (lock held to add): ended by
     # the next tick, outside the lock
     doomed: dict[str, tuple[ActiveJob, str]] = field(default_factory=dict)
+    # sync jobs preempted at a step boundary for a job of higher priority: parked as they
+    # were (θ stays on the parameter server), PENDING until their slots are free again
+    preempted: dict[str, ActiveJob] = field(default_factory=dict)
     leading: bool = False  # a standby scheduler refuses workers until it leads
     epoch: int = 0  # the leader epoch, carried by every plan
     # monotonic seconds: what leases, deadlines, timeouts and rates are measured by (a test

@@ -216,7 +216,11 @@ class Stepper:
         with state.cond:
             job.version = version
             stop = _at_run_end(job, version, stop)
-            if stop is None and job.mode == "sync":
+            parked = stop is None and job.preempt and not job.mid_run
+            if parked:  # at a step boundary, no task out: admission re-queues it
+                state.active.pop(job.job_id, None)
+                state.preempted[job.job_id] = job
+            elif stop is None and job.mode == "sync":
                 job.closing = False
                 live_set = state.live_workers()
                 # a run lasts a quarter of a lease at most: its worker is silent meanwhile
@@ -234,6 +238,7 @@ class Stepper:
         # and at the end
         if (
             stop is not None
+            or parked
             or drawn
             or job.mode != "sync"
             or self.state.clock() - job.flushed_at >= FLUSH_EVERY_S

@@ -31,6 +31,7 @@ TRANSITIONS: dict[JobStatus, tuple[JobStatus, ...]] = {
     JobStatus.PENDING: (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.FAILED, JobStatus.STOPPED),
     JobStatus.RUNNING: (
         JobStatus.RUNNING,
+        JobStatus.PENDING,  # preempted by a job of higher priority: it resumes later
         JobStatus.SUCCEEDED,
         JobStatus.FAILED,
         JobStatus.STOPPED,

@@ -7,12 +7,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from chainrule.scheduler.sharing import WINDOW_S, Usage, queue_reason
+from chainrule.store.blobs import model_key
 from chainrule.store.jobs import JobStatus
 from tests.support.scheduler_sim import (
+    PREFIX,
     ManualClock,
     Stack,
     job_spec,
+    load_npz,
     make_stack,
     run_to_end,
     take_all,
@@ -147,3 +152,78 @@ def test_async_jobs_share_the_workers_by_weight() -> None:
             served[task.job_id] += 1
             worker.run(task)
     assert 2.5 <= served[heavy] / served[light] <= 3.5, served
+
+
+def final_theta(stack: Stack, job_id: str) -> dict[str, np.ndarray]:
+    return load_npz(stack.blobs.get(model_key(PREFIX, job_id)))
+
+
+def test_a_higher_priority_job_preempts_a_lower_one_which_resumes_where_it_stopped() -> None:
+    spec = job_spec(workers=2, steps=30, eval_every=10, seed=5)
+    alone = make_stack()
+    team = workers(alone, 2)
+    job_id = alone.jobs.add(spec)
+    alone.core.admit(job_id, "m1")
+    alone.core.tick()
+    run_to_end(alone, job_id, team)
+    uninterrupted = final_theta(alone, job_id)
+
+    stack = make_stack()
+    team = workers(stack, 2)
+    low = stack.jobs.add(spec)
+    stack.core.admit(low, "m-low")
+    stack.core.tick()
+    for _ in range(5):  # a few steps in
+        for worker, task in take_all(team):
+            worker.run(task)
+    high = admitted(stack, workers=2, priority="high", steps=8)
+    stack.core.tick()  # high heads the line: low is to park at its next step boundary
+    parked_at = None
+    for _ in range(50):
+        for worker, task in take_all(team):
+            worker.run(task)
+        stack.core.tick()
+        if stack.jobs.record(low).status is JobStatus.PENDING:
+            parked_at = stack.jobs.record(low).step
+            break
+    record = stack.jobs.record(low)
+    assert (record.status, record.phase) == (JobStatus.PENDING, "preempted"), record
+    assert record.message.startswith(f"preempted at step {parked_at} by a job of higher")
+    assert stack.jobs.record(high).status is JobStatus.RUNNING
+    run_to_end(stack, high, team)
+    stack.core.tick()  # the slots are free again: low resumes
+    record = stack.jobs.record(low)
+    assert (record.status, record.message) == (
+        JobStatus.RUNNING, f"resumed at step {parked_at} after its preemption")  # fmt: skip
+    run_to_end(stack, low, team)
+
+    record = stack.jobs.record(low)
+    assert record.status is JobStatus.SUCCEEDED and record.step == 30
+    assert [p["step"] for p in stack.jobs.points[low]] == list(range(1, 31))  # no gap, no repeat
+    statuses = [t.status for t in record.status_transitions]
+    assert statuses.count(JobStatus.RUNNING) >= 2 and JobStatus.PENDING in statuses[2:]
+    theta = final_theta(stack, low)
+    for name, value in uninterrupted.items():
+        np.testing.assert_array_equal(theta[name], value, err_msg=name)
+
+
+def test_a_job_stopped_while_preempted_keeps_its_theta_as_its_model() -> None:
+    stack = make_stack()
+    team = workers(stack, 2)
+    low = admitted(stack, workers=2, steps=40)
+    stack.core.tick()
+    for worker, task in take_all(team):
+        worker.run(task)
+    admitted(stack, workers=2, priority="high", steps=40)
+    for _ in range(50):
+        stack.core.tick()
+        if stack.jobs.record(low).status is JobStatus.PENDING:
+            break
+        for worker, task in take_all(team):
+            worker.run(task)
+    assert stack.jobs.record(low).phase == "preempted"
+    stack.jobs.set_status(low, "STOPPED", phase="ended", message="stopped before it started")
+    stack.core.tick()
+    assert low not in stack.core.state.preempted
+    assert final_theta(stack, low)  # θ as it was parked
+    assert f"m-{low}" in stack.acks
