@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
+
+from tests.support.compose import sh, stack_env
 
 ASKED = os.environ.get("CHAINRULE_TEST_CONTAINERS") == "1"
 HOW = (
@@ -34,3 +37,14 @@ def docker_engine() -> None:
     for check in (["docker", "info"], ["docker", "compose", "version"]):
         done = subprocess.run(check, capture_output=True, text=True, timeout=30, check=False)
         assert done.returncode == 0, f"{' '.join(check)} failed: {done.stderr}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def build_seconds(docker_engine: None) -> float:
+    """The image, built once before any stack (`docker compose build`, the step every
+    `up --build` then finds cached): how long it took."""
+    if not ASKED:
+        return 0.0
+    started = time.monotonic()
+    sh("docker compose build", stack_env("crt-build", 0))
+    return time.monotonic() - started
