@@ -97,8 +97,7 @@ class Admission:
             if spec.training.mode == "sync":  # at once, not at the next tick: a running
                 # job's next run may be many steps
                 with self.state.cond:
-                    live = len(self.state.live_workers())
-                    held = sum(j.slots for j in self.state.active.values() if j.mode == "sync")
+                    live, held = len(self.state.live_workers()), self.state.held_slots()
                 if spec.training.workers <= live:
                     self._preempt_for(spec, live - held)
 
@@ -127,8 +126,8 @@ class Admission:
         """Of the ``pending`` jobs (a snapshot), those that can start now with ``live``
         workers; stopped, vanished and timed-out ones end."""
         ready = []
-        with self.state.cond:  # the slots the running gangs (sync jobs) hold
-            free = live - sum(j.slots for j in self.state.active.values() if j.mode == "sync")
+        with self.state.cond:
+            free = live - self.state.held_slots()
         queued = 0  # sync jobs ahead in line
         waiting: Counter[str] = Counter()  # by priority, for Prometheus
         for job_id, message_id, record, spec in self._in_line(pending):

@@ -44,6 +44,10 @@ class SchedulerState:
     def live_workers(self) -> set[str]:
         return self.membership.live()
 
+    def held_slots(self) -> int:
+        """The worker slots the running sync jobs (gangs) hold (lock held)."""
+        return sum(j.slots for j in self.active.values() if j.mode == "sync")
+
     def worker_counts(self, job: ActiveJob, now: float) -> tuple[int, int]:
         """(workers active on ``job``, workers it lost). Active: a live worker that holds
         one of its tasks, or completed one within a lease.

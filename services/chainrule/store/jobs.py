@@ -20,7 +20,7 @@ import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
-from chainrule.spec import JobSpec, total_steps
+from chainrule.spec import JobSpec
 from chainrule.store.events import end_fields, metrics_data, status_fields
 from chainrule.store.fencing import Fence
 from chainrule.store.job_reads import JobReader
@@ -51,6 +51,7 @@ from chainrule.store.job_records import (
 from chainrule.store.keys import thinned_key
 from chainrule.store.metrics import decode_point, encode_point
 from chainrule.store.scripts import JobScripts
+from chainrule.store.submissions import claimed, new_job_fields, owned_count
 from chainrule.store.thinning import DEFAULT_MAX_POINTS
 
 __all__ = [  # the record types are defined in job_records and offered here too
@@ -124,35 +125,19 @@ class JobStore(JobReader):
             raise ValueError(
                 f"submission_id {submission_id!r} must be 1 to 64 letters, digits, '.', '_' or '-'"
             )
-        job_id = secrets.token_hex(8)
-        now = self._clock()
-        phase = DEFAULT_PHASES[JobStatus.PENDING]
-        spec_json = spec.model_dump_json()
-        fields: dict[FieldT, EncodableT] = {
-            "id": job_id,
-            "name": spec.name,
-            "status": JobStatus.PENDING.value,
-            "phase": phase,
-            "message": "",
-            "step": "0",
-            "total_steps": str(total_steps(spec)),
-            "created_at": repr(now),
-            "spec": spec_json,
-        }
-        if submission_id is not None:
-            fields["submission_id"] = submission_id
-        if owner is not None:
-            fields["owner"] = owner
+        job_id, now = secrets.token_hex(8), self._clock()
+        phase, spec_json = DEFAULT_PHASES[JobStatus.PENDING], spec.model_dump_json()
+        fields = new_job_fields(job_id, spec, spec_json, now, submission_id, owner)
         checked = [] if owner is None or limits is None else limits.by_status()
         transition = transition_json(JobStatus.PENDING, phase, "", None, now)
 
         def write(pipe: Pipeline) -> str | None:
             if submission_id is not None:
-                existing = self._claimed(pipe, submission_id, spec_json)
+                existing = claimed(self, pipe, submission_id, spec_json)
                 if existing is not None:
                     return existing
             for status, limit in checked:
-                count = self._owned_count(pipe, status, owner or "")
+                count = owned_count(self, pipe, status, owner or "")
                 if count >= limit:
                     raise OwnerLimitError(owner or "", status, limit, count)
             pipe.multi()
@@ -172,35 +157,8 @@ class JobStore(JobReader):
             record = self.get(existing)
             if record is not None:
                 return record, False
-            return self.submit_once(spec, submission_id)  # deleted meanwhile: submit anew
+            return self.submit_once(spec, submission_id, owner, limits)  # deleted meanwhile
         return record_from_fields(fields, [transition]), True
-
-    def _owned_count(self, pipe: Pipeline, status: JobStatus, owner: str) -> int:
-        """How many jobs in ``status`` ``owner`` has; the status index is watched (the
-        owners are read apart: a job's owner never changes)."""
-        key = self.status_index_key(status)
-        pipe.watch(key)  # type: ignore[no-untyped-call]
-        ids = [text(job_id) for job_id in pipe.zrange(key, 0, -1)]
-        return sum(1 for of in self.owners(ids) if of == owner)
-
-    def _claimed(self, pipe: Pipeline, submission_id: str, spec_json: str) -> str | None:
-        """The live job ``submission_id`` names (watched), or None if it names none."""
-        raw = pipe.get(self.submission_key(submission_id))
-        if raw is None:
-            return None
-        existing = text(raw)
-        pipe.watch(self.job_key(existing))  # type: ignore[no-untyped-call]
-        stored = pipe.hget(self.job_key(existing), "spec")
-        if stored is None:
-            return None  # a stale claim: the job is gone, so the id is free again
-        if text(stored) != spec_json:
-            raise SubmissionConflictError(
-                f"submission_id {submission_id!r} was already used for job {existing} with a "
-                "different spec; resubmit that spec unchanged to get the job back, or use a "
-                "new submission_id for a new job",
-                existing,
-            )
-        return existing
 
     def delete(self, job_id: str) -> None:
         """Remove an ended job and everything it owns (record, history, metrics, events,

@@ -102,17 +102,26 @@ def _unavailable(worker: SimWorker, target: str = SHARD, unanswered_s: float = 0
     )
 
 
+def _one_round_done(
+    workers: int = 2, lease_seconds: float = 10.0
+) -> tuple[ManualClock, Stack, str, list[SimWorker]]:
+    """A simulated stack on a manual clock with a 50-step job started and one task of
+    each of its ``workers`` done."""
+    clock = ManualClock()
+    stack = make_stack(lease_seconds=lease_seconds, clock=clock)
+    job_id, team = start(stack, job_spec(steps=50, workers=workers))
+    for worker, task in take_all(team):
+        worker.run(task)
+    return clock, stack, job_id, team
+
+
 def _alive(stack: Stack, *team: SimWorker) -> None:
     for worker in team:
         stack.core.heartbeat(worker.worker_id, worker.incarnation)
 
 
 def test_the_waiting_message_names_the_shard_and_counts_the_seconds_until_it_answers() -> None:
-    clock = ManualClock()
-    stack = make_stack(clock=clock)
-    job_id, team = start(stack, job_spec(steps=50))
-    for worker, task in take_all(team):
-        worker.run(task)
+    clock, stack, job_id, team = _one_round_done()
     w1, w2 = team
     _unavailable(w1)
 
@@ -178,11 +187,7 @@ def test_the_schedulers_own_call_names_the_shard_that_did_not_answer() -> None:
 
 
 def test_the_workers_waiting_out_an_outage_still_count_and_one_that_leaves_does_not() -> None:
-    clock = ManualClock()
-    stack = make_stack(lease_seconds=10.0, clock=clock)
-    job_id, team = start(stack, job_spec(steps=50, workers=3))
-    for worker, task in take_all(team):
-        worker.run(task)
+    clock, stack, job_id, team = _one_round_done(workers=3)
     stack.core.publish_workers()
     assert stack.jobs.workers[job_id] == (3, 0)
     w1, w2, _w3 = team  # w3 leaves
@@ -213,11 +218,7 @@ def test_the_workers_waiting_out_an_outage_still_count_and_one_that_leaves_does_
 def test_workers_blocked_in_their_pushes_before_the_outage_is_known_still_count() -> None:
     """The server stopped; each worker took its next task and its push retries for longer
     than a lease before it reports UNAVAILABLE: the counts hold still meanwhile."""
-    clock = ManualClock()
-    stack = make_stack(lease_seconds=10.0, clock=clock)
-    job_id, team = start(stack, job_spec(steps=50, workers=3))
-    for worker, task in take_all(team):
-        worker.run(task)
+    clock, stack, job_id, team = _one_round_done(workers=3)
     blocked = [worker.take() for worker in team]  # held, not completed
     assert all(task is not None for task in blocked)
     counts = []
@@ -231,11 +232,7 @@ def test_workers_blocked_in_their_pushes_before_the_outage_is_known_still_count(
 
 
 def test_a_worker_silent_past_its_lease_is_not_counted_before_it_is_expired() -> None:
-    clock = ManualClock()
-    stack = make_stack(lease_seconds=10.0, clock=clock)
-    job_id, team = start(stack, job_spec(steps=50, workers=3))
-    for worker, task in take_all(team):
-        worker.run(task)
+    clock, stack, job_id, team = _one_round_done(workers=3)
     _unavailable(team[0])
     clock.advance(11.0)
     _alive(stack, *team[:2])
@@ -246,11 +243,7 @@ def test_a_worker_silent_past_its_lease_is_not_counted_before_it_is_expired() ->
 def test_a_resync_that_reaches_the_server_ends_the_outage_and_its_waiting_message() -> None:
     """The server is back (restarted: a worker's push finds θ gone) and the scheduler's
     resync reaches it before any step is recorded: no waiting message after that."""
-    clock = ManualClock()
-    stack = make_stack(clock=clock)
-    job_id, team = start(stack, job_spec(steps=50))
-    for worker, task in take_all(team):
-        worker.run(task)
+    clock, stack, job_id, team = _one_round_done()
     w1, w2 = team
     _unavailable(w1)
     clock.advance(7.0)
@@ -278,11 +271,7 @@ def test_a_resync_that_reaches_the_server_ends_the_outage_and_its_waiting_messag
 
 def test_the_outage_is_dated_from_when_the_workers_client_began_to_retry() -> None:
     """A worker's client retries ~11 s before it reports: the outage began then."""
-    clock = ManualClock()
-    stack = make_stack(clock=clock)
-    job_id, team = start(stack, job_spec(steps=50))
-    for worker, task in take_all(team):
-        worker.run(task)
+    _, stack, job_id, team = _one_round_done()
     _unavailable(team[0], unanswered_s=11.2)
     assert stack.jobs.record(job_id).message == (
         f"waiting for parameter server {SHARD} — unavailable for 11 s"
